@@ -1,0 +1,7 @@
+//go:build !linux
+
+package testtpm
+
+import "os/exec"
+
+func ownProcess(cmd *exec.Cmd, group bool) {}

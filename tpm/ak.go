@@ -1,0 +1,187 @@
+package tpm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// DefaultAKHandle is where omens persists the attestation key: in the range that the TCG
+// Provisioning Guidance (7.8) leaves to endorsement-hierarchy keys, clear of the EK
+// handles 0x81010001/0x81010002 and of the DevID handle the Tower's plan uses (0x81010002
+// in tpm_devid configs that predate omens).
+const DefaultAKHandle tpm2.TPMHandle = 0x81010010
+
+// AKTemplate is the attestation key omens creates: ECC NIST P-256, ECDSA with SHA-256, a
+// restricted signing key (it signs only TPM-generated structures, so a quote cannot be
+// forged with it) that never leaves the TPM (fixedTPM, fixedParent, sensitiveDataOrigin).
+var AKTemplate = tpm2.TPMTPublic{
+	Type:    tpm2.TPMAlgECC,
+	NameAlg: tpm2.TPMAlgSHA256,
+	ObjectAttributes: tpm2.TPMAObject{
+		FixedTPM:            true,
+		FixedParent:         true,
+		SensitiveDataOrigin: true,
+		UserWithAuth:        true,
+		NoDA:                true,
+		Restricted:          true,
+		SignEncrypt:         true,
+	},
+	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
+		Scheme: tpm2.TPMTECCScheme{
+			Scheme:  tpm2.TPMAlgECDSA,
+			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
+		},
+		CurveID: tpm2.TPMECCNistP256,
+	}),
+	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+}
+
+// AK is an attestation key loaded in the TPM.
+type AK struct {
+	Handle     tpm2.TPMHandle
+	Name       tpm2.TPM2BName
+	Public     tpm2.TPMTPublic
+	Persistent bool
+	// Created is true when this call generated the key (the slow path on a real chip).
+	Created bool
+}
+
+// NamedHandle returns the AK's handle with its name, for use as an authorized handle.
+func (ak *AK) AuthHandle() tpm2.AuthHandle {
+	return tpm2.AuthHandle{Handle: ak.Handle, Name: ak.Name, Auth: tpm2.PasswordAuth(nil)}
+}
+
+// Close flushes a transient AK; a persistent one stays in the TPM.
+func (ak *AK) Close(t transport.TPM) error {
+	if ak.Persistent {
+		return nil
+	}
+	return flush(t, ak.Handle)
+}
+
+// IsAttestationKey reports why pub is not a key omens accepts as an AK, or nil: a
+// restricted signing key that cannot leave the TPM and was generated in it.
+func IsAttestationKey(pub *tpm2.TPMTPublic) error {
+	a := pub.ObjectAttributes
+	var missing []string
+	for _, c := range []struct {
+		ok   bool
+		name string
+	}{
+		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"},
+		{a.SensitiveDataOrigin, "sensitiveDataOrigin"}, {a.Restricted, "restricted"},
+		{a.SignEncrypt, "sign"}, {!a.Decrypt, "not decrypt"},
+	} {
+		if !c.ok {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("tpm: not an attestation key: attributes lack %v", missing)
+	}
+	return nil
+}
+
+// ErrHandleInUse is returned when a persistent handle holds a key that is not an AK.
+var ErrHandleInUse = errors.New("tpm: persistent handle holds another key")
+
+// LoadOrCreateAK returns the AK persisted at handle, or creates one as a child of ek
+// (TPM2_Create, then TPM2_Load and TPM2_EvictControl to handle) when the handle is empty.
+// With handle 0 the AK is created and left transient; the caller must Close it.
+func LoadOrCreateAK(t transport.TPM, ek *EK, handle tpm2.TPMHandle) (*AK, error) {
+	if handle != 0 {
+		rp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(t)
+		if err == nil {
+			pub, err := rp.OutPublic.Contents()
+			if err != nil {
+				return nil, fmt.Errorf("tpm: ReadPublic(AK 0x%08X): %w", uint32(handle), err)
+			}
+			if err := IsAttestationKey(pub); err != nil {
+				return nil, fmt.Errorf("%w: 0x%08X: %v; choose another AK handle or evict it (tpm2_evictcontrol -c 0x%08X)",
+					ErrHandleInUse, uint32(handle), err, uint32(handle))
+			}
+			return &AK{Handle: handle, Name: rp.Name, Public: *pub, Persistent: true}, nil
+		}
+		if !errors.Is(err, tpm2.TPMRCHandle) {
+			return nil, fmt.Errorf("tpm: ReadPublic(AK 0x%08X): %w", uint32(handle), err)
+		}
+	}
+	cr, err := tpm2.Create{
+		ParentHandle: ekAuth(ek),
+		InPublic:     tpm2.New2B(AKTemplate),
+	}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: Create(AK under EK %s): %w", ek.Kind.Name, err)
+	}
+	lr, err := tpm2.Load{
+		ParentHandle: ekAuth(ek),
+		InPrivate:    cr.OutPrivate,
+		InPublic:     cr.OutPublic,
+	}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: Load(AK): %w", err)
+	}
+	pub, err := cr.OutPublic.Contents()
+	if err != nil {
+		_ = flush(t, lr.ObjectHandle)
+		return nil, fmt.Errorf("tpm: Create(AK): %w", err)
+	}
+	ak := &AK{Handle: lr.ObjectHandle, Name: lr.Name, Public: *pub, Created: true}
+	if handle == 0 {
+		return ak, nil
+	}
+	defer flush(t, lr.ObjectHandle)
+	_, err = tpm2.EvictControl{
+		Auth:             tpm2.TPMRHOwner,
+		ObjectHandle:     tpm2.NamedHandle{Handle: lr.ObjectHandle, Name: lr.Name},
+		PersistentHandle: handle,
+	}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: EvictControl(AK to 0x%08X): %w", uint32(handle), err)
+	}
+	ak.Handle, ak.Persistent = handle, true
+	return ak, nil
+}
+
+// EvictAK removes a persisted AK (TPM2_EvictControl with the owner hierarchy).
+func EvictAK(t transport.TPM, handle tpm2.TPMHandle) error {
+	rp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpm: ReadPublic(0x%08X): %w", uint32(handle), err)
+	}
+	_, err = tpm2.EvictControl{
+		Auth:             tpm2.TPMRHOwner,
+		ObjectHandle:     tpm2.NamedHandle{Handle: handle, Name: rp.Name},
+		PersistentHandle: handle,
+	}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpm: EvictControl(evict 0x%08X): %w", uint32(handle), err)
+	}
+	return nil
+}
+
+// ekAuth authorizes use of the EK as a parent. The low-range TCG templates have
+// userWithAuth clear, so they need a policy session with TPM2_PolicySecret(TPM_RH_ENDORSEMENT)
+// (EK Credential Profile, B.3.3); the high-range templates allow the (empty) auth value.
+func ekAuth(ek *EK) tpm2.AuthHandle {
+	if ek.Public.ObjectAttributes.UserWithAuth {
+		return tpm2.AuthHandle{Handle: ek.Handle, Name: ek.Name, Auth: tpm2.PasswordAuth(nil)}
+	}
+	return tpm2.AuthHandle{Handle: ek.Handle, Name: ek.Name, Auth: EKPolicySession()}
+}
+
+// EKPolicySession returns a one-use policy session satisfying the low-range EK policy
+// PolicySecret(TPM_RH_ENDORSEMENT); the TPM flushes it after the command it authorizes.
+func EKPolicySession() tpm2.Session {
+	return tpm2.Policy(tpm2.TPMAlgSHA256, 16, func(t transport.TPM, h tpm2.TPMISHPolicy, nonce tpm2.TPM2BNonce) error {
+		_, err := tpm2.PolicySecret{
+			AuthHandle:    tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(nil)},
+			PolicySession: h,
+			NonceTPM:      nonce,
+		}.Execute(t)
+		return err
+	})
+}

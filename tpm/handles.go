@@ -1,0 +1,53 @@
+package tpm
+
+import (
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// flush unloads a transient object or session (TPM2_FlushContext).
+func flush(t transport.TPM, h tpm2.TPMHandle) error {
+	if _, err := (tpm2.FlushContext{FlushHandle: h}).Execute(t); err != nil {
+		return fmt.Errorf("tpm: FlushContext 0x%08X: %w", uint32(h), err)
+	}
+	return nil
+}
+
+// Handles lists the handles of one type (TPM_HT_TRANSIENT, TPM_HT_PERSISTENT, ...) that
+// the TPM holds (TPM2_GetCapability(TPM_CAP_HANDLES)).
+func Handles(t transport.TPM, kind tpm2.TPMHT) ([]tpm2.TPMHandle, error) {
+	var out []tpm2.TPMHandle
+	next := uint32(kind) << 24
+	for {
+		r, err := tpm2.GetCapability{
+			Capability:    tpm2.TPMCapHandles,
+			Property:      next,
+			PropertyCount: 64,
+		}.Execute(t)
+		if err != nil {
+			return nil, fmt.Errorf("tpm: GetCapability(HANDLES 0x%08X): %w", next, err)
+		}
+		hs, err := r.CapabilityData.Data.Handles()
+		if err != nil {
+			return nil, fmt.Errorf("tpm: GetCapability(HANDLES 0x%08X): %w", next, err)
+		}
+		for _, h := range hs.Handle {
+			if uint32(h)>>24 != uint32(kind) {
+				return out, nil
+			}
+			out = append(out, h)
+			next = uint32(h) + 1
+		}
+		if !r.MoreData || len(hs.Handle) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// TransientHandles lists loaded transient objects. Over a socket TPM without a resource
+// manager, anything left here after an operation is a leak.
+func TransientHandles(t transport.TPM) ([]tpm2.TPMHandle, error) {
+	return Handles(t, tpm2.TPMHTTransient)
+}

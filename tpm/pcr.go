@@ -1,0 +1,177 @@
+package tpm
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// NumPCRs is the number of PCRs a PC Client TPM has in each bank (PC Client Platform TPM
+// Profile, 4.6.2).
+const NumPCRs = 24
+
+// Bank names a PCR bank by its hash algorithm.
+type Bank struct {
+	Name string
+	Alg  tpm2.TPMIAlgHash
+	Size int
+}
+
+// Banks omens reads. sha1 and sha256 are what PC Client TPMs allocate; sha384 is accepted
+// where a TPM has it.
+var Banks = []Bank{
+	{"sha1", tpm2.TPMAlgSHA1, 20},
+	{"sha256", tpm2.TPMAlgSHA256, 32},
+	{"sha384", tpm2.TPMAlgSHA384, 48},
+}
+
+// ParseBank returns the bank named name ("sha256").
+func ParseBank(name string) (Bank, error) {
+	for _, b := range Banks {
+		if strings.EqualFold(b.Name, name) {
+			return b, nil
+		}
+	}
+	return Bank{}, fmt.Errorf("tpm: unknown PCR bank %q (want sha1, sha256 or sha384)", name)
+}
+
+// ParsePCRSelection parses "0,2,4,7", "0-7" or "all" into sorted, distinct PCR indices.
+func ParsePCRSelection(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, fmt.Errorf("tpm: empty PCR selection (want e.g. 0,2,4,7 or 0-7)")
+	}
+	if s == "all" {
+		out := make([]int, NumPCRs)
+		for i := range out {
+			out[i] = i
+		}
+		return out, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := parsePCRIndex(lo)
+		if err != nil {
+			return nil, err
+		}
+		b := a
+		if isRange {
+			if b, err = parsePCRIndex(hi); err != nil {
+				return nil, err
+			}
+			if b < a {
+				return nil, fmt.Errorf("tpm: PCR range %q runs backwards", part)
+			}
+		}
+		for i := a; i <= b; i++ {
+			out = append(out, i)
+		}
+	}
+	sort.Ints(out)
+	return slices.Compact(out), nil
+}
+
+func parsePCRIndex(s string) (int, error) {
+	i, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || i < 0 || i >= NumPCRs {
+		return 0, fmt.Errorf("tpm: PCR index %q is not a number from 0 to %d", s, NumPCRs-1)
+	}
+	return i, nil
+}
+
+// PCRSelection builds the TPML_PCR_SELECTION for pcrs in one bank.
+func PCRSelection(bank Bank, pcrs []int) tpm2.TPMLPCRSelection {
+	idx := make([]uint, len(pcrs))
+	for i, p := range pcrs {
+		idx[i] = uint(p)
+	}
+	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
+		Hash:      bank.Alg,
+		PCRSelect: tpm2.PCClientCompatible.PCRs(idx...),
+	}}}
+}
+
+// ReadPCRs reads the PCRs of one bank (TPM2_PCR_Read, Part 3, 22.4). A TPM returns at most
+// eight digests per call, so it asks again for what is missing. The result maps PCR index
+// to digest.
+func ReadPCRs(t transport.TPM, bank Bank, pcrs []int) (map[int][]byte, error) {
+	out := make(map[int][]byte, len(pcrs))
+	for range NumPCRs {
+		var missing []int
+		for _, p := range pcrs {
+			if _, ok := out[p]; !ok {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) == 0 {
+			return out, nil
+		}
+		r, err := tpm2.PCRRead{PCRSelectionIn: PCRSelection(bank, missing)}.Execute(t)
+		if err != nil {
+			return nil, fmt.Errorf("tpm: PCR_Read(%s %v): %w", bank.Name, missing, err)
+		}
+		got := selectedPCRs(r.PCRSelectionOut, bank.Alg)
+		if len(got) != len(r.PCRValues.Digests) {
+			return nil, fmt.Errorf("tpm: PCR_Read(%s): TPM selected %d PCRs but returned %d digests", bank.Name, len(got), len(r.PCRValues.Digests))
+		}
+		if len(got) == 0 {
+			return nil, fmt.Errorf("tpm: PCR_Read(%s %v): the TPM returned no PCRs (is the %s bank allocated?)", bank.Name, missing, bank.Name)
+		}
+		for i, p := range got {
+			d := r.PCRValues.Digests[i].Buffer
+			if len(d) != bank.Size {
+				return nil, fmt.Errorf("tpm: PCR_Read(%s): PCR %d digest is %d bytes, want %d", bank.Name, p, len(d), bank.Size)
+			}
+			if !slices.Contains(missing, p) {
+				return nil, fmt.Errorf("tpm: PCR_Read(%s): TPM returned PCR %d, which was not asked for", bank.Name, p)
+			}
+			out[p] = d
+		}
+	}
+	return nil, fmt.Errorf("tpm: PCR_Read(%s): the TPM did not return all requested PCRs", bank.Name)
+}
+
+// selectedPCRs lists, in ascending order, the PCRs selected for alg in a selection.
+func selectedPCRs(sel tpm2.TPMLPCRSelection, alg tpm2.TPMIAlgHash) []int {
+	var out []int
+	for _, s := range sel.PCRSelections {
+		if s.Hash != alg {
+			continue
+		}
+		for i, b := range s.PCRSelect {
+			for bit := range 8 {
+				if b&(1<<bit) != 0 {
+					out = append(out, i*8+bit)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// ExtendPCR extends data's digest into a PCR of every allocated bank among sha1, sha256
+// and sha384 by TPM2_PCR_Event (Part 3, 22.3), the way firmware measures a component. The
+// event data is at most 1024 bytes.
+func ExtendPCR(t transport.TPM, pcr int, data []byte) error {
+	if pcr < 0 || pcr >= NumPCRs {
+		return fmt.Errorf("tpm: PCR index %d is not from 0 to %d", pcr, NumPCRs-1)
+	}
+	if len(data) == 0 || len(data) > 1024 {
+		return fmt.Errorf("tpm: event data is %d bytes, want 1 to 1024", len(data))
+	}
+	_, err := tpm2.PCREvent{
+		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
+		EventData: tpm2.TPM2BEvent{Buffer: data},
+	}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpm: PCR_Event(PCR %d): %w", pcr, err)
+	}
+	return nil
+}
