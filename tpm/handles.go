@@ -33,14 +33,18 @@ func Handles(t transport.TPM, kind tpm2.TPMHT) ([]tpm2.TPMHandle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tpm: GetCapability(HANDLES 0x%08X): %w", next, err)
 		}
+		progressed := false
 		for _, h := range hs.Handle {
 			if uint32(h)>>24 != uint32(kind) {
 				return out, nil
 			}
+			if uint32(h) < next {
+				continue // a TPM lists handles in ascending order; ignore any that go back
+			}
 			out = append(out, h)
-			next = uint32(h) + 1
+			next, progressed = uint32(h)+1, true
 		}
-		if !r.MoreData || len(hs.Handle) == 0 {
+		if !r.MoreData || !progressed {
 			return out, nil
 		}
 	}
