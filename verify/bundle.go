@@ -343,8 +343,14 @@ func bestEffortSubject(der []byte) string {
 }
 
 func (b *Bundle) options(now time.Time) x509.VerifyOptions {
+	roots := b.rootPool
+	if roots == nil {
+		// A zero Bundle trusts nothing; a nil Roots would make crypto/x509 use the
+		// system roots.
+		roots = x509.NewCertPool()
+	}
 	return x509.VerifyOptions{
-		Roots:         b.rootPool,
+		Roots:         roots,
 		Intermediates: b.interPool,
 		CurrentTime:   now,
 		// tcg-kp-EKCertificate is unknown to crypto/x509; checkEKProfile checks it.

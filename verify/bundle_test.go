@@ -54,6 +54,11 @@ func realworldDir() string {
 // absent, or failing it when CI=true.
 func needRealworld(t *testing.T) string {
 	t.Helper()
+	if env := os.Getenv("OMENS_REALWORLD"); env != "" {
+		if st, err := os.Stat(env); err != nil || !st.IsDir() {
+			t.Fatalf("OMENS_REALWORLD=%q is not a directory", env)
+		}
+	}
 	d := realworldDir()
 	if d == "" {
 		if os.Getenv("CI") == "true" {
@@ -187,6 +192,8 @@ func TestVerifyEKCertificate(t *testing.T) {
 		tc{name: "unknown critical extension", bundle: plainBundle, ek: unknownCritical, at: now, wantErr: verify.ErrUntrusted,
 			errText: untrusted(unknownCritical, "x509: unhandled critical extension")},
 		tc{name: "empty bundle", bundle: verify.NewBundle(nil, nil), ek: noEKU, at: now, wantErr: verify.ErrUntrusted,
+			errText: untrusted(noEKU, "x509: certificate signed by unknown authority")},
+		tc{name: "zero Bundle trusts nothing", bundle: &verify.Bundle{}, ek: noEKU, at: now, wantErr: verify.ErrUntrusted,
 			errText: untrusted(noEKU, "x509: certificate signed by unknown authority")},
 		tc{name: "nil certificate", bundle: testBundle(), ek: nil, at: now, wantErr: verify.ErrMalformed,
 			errText: "ek: malformed certificate: no certificate"},
@@ -377,7 +384,7 @@ func TestRealWorldManufacturerCABundle(t *testing.T) {
 		"STMicro_STM_TPM_ECC384_Intermediate_CA_02.pem":   stmECCRoot,
 		"STMicro_STM_TPM_ECC_Intermediate_CA_02.pem":      stmECCRoot,
 		"STMicro_STM_TPM_ECC_Intermediate_CA_03.pem":      stmECCRoot,
-		"Infineon_IFX_TPM_EK_Root_CA.pem": `no chain to a root of the bundle: signed by "CN=VeriSign Trusted Platform Module Root CA,OU=VeriSign Trusted Computing Certification Authority,O=VeriSign\\, Inc.,C=US" with SHA1-RSA, ` + sha1Refused,
+		"Infineon_IFX_TPM_EK_Root_CA.pem":                 `no chain to a root of the bundle: signed by "CN=VeriSign Trusted Platform Module Root CA,OU=VeriSign Trusted Computing Certification Authority,O=VeriSign\\, Inc.,C=US" with SHA1-RSA, ` + sha1Refused,
 	}
 	malformed := regexp.MustCompile(`^_malformed/STMicro_.*__ORIGINAL_nonDER_serial\.pem$`)
 	ifxIntermediate := regexp.MustCompile(`^Infineon_IFX_TPM_EK_Intermediate_CA_\d\d\.pem$`)

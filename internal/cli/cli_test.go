@@ -559,29 +559,30 @@ func TestCommandErrors(t *testing.T) {
 	h := startSim(t, false)
 	absent := filepath.Join(t.TempDir(), "absent")
 	for _, tc := range []struct {
+		name string
 		args []string
 		want string // in stderr
 	}{
-		{[]string{"pcr", "read", "--tpm", h.socket, "--pcrs", "0,99"}, `PCR index "99"`},
-		{[]string{"pcr", "read", "--tpm", h.socket, "--pcrs", "7-3"}, `PCR range "7-3" runs backwards`},
-		{[]string{"pcr", "read", "--tpm", h.socket, "--bank", "md5"}, `unknown PCR bank "md5"`},
-		{[]string{"pcr", "extend", "--tpm", h.socket, "--pcr", "24", "--data", "x"}, "PCR index 24"},
-		{[]string{"pcr", "extend", "--tpm", h.socket, "--pcr", "0"}, "--data TEXT is required"},
-		{[]string{"tpm", "info", "--tpm", absent}, "open " + absent},
-		{[]string{"tpm", "info", "--tpm", h.bundle}, h.bundle + " is neither a TPM device nor a unix socket"},
-		{[]string{"ek", "verify", "--tpm", h.socket}, "--ca PATH is required"},
-		{[]string{"ek", "verify", "--tpm", h.socket, "--ca", absent}, absent},
-		{[]string{"tpm", "reboot"}, "--socket PATH is required"},
-		{[]string{"tpm", "reboot", "--socket", h.socket, "--set", "99=x"}, `"99=x"`},
-		{[]string{"tpm", "reboot", "--socket", absent}, absent},
-		{[]string{"tpm", "simulate"}, "--state DIR and --socket PATH are required"},
-		{[]string{"tpm", "info", "--tpm", h.socket, "extra"}, `unknown command "extra"`},
-		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"bad PCR index", []string{"pcr", "read", "--tpm", h.socket, "--pcrs", "0,99"}, `PCR index "99"`},
+		{"backwards PCR range", []string{"pcr", "read", "--tpm", h.socket, "--pcrs", "7-3"}, `PCR range "7-3" runs backwards`},
+		{"unknown bank", []string{"pcr", "read", "--tpm", h.socket, "--bank", "md5"}, `unknown PCR bank "md5"`},
+		{"extend PCR out of range", []string{"pcr", "extend", "--tpm", h.socket, "--pcr", "24", "--data", "x"}, "PCR index 24"},
+		{"extend without data", []string{"pcr", "extend", "--tpm", h.socket, "--pcr", "0"}, "--data TEXT is required"},
+		{"absent TPM path", []string{"tpm", "info", "--tpm", absent}, "open " + absent},
+		{"TPM path not a socket", []string{"tpm", "info", "--tpm", h.bundle}, h.bundle + " is neither a TPM device nor a unix socket"},
+		{"verify without CA", []string{"ek", "verify", "--tpm", h.socket}, "--ca PATH is required"},
+		{"absent CA bundle", []string{"ek", "verify", "--tpm", h.socket, "--ca", absent}, absent},
+		{"reboot without socket", []string{"tpm", "reboot"}, "--socket PATH is required"},
+		{"reboot with bad set", []string{"tpm", "reboot", "--socket", h.socket, "--set", "99=x"}, `"99=x"`},
+		{"reboot absent socket", []string{"tpm", "reboot", "--socket", absent}, absent},
+		{"simulate without flags", []string{"tpm", "simulate"}, "--state DIR and --socket PATH are required"},
+		{"extra argument", []string{"tpm", "info", "--tpm", h.socket, "extra"}, `unknown command "extra"`},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := omens(t, tc.args...)
 			if code == 0 {
-				t.Fatalf("exit 0, want an error\n%s", stdout)
+				t.Fatalf("omens %s: exit 0, want an error\n%s", strings.Join(tc.args, " "), stdout)
 			}
 			if !strings.Contains(stderr, tc.want) {
 				t.Errorf("stderr %q does not contain %q", stderr, tc.want)
@@ -612,6 +613,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	walk(nil)
+	t.Logf("--help works on %d commands", len(seen))
 	for _, want := range []string{
 		"omens tpm info", "omens tpm simulate", "omens tpm reboot",
 		"omens ek show", "omens ek verify", "omens pcr read", "omens pcr extend",

@@ -203,7 +203,7 @@ func TestIssueEK(t *testing.T) {
 		},
 		{
 			name: "ECC P-384 with template", pub: &p384().PublicKey, keyType: "ECC-P384", usage: x509.KeyUsageKeyAgreement,
-			tmpl: mfgca.EKTemplate{Manufacturer: "id:49465800", Model: "SLB 9672", Version: "id:000F0001", NotBefore: notBefore, NotAfter: notAfter, Serial: big.NewInt(4242)},
+			tmpl:     mfgca.EKTemplate{Manufacturer: "id:49465800", Model: "SLB 9672", Version: "id:000F0001", NotBefore: notBefore, NotAfter: notAfter, Serial: big.NewInt(4242)},
 			wantSpec: verify.TPMSpec{Manufacturer: "id:49465800", ManufacturerID: "IFX", ManufacturerName: "Infineon", Model: "SLB 9672", Version: "id:000F0001"},
 		},
 	} {

@@ -37,7 +37,7 @@ func Open(dir string) (*CA, error) {
 	if dir == "" {
 		return nil, errors.New("mfgca: empty CA directory")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("mfgca: creating CA directory: %w", err)
 	}
 	unlock, err := lockDir(filepath.Join(dir, lockFile))

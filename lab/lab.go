@@ -1,0 +1,205 @@
+// Package lab runs the Tower of Omens on one machine: for each host a simulated TPM (an
+// `omens tpm simulate` process with its own manufacturer CA), under one state directory.
+// Later stages add step-ca, the RA, the SPIRE server and one agent per host.
+//
+// The lab's processes are recorded in DIR/run/*.pid and log to DIR/logs/*.log, so `up`
+// on a directory whose processes run resumes them, and `down` stops every one of them
+// and removes their sockets.
+package lab
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"omens.dev/omens/tpm"
+	"omens.dev/omens/verify"
+)
+
+// Hosts are the Tower's hosts that have a simulated TPM in this stage of the lab.
+var Hosts = []string{"spire"}
+
+// BootPCRs are the PCRs the status shows: firmware, option ROMs, boot loader, Secure Boot
+// (the plan's LUKS/Clevis binding).
+var BootPCRs = []int{0, 2, 4, 7}
+
+// Lab is one lab state directory.
+type Lab struct {
+	Dir string
+	// Omens is the omens executable that runs the lab's simulated TPMs.
+	Omens string
+	// Progress receives one line per step that can take more than a moment.
+	Progress io.Writer
+}
+
+// DefaultDir is the lab directory used when none is given: omens/lab under the user's
+// cache directory.
+func DefaultDir() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		d = os.TempDir()
+	}
+	return filepath.Join(d, "omens", "lab")
+}
+
+func (l *Lab) progress(format string, args ...any) {
+	if l.Progress != nil {
+		fmt.Fprintf(l.Progress, "lab: "+format+"\n", args...)
+	}
+}
+
+func (l *Lab) tpmProcess(host string) process { return process{name: host + "-tpm", dir: l.Dir} }
+
+// TPMSocket is the socket of host's simulated TPM.
+func (l *Lab) TPMSocket(host string) string { return filepath.Join(l.Dir, "hosts", host, "tpm.sock") }
+
+// TPMState is the state directory of host's simulated TPM (seed, manufacturer CA, EK
+// certificates, boot profile).
+func (l *Lab) TPMState(host string) string { return filepath.Join(l.Dir, "hosts", host, "tpm") }
+
+// Up starts what is not running yet and waits until every part answers.
+func (l *Lab) Up(ctx context.Context) error {
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	for _, h := range Hosts {
+		p := l.tpmProcess(h)
+		if pid := p.pid(); pid != 0 && l.tpmAnswers(h) {
+			l.progress("%s: simulated TPM already running (pid %d)", h, pid)
+			continue
+		}
+		p.stop(2 * time.Second) // a stale process that does not answer
+		start := time.Now()
+		l.progress("%s: starting simulated TPM", h)
+		if _, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h), "--ecc"}); err != nil {
+			return err
+		}
+		if err := l.waitTPM(ctx, h, 30*time.Second); err != nil {
+			return fmt.Errorf("%w\n%s", err, p.tail(10))
+		}
+		l.progress("%s: simulated TPM up in %s", h, time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (l *Lab) tpmAnswers(host string) bool {
+	t, err := tpm.Open(l.TPMSocket(host))
+	if err != nil {
+		return false
+	}
+	defer t.Close()
+	_, err = tpm.ReadInfo(t)
+	return err == nil
+}
+
+func (l *Lab) waitTPM(ctx context.Context, host string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if l.tpmAnswers(host) {
+			return nil
+		}
+		if l.tpmProcess(host).pid() == 0 {
+			return fmt.Errorf("lab: %s: simulated TPM exited (log %s)", host, l.tpmProcess(host).logFile())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("lab: %s: simulated TPM did not answer on %s within %s", host, l.TPMSocket(host), limit)
+}
+
+// Down stops every process of the lab and removes their sockets. The state stays, so a
+// later Up brings back the same hosts with the same EKs.
+func (l *Lab) Down() error {
+	var errs []error
+	for _, h := range Hosts {
+		if err := l.tpmProcess(h).stop(10 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		os.Remove(l.TPMSocket(h))
+		os.Remove(l.TPMSocket(h) + ".omens")
+	}
+	return errors.Join(errs...)
+}
+
+// HostStatus is one row of the lab's status table.
+type HostStatus struct {
+	Host      string            `json:"host"`
+	TPM       string            `json:"tpm"` // "up (pid N)" or "down"
+	EKHash    string            `json:"ek_hash,omitempty"`
+	EKCert    string            `json:"ek_certificate,omitempty"` // verification result against the host's manufacturer CA
+	BootState map[string]string `json:"boot_state,omitempty"`     // sha256 PCR index to value
+	Error     string            `json:"error,omitempty"`
+}
+
+// Status reads every host's TPM: EK hash, EK certificate verified against the host's
+// manufacturer CA, and the boot PCRs.
+func (l *Lab) Status() []HostStatus {
+	var out []HostStatus
+	for _, h := range Hosts {
+		st := HostStatus{Host: h, TPM: "down"}
+		if pid := l.tpmProcess(h).pid(); pid != 0 {
+			st.TPM = fmt.Sprintf("up (pid %d)", pid)
+			if err := l.readHost(h, &st); err != nil {
+				st.Error = err.Error()
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (l *Lab) readHost(host string, st *HostStatus) error {
+	t, err := tpm.Open(l.TPMSocket(host))
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	eks, err := tpm.EndorsementKeys(t)
+	if err != nil {
+		return err
+	}
+	ek := eks[0]
+	if st.EKHash, err = verify.EKHash(ek.PublicKey); err != nil {
+		return err
+	}
+	st.EKCert = "missing"
+	if ek.Certificate != nil {
+		st.EKCert = l.verifyEK(host, ek)
+	}
+	bank, _ := tpm.ParseBank("sha256")
+	pcrs, err := tpm.ReadPCRs(t, bank, BootPCRs)
+	if err != nil {
+		return err
+	}
+	st.BootState = map[string]string{}
+	for _, p := range BootPCRs {
+		st.BootState[fmt.Sprint(p)] = hex.EncodeToString(pcrs[p])
+	}
+	return nil
+}
+
+func (l *Lab) verifyEK(host string, ek tpm.EndorsementKey) string {
+	c, err := verify.ParseEKCertificate(ek.Certificate)
+	if err != nil {
+		return err.Error()
+	}
+	if err := c.CheckPublicKey(ek.PublicKey); err != nil {
+		return err.Error()
+	}
+	bundle, _, err := verify.LoadBundle(filepath.Join(l.TPMState(host), "manufacturer-ca.pem"))
+	if err != nil {
+		return err.Error()
+	}
+	if _, err := bundle.VerifyEKCertificate(c, time.Now()); err != nil {
+		return err.Error()
+	}
+	return "verified (" + c.KeyType + ", " + c.TPM.ManufacturerName + " " + c.TPM.Model + ")"
+}
