@@ -49,7 +49,8 @@ type AK struct {
 	Created bool
 }
 
-// NamedHandle returns the AK's handle with its name, for use as an authorized handle.
+// AuthHandle returns the AK's handle with its name and (empty) auth, for commands that
+// use the AK.
 func (ak *AK) AuthHandle() tpm2.AuthHandle {
 	return tpm2.AuthHandle{Handle: ak.Handle, Name: ak.Name, Auth: tpm2.PasswordAuth(nil)}
 }

@@ -16,7 +16,9 @@ func flush(t transport.TPM, h tpm2.TPMHandle) error {
 }
 
 // Handles lists the handles of one type (TPM_HT_TRANSIENT, TPM_HT_PERSISTENT, ...) that
-// the TPM holds (TPM2_GetCapability(TPM_CAP_HANDLES)).
+// the TPM holds (TPM2_GetCapability(TPM_CAP_HANDLES)). It stops at the first handle of
+// another type, so for sessions ask for TPM_HT_HMAC_SESSION and TPM_HT_POLICY_SESSION
+// apart.
 func Handles(t transport.TPM, kind tpm2.TPMHT) ([]tpm2.TPMHandle, error) {
 	var out []tpm2.TPMHandle
 	next := uint32(kind) << 24

@@ -131,6 +131,10 @@ func TestVerifyEKCertificate(t *testing.T) {
 	noEKU := plain.sign(t, &p256().PublicKey, &x509.Certificate{SerialNumber: big.NewInt(44)})
 	unknownCritical := plain.sign(t, &p256().PublicKey, &x509.Certificate{SerialNumber: big.NewInt(45),
 		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 2, 3, 99}, Critical: true, Value: []byte{5, 0}}}})
+	cnOnlySAN := must(asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 4, IsCompound: true,
+		Bytes: must(asn1.Marshal(pkix.RDNSequence{{{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "not a TPM"}}}))}}))
+	nonTPMSAN := plain.sign(t, &p256().PublicKey, &x509.Certificate{SerialNumber: big.NewInt(46),
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Critical: true, Value: cnOnlySAN}}})
 	plainBundle := verify.NewBundle([]*x509.Certificate{plain.cert}, nil)
 
 	untrusted := func(ek *verify.EKCertificate, reason string) string {
@@ -191,6 +195,8 @@ func TestVerifyEKCertificate(t *testing.T) {
 			errText: "ek: not an EK certificate: serial 0x2b is a CA certificate (basicConstraints cA=true)"},
 		tc{name: "unknown critical extension", bundle: plainBundle, ek: unknownCritical, at: now, wantErr: verify.ErrUntrusted,
 			errText: untrusted(unknownCritical, "x509: unhandled critical extension")},
+		tc{name: "critical SAN without TPM attributes", bundle: plainBundle, ek: nonTPMSAN, at: now, wantErr: verify.ErrUntrusted,
+			errText: untrusted(nonTPMSAN, "x509: unhandled critical extension")},
 		tc{name: "empty bundle", bundle: verify.NewBundle(nil, nil), ek: noEKU, at: now, wantErr: verify.ErrUntrusted,
 			errText: untrusted(noEKU, "x509: certificate signed by unknown authority")},
 		tc{name: "zero Bundle trusts nothing", bundle: &verify.Bundle{}, ek: noEKU, at: now, wantErr: verify.ErrUntrusted,

@@ -204,8 +204,12 @@ func ParseEKCertificate(b []byte) (*EKCertificate, error) {
 				return nil, newError(ErrMalformed, err, "subjectAltName: %v", err)
 			}
 			ek.TPM, ek.HasTPMSAN = spec, found
-			// The directoryName is handled here; crypto/x509 only knew it could not.
-			removeUnhandled(cert, oidExtSubjectAltName)
+			if found {
+				// The TPM directoryName is handled here; crypto/x509 only knew it
+				// could not. A critical subjectAltName without TPM attributes stays
+				// unhandled, and verification refuses it.
+				removeUnhandled(cert, oidExtSubjectAltName)
+			}
 		case ext.Id.Equal(oidExtExtKeyUsage):
 			ek.HasEKU = true
 		}

@@ -139,9 +139,12 @@ With --json the exact NV bytes are included (certificate_nv, base64).`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), eks)
+				if err := writeJSON(cmd.OutOrStdout(), eks); err != nil {
+					return err
+				}
+			} else {
+				printEKs(cmd.OutOrStdout(), eks)
 			}
-			printEKs(cmd.OutOrStdout(), eks)
 			for _, r := range eks {
 				if r.Error != "" {
 					return &exitError{code: 1}

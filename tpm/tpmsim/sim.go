@@ -257,10 +257,12 @@ func (s *Sim) Reboot(set Profile) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(set) > 0 {
-		for pcr, evs := range set {
+		for pcr := range set {
 			if pcr < 0 || pcr >= tpm.NumPCRs {
 				return fmt.Errorf("tpmsim: PCR %d is not from 0 to %d", pcr, tpm.NumPCRs-1)
 			}
+		}
+		for pcr, evs := range set {
 			s.boot[pcr] = evs
 		}
 		if err := saveProfile(filepath.Join(s.opts.StateDir, "boot.json"), s.boot); err != nil {
