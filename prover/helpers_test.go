@@ -1,0 +1,5 @@
+package prover_test
+
+import "omens.dev/omens/protocol"
+
+func encodeChallenge(c *protocol.Challenge) ([]byte, error) { return protocol.Encode(c) }

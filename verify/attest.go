@@ -1,0 +1,619 @@
+package verify
+
+// This file verifies one TPM node attestation in EK mode (protocol package): the EK
+// (certificate chain, certificate key equal to the EK public area, or allow-listed), the
+// AK (attributes and scheme), credential activation (TPM 2.0 Part 1, 24 "Credential
+// Protection"), and the quote (Part 3, 18.4) over the PCR selection the server requires.
+// The PCR values' meaning (the boot policy) is the policy package's.
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"omens.dev/omens/protocol"
+)
+
+// Checks, named in every rejection (CheckError.Check) and in audit lines.
+const (
+	CheckProtocol       = "protocol"
+	CheckEKPublic       = "ek_public"
+	CheckEKCertificate  = "ek_certificate"
+	CheckEKKeyMatch     = "ek_key_match"
+	CheckEKAllowlist    = "ek_allowlist"
+	CheckEKDenylist     = "ek_denylist"
+	CheckAKAttributes   = "ak_attributes"
+	CheckCredential     = "credential_activation"
+	CheckQuoteSignature = "quote_signature"
+	CheckQuoteNonce     = "quote_nonce"
+	CheckQuoteSelection = "quote_selection"
+	CheckPCRDigest      = "pcr_digest"
+	CheckPCRSelection   = "pcr_selection"
+)
+
+// CheckError is a rejection: the check that failed and why, naming the value.
+type CheckError struct {
+	Check string
+	Err   error
+}
+
+func (e *CheckError) Error() string { return "attest: " + e.Check + ": " + e.Err.Error() }
+func (e *CheckError) Unwrap() error { return e.Err }
+
+func reject(check string, format string, args ...any) error {
+	return &CheckError{Check: check, Err: fmt.Errorf(format, args...)}
+}
+
+// FailedCheck returns the check named by err, or "" when err is not a rejection.
+func FailedCheck(err error) string {
+	var ce *CheckError
+	if errors.As(err, &ce) {
+		return ce.Check
+	}
+	return ""
+}
+
+// ExpiredPolicy says what an expired (but otherwise trusted) EK certificate gets.
+type ExpiredPolicy int
+
+const (
+	// ExpiredReject refuses the attestation. The default: an expired certificate is one
+	// its issuer no longer vouches for.
+	ExpiredReject ExpiredPolicy = iota
+	// ExpiredWarn accepts it with a warning and the selector ek_cert:expired, for fleets
+	// whose TPM vendors issued short-lived EK certificates.
+	ExpiredWarn
+)
+
+// EKPolicy says which EKs are accepted.
+type EKPolicy struct {
+	// Bundle holds the manufacturer roots and intermediates; nil accepts no certificate.
+	Bundle *Bundle
+	// AllowInsecure accepts a TPM without an EK certificate (or with one that does not
+	// verify) whose EK is not allow-listed; every such acceptance carries a warning.
+	AllowInsecure bool
+	// Allow and Deny are EK hashes (EKHash). A deny-listed EK is refused whatever else.
+	Allow, Deny map[string]bool
+	// RequireCertAndAllow asks for both a valid certificate and an allow-listed hash.
+	RequireCertAndAllow bool
+	Expired             ExpiredPolicy
+}
+
+// Verifier checks attestations. Its fields are read-only once in use.
+type Verifier struct {
+	EK EKPolicy
+	// PCRBank and PCRs are the selection every quote must cover.
+	PCRBank tpm2.TPMIAlgHash
+	PCRs    []int
+	// Now is the clock for certificate validity; nil means time.Now.
+	Now func() time.Time
+	// Rand is the source of secrets and nonces; nil means crypto/rand.
+	Rand interface{ Read([]byte) (int, error) }
+}
+
+// Identity is what the verifier learned of a TPM from its Hello.
+type Identity struct {
+	EKHash      string
+	EKPublicKey crypto.PublicKey
+	// EKCert is the EK certificate; nil when the TPM sent none.
+	EKCert *EKCertificate
+	// CertStatus is "valid", "expired", "none" (no certificate) or "insecure" (a
+	// certificate that did not verify, accepted by AllowInsecure).
+	CertStatus string
+	TPM        protocol.TPMProperties
+	Warnings   []string
+}
+
+// Session carries a verification from the Hello to the Evidence.
+type Session struct {
+	v         *Verifier
+	hello     *protocol.Hello
+	akPub     tpm2.TPMTPublic
+	akKey     crypto.PublicKey
+	secret    []byte
+	nonce     []byte
+	Identity  *Identity
+	bankAlg   tpm2.TPMIAlgHash
+	completed bool
+}
+
+// Result is an accepted attestation.
+type Result struct {
+	*Identity
+	PCRBank string
+	// PCRs maps each quoted PCR to its value.
+	PCRs map[int][]byte
+	// PCRDigest is the quoted digest of the PCR values, hex.
+	PCRDigest string
+	// EventLog is the boot event log the agent sent, unparsed; nil when none.
+	EventLog []byte
+}
+
+var bankNames = map[tpm2.TPMIAlgHash]string{tpm2.TPMAlgSHA1: "sha1", tpm2.TPMAlgSHA256: "sha256", tpm2.TPMAlgSHA384: "sha384"}
+
+// BankAlg returns the hash algorithm of a PCR bank name.
+func BankAlg(name string) (tpm2.TPMIAlgHash, error) {
+	for alg, n := range bankNames {
+		if n == name {
+			return alg, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown PCR bank %q (want sha1, sha256 or sha384)", name)
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func (v *Verifier) random(n int) ([]byte, error) {
+	b := make([]byte, n)
+	r := v.Rand
+	if r == nil {
+		r = rand.Reader
+	}
+	if _, err := r.Read(b); err != nil {
+		return nil, fmt.Errorf("attest: random: %w", err)
+	}
+	return b, nil
+}
+
+// unmarshalCanonical decodes a TPM structure and insists on its canonical encoding (no
+// trailing bytes, no alternative encodings), recovering from any panic of the marshaller.
+func unmarshalCanonical[T tpm2.Marshallable, P interface {
+	*T
+	tpm2.Unmarshallable
+}](b []byte) (out *T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("cannot re-encode: %v", r)
+		}
+	}()
+	v, err := tpm2.Unmarshal[T, P](b)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(tpm2.Marshal(*v), b) {
+		return nil, errors.New("not in canonical TPM encoding (trailing or extra bytes)")
+	}
+	return v, nil
+}
+
+// Begin checks a Hello and returns the Challenge to send. The Session keeps the secret and
+// nonce for Finish.
+func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, error) {
+	hello, err := protocol.DecodeHello(helloBytes)
+	if err != nil {
+		return nil, nil, &CheckError{Check: CheckProtocol, Err: err}
+	}
+	if hello.Mode != protocol.ModeEKCert {
+		return nil, nil, reject(CheckProtocol, "mode %q is not served by this verifier (want %q)", hello.Mode, protocol.ModeEKCert)
+	}
+	bankAlg, err := BankAlg(hello.PCRBank)
+	if err != nil {
+		return nil, nil, reject(CheckPCRSelection, "%v", err)
+	}
+	if bankAlg != v.PCRBank || !slices.Equal(hello.PCRs, v.PCRs) {
+		return nil, nil, reject(CheckPCRSelection, "agent selects %s %v, server requires %s %v (set pcr_bank and pcr_selection alike on both sides)",
+			hello.PCRBank, hello.PCRs, bankNames[v.PCRBank], v.PCRs)
+	}
+	id, err := v.checkEK(hello)
+	if err != nil {
+		return nil, nil, err
+	}
+	akPub, err := unmarshalCanonical[tpm2.TPMTPublic](hello.AKPublic)
+	if err != nil {
+		return nil, nil, reject(CheckAKAttributes, "AK public area: %v", err)
+	}
+	akKey, err := checkAK(akPub)
+	if err != nil {
+		return nil, nil, err
+	}
+	akName, err := tpm2.ObjectName(akPub)
+	if err != nil {
+		return nil, nil, reject(CheckAKAttributes, "AK name: %v", err)
+	}
+	ekPub, _ := unmarshalCanonical[tpm2.TPMTPublic](hello.EKPublic) // checked in checkEK
+	ekKEM, err := tpm2.ImportEncapsulationKey(ekPub)
+	if err != nil {
+		return nil, nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
+	}
+	secret, err := v.random(32)
+	if err != nil {
+		return nil, nil, err
+	}
+	nonce, err := v.random(32)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := v.Rand
+	if r == nil {
+		r = rand.Reader
+	}
+	blob, encSecret, err := tpm2.CreateCredential(r, ekKEM, akName.Buffer, secret)
+	if err != nil {
+		return nil, nil, reject(CheckEKPublic, "MakeCredential: %v", err)
+	}
+	s := &Session{v: v, hello: hello, akPub: *akPub, akKey: akKey, secret: secret, nonce: nonce, Identity: id, bankAlg: bankAlg}
+	return s, &protocol.Challenge{CredentialBlob: blob, EncryptedSecret: encSecret, Nonce: nonce}, nil
+}
+
+// checkEK decides whether the EK is one this server accepts.
+func (v *Verifier) checkEK(hello *protocol.Hello) (*Identity, error) {
+	ekPub, err := unmarshalCanonical[tpm2.TPMTPublic](hello.EKPublic)
+	if err != nil {
+		return nil, reject(CheckEKPublic, "EK public area: %v", err)
+	}
+	a := ekPub.ObjectAttributes
+	if !a.FixedTPM || !a.FixedParent || !a.Restricted || !a.Decrypt || a.SignEncrypt {
+		return nil, reject(CheckEKPublic, "not an endorsement key: want a restricted decryption key fixed to its TPM")
+	}
+	key, err := tpm2.Pub(*ekPub)
+	if err != nil {
+		return nil, reject(CheckEKPublic, "EK public key: %v", err)
+	}
+	hash, err := EKHash(key)
+	if err != nil {
+		return nil, reject(CheckEKPublic, "%v", err)
+	}
+	id := &Identity{EKHash: hash, EKPublicKey: key, TPM: hello.TPM, CertStatus: "none"}
+	if v.EK.Deny[hash] {
+		return nil, reject(CheckEKDenylist, "EK %s is deny-listed", hash)
+	}
+	allowed := v.EK.Allow[hash]
+	var certErr error
+	if len(hello.EKCert) > 0 {
+		id.EKCert, id.CertStatus, certErr = v.checkEKCert(hello.EKCert, key, hash)
+		if certErr != nil && FailedCheck(certErr) == CheckEKKeyMatch {
+			// A certificate for another TPM's EK is an attack, not a missing certificate.
+			return nil, certErr
+		}
+	}
+	switch {
+	case v.EK.RequireCertAndAllow && (certErr != nil || id.EKCert == nil):
+		if certErr == nil {
+			certErr = reject(CheckEKCertificate, "no EK certificate (ek_hash=%s); both a valid certificate and an allow-listed hash are required", hash)
+		}
+		return nil, certErr
+	case v.EK.RequireCertAndAllow && !allowed:
+		return nil, reject(CheckEKAllowlist, "EK %s has a valid certificate but is not allow-listed; both are required", hash)
+	case id.EKCert != nil && certErr == nil:
+		if id.CertStatus == "expired" {
+			id.Warnings = append(id.Warnings, fmt.Sprintf("EK certificate expired on %s, accepted by expired_ek_cert = \"warn\"", id.EKCert.Cert.NotAfter.UTC().Format(time.RFC3339)))
+		}
+		return id, nil
+	case allowed:
+		if certErr != nil {
+			id.Warnings = append(id.Warnings, "EK certificate did not verify, EK accepted by the allowlist: "+certErr.Error())
+			id.EKCert, id.CertStatus = nil, "none"
+		}
+		return id, nil
+	case v.EK.AllowInsecure:
+		if certErr != nil {
+			id.Warnings = append(id.Warnings, "EK certificate did not verify, accepted by allow_insecure: "+certErr.Error())
+			id.CertStatus = "insecure"
+			id.EKCert = nil
+		} else {
+			id.Warnings = append(id.Warnings, "TPM has no EK certificate, accepted by allow_insecure")
+		}
+		return id, nil
+	case certErr != nil:
+		return nil, certErr
+	default:
+		return nil, reject(CheckEKAllowlist, "TPM sent no EK certificate and EK %s is not allow-listed", hash)
+	}
+}
+
+func (v *Verifier) checkEKCert(raw []byte, ekKey crypto.PublicKey, hash string) (*EKCertificate, string, error) {
+	c, err := ParseEKCertificate(raw)
+	if err != nil {
+		return nil, "", reject(CheckEKCertificate, "%v (ek_hash=%s)", err, hash)
+	}
+	if err := c.CheckPublicKey(ekKey); err != nil {
+		return nil, "", reject(CheckEKKeyMatch, "%v (ek_hash=%s)", err, hash)
+	}
+	if v.EK.Bundle == nil {
+		return nil, "", reject(CheckEKCertificate, "no manufacturer CA bundle is configured (ca_path) to verify the EK certificate (ek_hash=%s)", hash)
+	}
+	_, err = v.EK.Bundle.VerifyEKCertificate(c, v.now())
+	switch {
+	case err == nil:
+		return c, "valid", nil
+	case errors.Is(err, ErrExpired) && v.EK.Expired == ExpiredWarn:
+		return c, "expired", nil
+	default:
+		return nil, "", reject(CheckEKCertificate, "%v (ek_hash=%s)", err, hash)
+	}
+}
+
+// checkAK requires a restricted signing key generated in and fixed to its TPM, with a
+// scheme the verifier can check (TPM 2.0 Part 1, 11.4.7 "Restricted signing keys").
+func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
+	a := pub.ObjectAttributes
+	var lack []string
+	for _, c := range []struct {
+		ok   bool
+		name string
+	}{
+		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"}, {a.SensitiveDataOrigin, "sensitiveDataOrigin"},
+		{a.Restricted, "restricted"}, {a.SignEncrypt, "sign"}, {!a.Decrypt, "not decrypt"},
+	} {
+		if !c.ok {
+			lack = append(lack, c.name)
+		}
+	}
+	if len(lack) > 0 {
+		return nil, reject(CheckAKAttributes, "AK attributes lack %v", lack)
+	}
+	if pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384 {
+		return nil, reject(CheckAKAttributes, "AK name algorithm 0x%04X, want SHA-256 or SHA-384", uint16(pub.NameAlg))
+	}
+	switch pub.Type {
+	case tpm2.TPMAlgECC:
+		p, err := pub.Parameters.ECCDetail()
+		if err != nil {
+			return nil, reject(CheckAKAttributes, "AK ECC parameters: %v", err)
+		}
+		if p.Scheme.Scheme != tpm2.TPMAlgECDSA {
+			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want ECDSA", uint16(p.Scheme.Scheme))
+		}
+		if d, err := p.Scheme.Details.ECDSA(); err != nil || d.HashAlg != tpm2.TPMAlgSHA256 {
+			return nil, reject(CheckAKAttributes, "AK ECDSA scheme hash is not SHA-256")
+		}
+		if p.CurveID != tpm2.TPMECCNistP256 && p.CurveID != tpm2.TPMECCNistP384 {
+			return nil, reject(CheckAKAttributes, "AK curve 0x%04X, want NIST P-256 or P-384", uint16(p.CurveID))
+		}
+	case tpm2.TPMAlgRSA:
+		p, err := pub.Parameters.RSADetail()
+		if err != nil {
+			return nil, reject(CheckAKAttributes, "AK RSA parameters: %v", err)
+		}
+		if p.Scheme.Scheme != tpm2.TPMAlgRSASSA && p.Scheme.Scheme != tpm2.TPMAlgRSAPSS {
+			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want RSASSA or RSAPSS", uint16(p.Scheme.Scheme))
+		}
+		if p.KeyBits < 2048 {
+			return nil, reject(CheckAKAttributes, "AK RSA key is %d bits, want at least 2048", p.KeyBits)
+		}
+	default:
+		return nil, reject(CheckAKAttributes, "AK type 0x%04X, want RSA or ECC", uint16(pub.Type))
+	}
+	key, err := tpm2.Pub(*pub)
+	if err != nil {
+		return nil, reject(CheckAKAttributes, "AK public key: %v", err)
+	}
+	return key, nil
+}
+
+// Finish checks the Evidence against the session's challenge. A session finishes once.
+func (s *Session) Finish(evidenceBytes []byte) (*Result, error) {
+	if s.completed {
+		return nil, reject(CheckProtocol, "message out of order: this attestation already received its evidence")
+	}
+	s.completed = true
+	ev, err := protocol.DecodeEvidence(evidenceBytes)
+	if err != nil {
+		return nil, &CheckError{Check: CheckProtocol, Err: err}
+	}
+	if subtle.ConstantTimeCompare(ev.Secret, s.secret) != 1 {
+		return nil, reject(CheckCredential, "activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash=%s)", s.Identity.EKHash)
+	}
+	attest, err := unmarshalCanonical[tpm2.TPMSAttest](ev.Quote)
+	if err != nil {
+		return nil, reject(CheckQuoteSignature, "quote: %v", err)
+	}
+	sig, err := unmarshalCanonical[tpm2.TPMTSignature](ev.Signature)
+	if err != nil {
+		return nil, reject(CheckQuoteSignature, "signature: %v", err)
+	}
+	if err := verifySignature(s.akKey, &s.akPub, ev.Quote, sig); err != nil {
+		return nil, reject(CheckQuoteSignature, "%v (ek_hash=%s)", err, s.Identity.EKHash)
+	}
+	// From here the quote is the TPM's own statement.
+	if attest.Type != tpm2.TPMSTAttestQuote {
+		return nil, reject(CheckQuoteSignature, "attestation type 0x%04X is not a quote", uint16(attest.Type))
+	}
+	if subtle.ConstantTimeCompare(attest.ExtraData.Buffer, s.nonce) != 1 {
+		return nil, reject(CheckQuoteNonce, "quote qualifying data %x is not this attestation's nonce %x (a replayed quote?)", attest.ExtraData.Buffer, s.nonce)
+	}
+	info, err := attest.Attested.Quote()
+	if err != nil {
+		return nil, reject(CheckQuoteSignature, "quote info: %v", err)
+	}
+	quoted := selected(info.PCRSelect)
+	want := map[tpm2.TPMIAlgHash][]int{s.bankAlg: s.hello.PCRs}
+	if !sameSelection(quoted, want) {
+		return nil, reject(CheckQuoteSelection, "quote covers %s, want %s %v", describeSelection(quoted), bankNames[s.bankAlg], s.hello.PCRs)
+	}
+	if len(ev.PCRValues) != len(s.hello.PCRs) {
+		return nil, reject(CheckPCRDigest, "%d PCR values for %d quoted PCRs", len(ev.PCRValues), len(s.hello.PCRs))
+	}
+	h, err := s.bankAlg.Hash()
+	if err != nil {
+		return nil, reject(CheckPCRDigest, "%v", err)
+	}
+	digestHash, err := signingHash(&s.akPub)
+	if err != nil {
+		return nil, reject(CheckPCRDigest, "%v", err)
+	}
+	d := digestHash.New()
+	pcrs := make(map[int][]byte, len(ev.PCRValues))
+	for i, val := range ev.PCRValues {
+		if len(val) != h.Size() {
+			return nil, reject(CheckPCRDigest, "PCR %d value is %d bytes, want %d for %s", s.hello.PCRs[i], len(val), h.Size(), bankNames[s.bankAlg])
+		}
+		d.Write(val)
+		pcrs[s.hello.PCRs[i]] = val
+	}
+	if sum := d.Sum(nil); subtle.ConstantTimeCompare(sum, info.PCRDigest.Buffer) != 1 {
+		return nil, reject(CheckPCRDigest, "PCR values hash to %x, the quote says %x", sum, info.PCRDigest.Buffer)
+	}
+	return &Result{
+		Identity:  s.Identity,
+		PCRBank:   bankNames[s.bankAlg],
+		PCRs:      pcrs,
+		PCRDigest: hex.EncodeToString(info.PCRDigest.Buffer),
+		EventLog:  ev.EventLog,
+	}, nil
+}
+
+// signingHash is the hash the AK's scheme signs with; the TPM also hashes the quoted PCRs
+// with it (Part 3, 18.4.1: "the digest ... using the hash of the signing scheme").
+func signingHash(ak *tpm2.TPMTPublic) (crypto.Hash, error) {
+	switch ak.Type {
+	case tpm2.TPMAlgECC:
+		p, _ := ak.Parameters.ECCDetail()
+		d, err := p.Scheme.Details.ECDSA()
+		if err != nil {
+			return 0, err
+		}
+		return d.HashAlg.Hash()
+	case tpm2.TPMAlgRSA:
+		p, _ := ak.Parameters.RSADetail()
+		if p.Scheme.Scheme == tpm2.TPMAlgRSAPSS {
+			d, err := p.Scheme.Details.RSAPSS()
+			if err != nil {
+				return 0, err
+			}
+			return d.HashAlg.Hash()
+		}
+		d, err := p.Scheme.Details.RSASSA()
+		if err != nil {
+			return 0, err
+		}
+		return d.HashAlg.Hash()
+	}
+	return 0, fmt.Errorf("AK type 0x%04X", uint16(ak.Type))
+}
+
+// verifySignature checks sig over msg with the AK, in the AK's own scheme.
+func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig *tpm2.TPMTSignature) error {
+	h, err := signingHash(ak)
+	if err != nil {
+		return err
+	}
+	hh := h.New()
+	hh.Write(msg)
+	digest := hh.Sum(nil)
+	switch k := key.(type) {
+	case *ecdsa.PublicKey:
+		if sig.SigAlg != tpm2.TPMAlgECDSA {
+			return fmt.Errorf("signature algorithm 0x%04X, the AK signs with ECDSA", uint16(sig.SigAlg))
+		}
+		e, err := sig.Signature.ECDSA()
+		if err != nil {
+			return err
+		}
+		if e.Hash != tpm2.TPMIAlgHash(algOf(h)) {
+			return fmt.Errorf("signature hash 0x%04X is not the AK's", uint16(e.Hash))
+		}
+		r, s := new(big.Int).SetBytes(e.SignatureR.Buffer), new(big.Int).SetBytes(e.SignatureS.Buffer)
+		if !ecdsa.Verify(k, digest, r, s) {
+			return errors.New("bad quote signature: not made by this AK")
+		}
+		return nil
+	case *rsa.PublicKey:
+		var r *tpm2.TPMSSignatureRSA
+		switch sig.SigAlg {
+		case tpm2.TPMAlgRSASSA:
+			r, err = sig.Signature.RSASSA()
+		case tpm2.TPMAlgRSAPSS:
+			r, err = sig.Signature.RSAPSS()
+		default:
+			return fmt.Errorf("signature algorithm 0x%04X, the AK signs with RSA", uint16(sig.SigAlg))
+		}
+		if err != nil {
+			return err
+		}
+		if r.Hash != tpm2.TPMIAlgHash(algOf(h)) {
+			return fmt.Errorf("signature hash 0x%04X is not the AK's", uint16(r.Hash))
+		}
+		if sig.SigAlg == tpm2.TPMAlgRSAPSS {
+			err = rsa.VerifyPSS(k, h, digest, r.Sig.Buffer, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		} else {
+			err = rsa.VerifyPKCS1v15(k, h, digest, r.Sig.Buffer)
+		}
+		if err != nil {
+			return errors.New("bad quote signature: not made by this AK")
+		}
+		return nil
+	}
+	return fmt.Errorf("AK key type %T", key)
+}
+
+func algOf(h crypto.Hash) tpm2.TPMAlgID {
+	switch h {
+	case crypto.SHA1:
+		return tpm2.TPMAlgSHA1
+	case crypto.SHA256:
+		return tpm2.TPMAlgSHA256
+	case crypto.SHA384:
+		return tpm2.TPMAlgSHA384
+	case crypto.SHA512:
+		return tpm2.TPMAlgSHA512
+	}
+	return tpm2.TPMAlgNull
+}
+
+// selected lists the PCRs of each bank in a TPML_PCR_SELECTION.
+func selected(sel tpm2.TPMLPCRSelection) map[tpm2.TPMIAlgHash][]int {
+	out := map[tpm2.TPMIAlgHash][]int{}
+	for _, s := range sel.PCRSelections {
+		for i, b := range s.PCRSelect {
+			for bit := range 8 {
+				if b&(1<<bit) != 0 {
+					out[s.Hash] = append(out[s.Hash], i*8+bit)
+				}
+			}
+		}
+	}
+	for k, v := range out {
+		if len(v) == 0 {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+func sameSelection(a, b map[tpm2.TPMIAlgHash][]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+func describeSelection(sel map[tpm2.TPMIAlgHash][]int) string {
+	if len(sel) == 0 {
+		return "no PCRs"
+	}
+	var out string
+	for alg, pcrs := range sel {
+		name := bankNames[alg]
+		if name == "" {
+			name = fmt.Sprintf("alg 0x%04X", uint16(alg))
+		}
+		if out != "" {
+			out += ", "
+		}
+		out += fmt.Sprintf("%s %v", name, pcrs)
+	}
+	return out
+}
+
