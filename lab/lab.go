@@ -115,10 +115,30 @@ func (l *Lab) waitTPM(ctx context.Context, host string, limit time.Duration) err
 	return fmt.Errorf("lab: %s: simulated TPM did not answer on %s within %s", host, l.TPMSocket(host), limit)
 }
 
+// upProcess is the `omens lab up` that holds the terminal, so that `omens lab down` from
+// another terminal ends it too.
+func (l *Lab) upProcess() process { return process{name: "up", dir: l.Dir, notLeader: true} }
+
+// HoldForeground records the calling process as the lab's foreground `up`.
+func (l *Lab) HoldForeground() error {
+	p := l.upProcess()
+	if err := os.MkdirAll(filepath.Dir(p.pidFile()), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p.pidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644)
+}
+
 // Down stops every process of the lab and removes their sockets. The state stays, so a
 // later Up brings back the same hosts with the same EKs.
 func (l *Lab) Down() error {
 	var errs []error
+	if up := l.upProcess(); up.pid() != os.Getpid() {
+		// The foreground `up` stops the parts itself when signalled; the loop below makes
+		// sure of it.
+		up.stop(10 * time.Second)
+	} else {
+		os.Remove(up.pidFile())
+	}
 	for _, h := range Hosts {
 		if err := l.tpmProcess(h).stop(10 * time.Second); err != nil {
 			errs = append(errs, err)

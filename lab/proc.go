@@ -17,6 +17,17 @@ import (
 type process struct {
 	name string
 	dir  string
+	// notLeader marks a process the lab did not start in a process group of its own (the
+	// foreground `omens lab up`): it is signalled alone, not as a group.
+	notLeader bool
+}
+
+func (p process) signal(pid int, sig syscall.Signal) {
+	if p.notLeader {
+		syscall.Kill(pid, sig)
+		return
+	}
+	syscall.Kill(-pid, sig)
 }
 
 func (p process) pidFile() string { return filepath.Join(p.dir, "run", p.name+".pid") }
@@ -88,7 +99,7 @@ func (p process) stop(grace time.Duration) error {
 	if pid == 0 {
 		return nil
 	}
-	syscall.Kill(-pid, syscall.SIGTERM)
+	p.signal(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
 		if !alive(pid) {
@@ -96,7 +107,7 @@ func (p process) stop(grace time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	syscall.Kill(-pid, syscall.SIGKILL)
+	p.signal(pid, syscall.SIGKILL)
 	for range 100 {
 		if !alive(pid) {
 			return fmt.Errorf("lab: %s (pid %d) ignored SIGTERM and was killed", p.name, pid)

@@ -48,6 +48,9 @@ func newLabCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "\nthe lab runs in the background; stop it with: omens lab down --dir %s\n", dir)
 				return nil
 			}
+			if err := l.HoldForeground(); err != nil {
+				return err
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), "\nthe lab is up; press Ctrl-C (or run `omens lab down`) to stop it")
 			<-ctx.Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "lab: stopping")
