@@ -38,6 +38,9 @@ type Config struct {
 	PCRs []int
 	// EventLogPath is sent when the file exists ("" means DefaultEventLogPath).
 	EventLogPath string
+	// EKType chooses the EK ("RSA-2048", "ECC-P256", "ECC-P384"); "" takes the first kind,
+	// in that order, for which the TPM holds a certificate, else RSA-2048.
+	EKType string
 	// Open opens the TPM; nil means tpm.Open. Tests use it to count commands.
 	Open func(path string) (transport.TPMCloser, error)
 }
@@ -78,6 +81,15 @@ func New(cfg Config) (*Prover, error) {
 	bank, err := tpm.ParseBank(cfg.Bank)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.EKType != "" {
+		found := false
+		for _, k := range tpm.EKKinds {
+			found = found || k.Name == cfg.EKType
+		}
+		if !found {
+			return nil, fmt.Errorf("prover: EK type %q: want RSA-2048, ECC-P256 or ECC-P384", cfg.EKType)
+		}
 	}
 	for i, p := range cfg.PCRs {
 		if p < 0 || p >= tpm.NumPCRs || (i > 0 && p <= cfg.PCRs[i-1]) {
@@ -143,6 +155,12 @@ func (p *Prover) identity(t transport.TPM) (*identity, error) {
 	}
 	id := &identity{kind: tpm.EKRSA2048}
 	for _, kind := range tpm.EKKinds {
+		if p.cfg.EKType != "" && kind.Name != p.cfg.EKType {
+			continue
+		}
+		if p.cfg.EKType != "" {
+			id.kind = kind
+		}
 		cert, err := tpm.ReadEKCertificate(t, kind)
 		if errors.Is(err, tpm.ErrNoEKCertificate) {
 			continue

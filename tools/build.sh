@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the engines pinned in tools/go.mod (SPIRE server and agent, step-ca, step) into
-# tools/bin, once. A stamp holds the hash of go.mod and go.sum; when it matches and every
-# binary is present, nothing is built. CGO_ENABLED=0: their cgo smart-card code would need
-# libpcsclite, which we do not use. The stamp covers this script too, so a change of flags rebuilds.
+# tools/bin, once. A stamp holds the hash of go.mod, go.sum and this script; when it
+# matches and every binary is present, nothing is built.
+# cgo: step-ca and step are built with CGO_ENABLED=0, since their cgo smart-card code would
+# need libpcsclite, which we do not use. The SPIRE server keeps cgo: its sqlite3 datastore
+# (the Tower's) exists only in a cgo build (it needs gcc, nothing else).
 set -euo pipefail
 cd "$(dirname "$0")"
 bins=(spire-server spire-agent step-ca step)
@@ -29,12 +31,13 @@ ldflags=("-X github.com/spiffe/spire/pkg/common/version.gittag=${spire#v}"
          "-X github.com/spiffe/spire/pkg/common/version.gittag=${spire#v}"
          "-X main.Version=${ca#v} -X main.BuildTime=omens-tools"
          "-X main.Version=${cli#v} -X main.BuildTime=omens-tools")
+cgo=(1 0 0 0)
 n=${#pkgs[@]}
 for i in "${!pkgs[@]}"; do
   b=${bins[$i]}
   t0=$(date +%s)
   echo "tools: [$((i+1))/$n] building $b (a cold build of all four takes about 12 minutes on 2 cores)"
-  CGO_ENABLED=0 GOBIN="$PWD/bin" go install -trimpath -ldflags "${ldflags[$i]}" "${pkgs[$i]}"
+  CGO_ENABLED=${cgo[$i]} GOBIN="$PWD/bin" go install -trimpath -ldflags "${ldflags[$i]}" "${pkgs[$i]}"
   echo "tools: [$((i+1))/$n] $b built in $(( $(date +%s) - t0 ))s"
 done
 echo "$stamp" > bin/.stamp

@@ -421,6 +421,14 @@ func (s *Session) Finish(evidenceBytes []byte) (*Result, error) {
 	if err := verifySignature(s.akKey, &s.akPub, ev.Quote, sig); err != nil {
 		return nil, reject(CheckQuoteSignature, "%v (ek_hash=%s)", err, s.Identity.EKHash)
 	}
+	// A restricted AK also signs data from outside the TPM (TPM2_Sign with a TPM2_Hash
+	// ticket) as long as it does not start with TPM_GENERATED_VALUE; only that magic makes
+	// the structure the TPM's own (Part 1, 11.4.7). go-tpm does not check it when
+	// unmarshalling.
+	if attest.Magic != tpm2.TPMGeneratedValue {
+		return nil, reject(CheckQuoteSignature, "quote magic 0x%08X is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash=%s)",
+			uint32(attest.Magic), s.Identity.EKHash)
+	}
 	// From here the quote is the TPM's own statement.
 	if attest.Type != tpm2.TPMSTAttestQuote {
 		return nil, reject(CheckQuoteSignature, "attestation type 0x%04X is not a quote", uint16(attest.Type))
@@ -616,4 +624,3 @@ func describeSelection(sel map[tpm2.TPMIAlgHash][]int) string {
 	}
 	return out
 }
-

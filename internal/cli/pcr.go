@@ -15,7 +15,7 @@ func newPCRCmd() *cobra.Command {
 		Use:   "pcr",
 		Short: "Read and extend PCRs",
 	}
-	cmd.AddCommand(newPCRReadCmd(), newPCRExtendCmd())
+	cmd.AddCommand(newPCRReadCmd(), newPCRExtendCmd(), newPCRAllowNextCmd(), newPCRPolicyCmd())
 	return cmd
 }
 

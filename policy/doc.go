@@ -1,0 +1,73 @@
+// Package policy is the PCR boot-state policy the SPIRE server plugin applies at every
+// attestation, with windows for BIOS and firmware updates.
+//
+// The verifier has already checked the quote, so the PCR values handed to Evaluate are the
+// ones the host's TPM holds. This package decides whether that boot state is allowed for
+// the host, and which named policy allowed it (for the selector tpm:pcr_policy:<name>).
+//
+// # Policy file
+//
+// The policy file is HCL (version 1, the dialect of SPIRE's own configuration), written by
+// the operator. See example.hcl in this directory for a complete file.
+//
+//	unknown_hosts = "reject"          # or the name of a group
+//
+//	group "tower" {
+//	  set "firmware-1.0" {
+//	    bank = "sha256"               # sha1, sha256 (default) or sha384
+//	    pcrs = {
+//	      "0" = "<64 hex digits>"     # PCR index (0-23, quoted) = digest in that bank
+//	      "7" = "<64 hex digits>"
+//	    }
+//	  }
+//	  set "firmware-1.1" { ... }      # several sets at once: a fleet rolling an update
+//	}
+//
+//	host "<EK hash: 64 hex digits>" {
+//	  name  = "spire"                 # optional label, accepted by `omens pcr allow-next`
+//	  group = "tower"                 # optional: the group's sets apply to this host
+//	  set "lab" { ... }               # optional: sets for this host only
+//	}
+//
+// A set names the values of some PCRs of one bank; a boot state matches the set when every
+// PCR the set names has that value (PCRs the set does not name are not looked at). The
+// sets that apply to a known host are, in this order: its own sets (selector name "host"),
+// its group's sets (the group name), and the sets pinned for it through windows ("pinned").
+// The first set that matches is reported.
+//
+// Group, set and host names are 1 to 64 of A-Z a-z 0-9 . _ -; a host name label may not be
+// 64 hex digits (it would read as an EK hash). The group names "reject", "host" and
+// "pinned" are reserved. A host may have no group and no sets: it is then allowed only
+// through what a window pins.
+//
+// unknown_hosts says what happens to an EK hash the file does not list. "reject", the
+// default, refuses it: a TPM whose EK certificate chains to a trusted manufacturer proves
+// only that it is a genuine TPM, not that it belongs to the fleet, so it must be listed
+// first. Naming a group instead applies that group's sets (and any pins) to every unlisted
+// host, for fleets whose membership is decided by the EK CA alone.
+//
+// The file is read again when its size or modification time changes, so a running SPIRE
+// server follows the operator's edits. A file that no longer parses rejects every host
+// (each error names the file and the line) until it is fixed: the store fails closed.
+//
+// # State file
+//
+// What changes at run time lives in a JSON state file beside the policy (by default the
+// policy path with ".state.json" appended): for each host, the sets pinned through
+// windows, the open window, and the last boot state it presented with the decision. The
+// CLI and the SPIRE server plugin both write it, so every change is a read-modify-write
+// under an exclusive flock on a companion lock file (state path + ".lock"), and the new
+// state replaces the old atomically (a temporary file, fsync, rename). A replaced state
+// file keeps the mode and, where the writer is allowed to set it, the owner of the old one,
+// so a CLI run as root does not lock the SPIRE server out. A state file that does not parse
+// is an error naming the file; it is never discarded, because it holds pins.
+//
+// # Windows
+//
+// AllowNext opens a window for a host. While it is open, the first boot state the host
+// presents that matches none of its sets is allowed, pinned as a new set for that host and
+// the window is closed; a state that matches an existing set leaves the window open. When
+// the window has expired, a changed boot state is rejected as usual. A pin is taken over
+// the PCRs the host's sets name (0, 2, 4 and 7 if it has none, or every presented PCR if
+// the host presented none of those).
+package policy

@@ -1,0 +1,390 @@
+package policy
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrRejected matches (errors.Is) every error Evaluate returns because the presented boot
+// state is not allowed, as opposed to a local failure such as an unreadable policy or
+// state file: the first is the agent's fault, the second the server's.
+var ErrRejected = errors.New("policy: boot state rejected")
+
+// rejection is a refusal of a boot state; its message is what the operator reads.
+type rejection struct{ msg string }
+
+func (r *rejection) Error() string        { return r.msg }
+func (r *rejection) Is(target error) bool { return target == ErrRejected }
+
+func reject(format string, args ...any) error {
+	return &rejection{"policy: " + fmt.Sprintf(format, args...)}
+}
+
+// Store is a policy file and its state file. It is safe for concurrent use, and several
+// Stores (in one process or in several) may use the same files.
+type Store struct {
+	policyPath string
+	statePath  string
+	lockPath   string
+
+	mu      sync.Mutex
+	pol     *Policy     // nil after a failed reload
+	polInfo os.FileInfo // of the file pol was read from
+}
+
+// Decision is the outcome of Evaluate.
+type Decision struct {
+	Allowed bool
+	Policy  string // name for the selector tpm:pcr_policy:<name>: the group name, or "host" for host-own sets, or "pinned"
+	Set     string // the matched set, e.g. "tower/firmware-1.0" or "pinned/2026-11-29T10:00:00Z"
+	Pinned  bool   // accepted because a window was open: the presented state was pinned as a new allowed set and the window closed
+}
+
+// DefaultStatePath is the state file used for policyPath when none is given.
+func DefaultStatePath(policyPath string) string { return policyPath + ".state.json" }
+
+// Open loads the policy file (and re-reads it, and the state, when their mtime/size
+// change: a SPIRE server must not need a restart when the operator edits the policy).
+// statePath "" = default (DefaultStatePath).
+//
+// The state is read afresh, under the lock, by every call that changes it, which covers
+// any change another process made.
+func Open(policyPath, statePath string) (*Store, error) {
+	if policyPath == "" {
+		return nil, errors.New("policy: no policy file given")
+	}
+	if statePath == "" {
+		statePath = DefaultStatePath(policyPath)
+	}
+	s := &Store{policyPath: policyPath, statePath: statePath, lockPath: statePath + ".lock"}
+	if _, err := s.Policy(); err != nil {
+		return nil, err
+	}
+	if _, err := readState(statePath); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// PolicyPath is the policy file.
+func (s *Store) PolicyPath() string { return s.policyPath }
+
+// StatePath is the state file.
+func (s *Store) StatePath() string { return s.statePath }
+
+// Policy returns the policy, read again if the file's size, modification time or identity
+// changed since it was last read.
+func (s *Store) Policy() (*Policy, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fi, err := os.Stat(s.policyPath)
+	if err != nil {
+		s.pol = nil
+		return nil, fmt.Errorf("policy: policy file: %w", err)
+	}
+	if s.pol != nil && os.SameFile(fi, s.polInfo) && fi.Size() == s.polInfo.Size() && fi.ModTime().Equal(s.polInfo.ModTime()) {
+		return s.pol, nil
+	}
+	data, err := os.ReadFile(s.policyPath)
+	if err != nil {
+		s.pol = nil
+		return nil, fmt.Errorf("policy: policy file: %w", err)
+	}
+	pol, err := ParsePolicy(s.policyPath, data)
+	if err != nil {
+		s.pol = nil // fail closed until the file is fixed
+		return nil, err
+	}
+	s.pol, s.polInfo = pol, fi
+	return pol, nil
+}
+
+// NormalizeEKHash checks that ekHash is 64 hex digits and returns it in lower case.
+func NormalizeEKHash(ekHash string) (string, error) {
+	if !isEKHash(ekHash) {
+		return "", fmt.Errorf("policy: EK hash %q: want 64 hex digits", ekHash)
+	}
+	return lowerHex(ekHash), nil
+}
+
+// ResolveHost returns the EK hash and name label of host, given as an EK hash or as the
+// name label of a host in the policy file.
+func (s *Store) ResolveHost(host string) (ekHash, name string, err error) {
+	pol, err := s.Policy()
+	if err != nil {
+		return "", "", err
+	}
+	return pol.resolve(host)
+}
+
+func (p *Policy) resolve(host string) (string, string, error) {
+	if isEKHash(host) {
+		ek := lowerHex(host)
+		if h := p.hosts[ek]; h != nil {
+			return ek, h.Name, nil
+		}
+		return ek, "", nil
+	}
+	if h := p.names[host]; h != nil {
+		return h.EKHash, h.Name, nil
+	}
+	return "", "", fmt.Errorf("policy: no host is named %q in the policy file: give the EK hash (64 hex digits) or the name label of a host block", host)
+}
+
+// hostLabel is how messages name a host: the EK hash, and the name label if it has one.
+func (p *Policy) hostLabel(ek string) string {
+	if h := p.hosts[ek]; h != nil && h.Name != "" {
+		return ek + " (" + h.Name + ")"
+	}
+	return ek
+}
+
+// candidate is a set that applies to a host, with the names Evaluate reports.
+type candidate struct {
+	policy string // Decision.Policy
+	set    *Set
+}
+
+func (c candidate) name() string { return c.policy + "/" + c.set.Name }
+
+// candidates returns the sets that apply to host ek, in the order they are tried: host's
+// own sets, its group's sets, its pins. It returns an error if the host is not in the file
+// and unknown_hosts is "reject".
+func (p *Policy) candidates(ek string, hs *HostState) ([]candidate, error) {
+	var out []candidate
+	group := ""
+	if h := p.hosts[ek]; h != nil {
+		for _, s := range h.Sets {
+			out = append(out, candidate{PolicyHost, s})
+		}
+		group = h.Group
+	} else if p.UnknownHosts == Reject {
+		return nil, reject("host %s is not in the policy file and unknown_hosts = \"reject\": add a host block for it", ek)
+	} else {
+		group = p.UnknownHosts
+	}
+	if g := p.groups[group]; g != nil {
+		for _, s := range g.Sets {
+			out = append(out, candidate{g.Name, s})
+		}
+	}
+	if hs != nil {
+		for _, pin := range hs.Pins {
+			out = append(out, candidate{PolicyPinned, &Set{Name: pin.Name, Bank: pin.Bank, PCRs: pin.PCRs}})
+		}
+	}
+	return out, nil
+}
+
+// mismatches returns the PCRs of set whose presented value differs or is missing, in
+// index order.
+func mismatches(set *Set, pcrs map[int][]byte) []int {
+	var out []int
+	for _, i := range sortedIndices(set.PCRs) {
+		if v, ok := pcrs[i]; !ok || !slices.Equal(v, set.PCRs[i]) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// defaultPinPCRs are pinned for a host that has no set to take the PCRs from: the PCRs a
+// LUKS/Clevis TPM binding uses (firmware code, option ROM code, boot loader, Secure Boot
+// policy).
+var defaultPinPCRs = []int{0, 2, 4, 7}
+
+// Evaluate checks the presented PCR values (bank name, PCR index -> digest) of host
+// ekHash at time now. It records what the host presented. Rejection: returns
+// Decision{Allowed:false} and an error that names the PCR index and both values, and
+// that matches ErrRejected; any other error is a local failure.
+//
+// Inside an open window for that host, a state that matches no set is accepted, pinned
+// as a new allowed set for that host, and the window is closed. Outside a window a
+// changed state is rejected. A host the file does not know is handled per unknown_hosts.
+func (s *Store) Evaluate(ekHash, bank string, pcrs map[int][]byte, now time.Time) (Decision, error) {
+	ek, err := NormalizeEKHash(ekHash)
+	if err != nil {
+		return Decision{}, err
+	}
+	if len(pcrs) == 0 {
+		return Decision{}, fmt.Errorf("policy: host %s presented no PCR values", ek)
+	}
+	if err := checkValues(bank, pcrs, false); err != nil {
+		return Decision{}, fmt.Errorf("policy: host %s presented %v", ek, err)
+	}
+	pol, err := s.Policy()
+	if err != nil {
+		return Decision{}, err
+	}
+	unlock, err := lockFile(s.lockPath)
+	if err != nil {
+		return Decision{}, err
+	}
+	defer unlock()
+	st, err := readState(s.statePath)
+	if err != nil {
+		return Decision{}, err
+	}
+	hs := st.Hosts[ek]
+	if hs == nil {
+		hs = &HostState{}
+		st.Hosts[ek] = hs
+	}
+	if hs.Window != nil && !now.Before(hs.Window.Until) {
+		hs.Window = nil // expired
+	}
+	dec, rejected := decide(pol, ek, bank, pcrs, hs, now)
+	last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set}
+	switch {
+	case rejected != nil:
+		last.Result, last.Error = ResultRejected, rejected.Error()
+	case dec.Pinned:
+		last.Result = ResultPinned
+	default:
+		last.Result = ResultAllowed
+	}
+	hs.Last = last
+	if err := writeState(s.statePath, st); err != nil {
+		return Decision{}, err
+	}
+	return dec, rejected
+}
+
+// decide is the policy decision; it changes hs when it pins.
+func decide(pol *Policy, ek, bank string, pcrs map[int][]byte, hs *HostState, now time.Time) (Decision, error) {
+	cands, err := pol.candidates(ek, hs)
+	if err != nil {
+		return Decision{}, err
+	}
+	var inBank []candidate
+	for _, c := range cands {
+		if c.set.Bank != bank {
+			continue
+		}
+		if len(mismatches(c.set, pcrs)) == 0 {
+			return Decision{Allowed: true, Policy: c.policy, Set: c.name()}, nil
+		}
+		inBank = append(inBank, c)
+	}
+	if hs.Window != nil {
+		return pin(ek, bank, pcrs, inBank, hs, now), nil
+	}
+	host := pol.hostLabel(ek)
+	if len(cands) == 0 {
+		return Decision{}, reject("host %s has no allowed PCR sets: give it a group or a set, or open a window (omens pcr allow-next --host %s) to pin its next boot state", host, ek)
+	}
+	if len(inBank) == 0 {
+		var banks []string
+		for _, c := range cands {
+			if !slices.Contains(banks, c.set.Bank) {
+				banks = append(banks, c.set.Bank)
+			}
+		}
+		return Decision{}, reject("host %s presented PCR bank %s, its allowed sets are in %s", host, bank, strings.Join(banks, ", "))
+	}
+	// The nearest set: fewest mismatching PCRs, the first one tried on a tie.
+	best, bestMis := inBank[0], mismatches(inBank[0].set, pcrs)
+	for _, c := range inBank[1:] {
+		if m := mismatches(c.set, pcrs); len(m) < len(bestMis) {
+			best, bestMis = c, m
+		}
+	}
+	i := bestMis[0]
+	is := "is " + hex.EncodeToString(pcrs[i])
+	if _, ok := pcrs[i]; !ok {
+		is = "was not presented"
+	}
+	msg := fmt.Sprintf("host %s PCR %d %s, allowed set %s wants %s", host, i, is, best.name(), hex.EncodeToString(best.set.PCRs[i]))
+	if len(bestMis) > 1 {
+		idx := make([]string, len(bestMis))
+		for k, m := range bestMis {
+			idx[k] = strconv.Itoa(m)
+		}
+		msg += fmt.Sprintf(" (%d of its %d PCRs differ: %s)", len(bestMis), len(best.set.PCRs), strings.Join(idx, ", "))
+	}
+	return Decision{}, reject("%s", msg)
+}
+
+// pin records the presented state as a new set for the host and closes its window. The
+// pin covers the PCRs that the host's sets in this bank name; without such sets, the
+// default PCRs; if none of those was presented, every presented PCR.
+func pin(ek, bank string, pcrs map[int][]byte, inBank []candidate, hs *HostState, now time.Time) Decision {
+	want := map[int]bool{}
+	for _, c := range inBank {
+		for i := range c.set.PCRs {
+			want[i] = true
+		}
+	}
+	if len(want) == 0 {
+		for _, i := range defaultPinPCRs {
+			want[i] = true
+		}
+	}
+	vals := PCRValues{}
+	for i := range want {
+		if v, ok := pcrs[i]; ok {
+			vals[i] = slices.Clone(v)
+		}
+	}
+	if len(vals) == 0 {
+		vals = clonePCRs(pcrs)
+	}
+	name := now.UTC().Format(time.RFC3339)
+	for n := 2; slices.ContainsFunc(hs.Pins, func(p *Pin) bool { return p.Name == name }); n++ {
+		name = now.UTC().Format(time.RFC3339) + "-" + strconv.Itoa(n)
+	}
+	hs.Pins = append(hs.Pins, &Pin{Name: name, PinnedAt: now.UTC(), Bank: bank, PCRs: vals})
+	hs.Window = nil
+	return Decision{Allowed: true, Policy: PolicyPinned, Set: PolicyPinned + "/" + name, Pinned: true}
+}
+
+func clonePCRs(pcrs map[int][]byte) PCRValues {
+	out := make(PCRValues, len(pcrs))
+	for i, v := range pcrs {
+		out[i] = slices.Clone(v)
+	}
+	return out
+}
+
+// AllowNext opens a window for host for d: the first boot state it presents before
+// now+d that matches none of its sets is pinned as allowed. host is an EK hash or the
+// name label of a host in the policy file. A window replaces an open one.
+func (s *Store) AllowNext(host string, d time.Duration, now time.Time) error {
+	if d <= 0 {
+		return fmt.Errorf("policy: window length %s: want a positive duration such as 2h", d)
+	}
+	pol, err := s.Policy()
+	if err != nil {
+		return err
+	}
+	ek, _, err := pol.resolve(host)
+	if err != nil {
+		return err
+	}
+	if pol.hosts[ek] == nil && pol.UnknownHosts == Reject {
+		return fmt.Errorf("policy: host %s is not in the policy file and unknown_hosts = \"reject\", so a window would not let it in: add a host %q block to %s (its group or sets may stay empty), then open the window", ek, ek, s.policyPath)
+	}
+	unlock, err := lockFile(s.lockPath)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := readState(s.statePath)
+	if err != nil {
+		return err
+	}
+	hs := st.Hosts[ek]
+	if hs == nil {
+		hs = &HostState{}
+		st.Hosts[ek] = hs
+	}
+	hs.Window = &Window{Opened: now.UTC(), Until: now.Add(d).UTC()}
+	return writeState(s.statePath, st)
+}

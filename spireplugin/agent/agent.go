@@ -1,0 +1,127 @@
+// Package agent is the SPIRE agent side of NodeAttestor "tpm": a thin adapter from the
+// plugin SDK to the prover (package prover), which answers with the host's TPM.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/hashicorp/go-hclog"
+	nodeattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/nodeattestor/v1"
+	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"omens.dev/omens/prover"
+	"omens.dev/omens/spireplugin"
+)
+
+// Config is the plugin_data of the agent's NodeAttestor "tpm". The plan's keys (tpm_path,
+// pcr_bank, pcr_selection) work as written.
+type Config struct {
+	// TPMPath is the TPM device or unix socket; empty auto-detects /dev/tpmrm0, /dev/tpm0.
+	TPMPath string `hcl:"tpm_path"`
+	// PCRBank and PCRSelection must equal the server's (sha256 and [0, 2, 4, 7] by default).
+	PCRBank      string `hcl:"pcr_bank"`
+	PCRSelection []int  `hcl:"pcr_selection"`
+	// AKHandle is the persistent handle of the attestation key, "0x81010010" by default.
+	AKHandle string `hcl:"ak_handle"`
+	// EventLogPath is the boot event log sent with each attestation when the file exists
+	// (default /sys/kernel/security/tpm0/binary_bios_measurements).
+	EventLogPath string `hcl:"event_log_path"`
+	// EKType chooses the EK when the TPM has several: "RSA-2048", "ECC-P256" or
+	// "ECC-P384". By default the first of these with a certificate in NV.
+	EKType string `hcl:"ek_type"`
+}
+
+// Plugin implements the agent NodeAttestor and Config services.
+type Plugin struct {
+	nodeattestorv1.UnimplementedNodeAttestorServer
+	configv1.UnimplementedConfigServer
+
+	mu     sync.RWMutex
+	prover *prover.Prover
+	log    hclog.Logger
+}
+
+// New returns an unconfigured plugin.
+func New() *Plugin { return &Plugin{log: hclog.NewNullLogger()} }
+
+// SetLogger is called by the plugin framework with SPIRE's logger.
+func (p *Plugin) SetLogger(l hclog.Logger) { p.log = l }
+
+func buildConfig(hclText string) (*prover.Config, []string) {
+	c := new(Config)
+	notes, err := spireplugin.DecodeHCL(hclText, c)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	pc := &prover.Config{TPMPath: c.TPMPath, Bank: c.PCRBank, PCRs: c.PCRSelection, EventLogPath: c.EventLogPath, EKType: c.EKType}
+	if c.AKHandle != "" {
+		h, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(c.AKHandle), "0x"), 16, 32)
+		if err != nil || h>>24 != 0x81 {
+			notes = append(notes, fmt.Sprintf("ak_handle %q is not a persistent handle (0x81000000 to 0x81FFFFFF)", c.AKHandle))
+		}
+		pc.AKHandle = tpm2.TPMHandle(h)
+	}
+	if _, err := prover.New(*pc); err != nil {
+		notes = append(notes, err.Error())
+	}
+	return pc, notes
+}
+
+// Configure applies plugin_data.
+func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
+	pc, notes := buildConfig(req.GetHclConfiguration())
+	if len(notes) > 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "tpm: bad configuration: %s", strings.Join(notes, "; "))
+	}
+	pr, err := prover.New(*pc)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "tpm: %v", err)
+	}
+	p.mu.Lock()
+	p.prover = pr
+	p.mu.Unlock()
+	return &configv1.ConfigureResponse{}, nil
+}
+
+// Validate reports every problem of plugin_data without applying it.
+func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*configv1.ValidateResponse, error) {
+	_, notes := buildConfig(req.GetHclConfiguration())
+	return &configv1.ValidateResponse{Valid: len(notes) == 0, Notes: notes}, nil
+}
+
+// AidAttestation proves this host's TPM to the server.
+func (p *Plugin) AidAttestation(stream nodeattestorv1.NodeAttestor_AidAttestationServer) error {
+	p.mu.RLock()
+	pr := p.prover
+	p.mu.RUnlock()
+	if pr == nil {
+		return status.Error(codes.FailedPrecondition, "tpm: not configured")
+	}
+	x, hello, err := pr.Begin()
+	if err != nil {
+		p.log.Error("TPM attestation could not start", "error", err)
+		return status.Errorf(codes.Unavailable, "tpm: %v", err)
+	}
+	defer x.Close()
+	if err := stream.Send(&nodeattestorv1.PayloadOrChallengeResponse{Data: &nodeattestorv1.PayloadOrChallengeResponse_Payload{Payload: hello}}); err != nil {
+		return err
+	}
+	ch, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	ev, err := x.Answer(ch.GetChallenge())
+	if err != nil {
+		p.log.Error("TPM could not answer the challenge", "error", err)
+		return status.Errorf(codes.Internal, "tpm: %v", err)
+	}
+	return stream.Send(&nodeattestorv1.PayloadOrChallengeResponse{Data: &nodeattestorv1.PayloadOrChallengeResponse_ChallengeResponse{ChallengeResponse: ev}})
+}
+

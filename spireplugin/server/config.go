@@ -1,0 +1,191 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+
+	"omens.dev/omens/spireplugin"
+	"omens.dev/omens/verify"
+)
+
+// Config is the plugin_data of the server's NodeAttestor "tpm". The keys of the Tower's
+// plan (devid_mode, ca_path, allow_insecure) work as written.
+type Config struct {
+	// DevIDMode is "ek_cert" (EK certificate mode, the default).
+	DevIDMode string `hcl:"devid_mode"`
+	// CAPath is the TPM manufacturer CA bundle: a PEM or DER file, or a directory of them.
+	CAPath string `hcl:"ca_path"`
+	// AllowInsecure accepts a TPM without a valid EK certificate whose EK is not
+	// allow-listed, with a warning at every such attestation and the selector
+	// tpm:ek_cert:insecure. For tests only.
+	AllowInsecure bool `hcl:"allow_insecure"`
+	// EKAllowlistPath and EKDenylistPath are files of EK hashes, one per line (# comments).
+	EKAllowlistPath string `hcl:"ek_allowlist_path"`
+	EKDenylistPath  string `hcl:"ek_denylist_path"`
+	// RequireEKCertAndAllowlist asks for both a valid EK certificate and an allow-listed EK.
+	RequireEKCertAndAllowlist bool `hcl:"require_ek_cert_and_allowlist"`
+	// PCRBank and PCRSelection are what every agent must quote (sha256 and 0,2,4,7 by
+	// default, the plan's choice).
+	PCRBank      string `hcl:"pcr_bank"`
+	PCRSelection []int  `hcl:"pcr_selection"`
+	// PCRPolicyPath is the boot-state policy file (package policy); empty means no policy:
+	// PCR values become selectors only. PCRStatePath is its state file (pins, windows,
+	// last seen), by default PCRPolicyPath + ".state.json".
+	PCRPolicyPath string `hcl:"pcr_policy_path"`
+	PCRStatePath  string `hcl:"pcr_state_path"`
+	// ExpiredEKCert is what an expired, otherwise trusted EK certificate gets: "reject"
+	// (the default: its manufacturer no longer vouches for it) or "warn" (accept, log a
+	// warning, add the selector tpm:ek_cert:expired).
+	ExpiredEKCert string `hcl:"expired_ek_cert"`
+}
+
+// buildConfig parses and checks plugin_data, returning every problem.
+func buildConfig(hclText string) (*Config, []string) {
+	c := new(Config)
+	notes, err := spireplugin.DecodeHCL(hclText, c)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	if c.DevIDMode == "" {
+		c.DevIDMode = "ek_cert"
+	}
+	if c.DevIDMode != "ek_cert" {
+		notes = append(notes, fmt.Sprintf("devid_mode %q is not supported (want \"ek_cert\")", c.DevIDMode))
+	}
+	if c.CAPath == "" && !c.AllowInsecure && c.EKAllowlistPath == "" {
+		notes = append(notes, "ca_path is required unless ek_allowlist_path or allow_insecure is set")
+	}
+	if c.RequireEKCertAndAllowlist && (c.CAPath == "" || c.EKAllowlistPath == "") {
+		notes = append(notes, "require_ek_cert_and_allowlist needs both ca_path and ek_allowlist_path")
+	}
+	for _, f := range []struct{ key, path string }{
+		{"ca_path", c.CAPath}, {"ek_allowlist_path", c.EKAllowlistPath},
+		{"ek_denylist_path", c.EKDenylistPath}, {"pcr_policy_path", c.PCRPolicyPath},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			notes = append(notes, fmt.Sprintf("%s: %v", f.key, err))
+		}
+	}
+	if c.PCRBank == "" {
+		c.PCRBank = "sha256"
+	}
+	if _, err := verify.BankAlg(c.PCRBank); err != nil {
+		notes = append(notes, "pcr_bank: "+err.Error())
+	}
+	if c.PCRSelection == nil {
+		c.PCRSelection = []int{0, 2, 4, 7}
+	}
+	if err := checkSelection(c.PCRSelection); err != nil {
+		notes = append(notes, "pcr_selection: "+err.Error())
+	}
+	switch c.ExpiredEKCert {
+	case "":
+		c.ExpiredEKCert = "reject"
+	case "reject", "warn":
+	default:
+		notes = append(notes, fmt.Sprintf("expired_ek_cert %q: want \"reject\" or \"warn\"", c.ExpiredEKCert))
+	}
+	if c.PCRStatePath != "" && c.PCRPolicyPath == "" {
+		notes = append(notes, "pcr_state_path is set without pcr_policy_path")
+	}
+	return c, notes
+}
+
+func checkSelection(pcrs []int) error {
+	if len(pcrs) == 0 {
+		return fmt.Errorf("empty: select at least one PCR")
+	}
+	if !slices.IsSorted(pcrs) || len(slices.Compact(slices.Clone(pcrs))) != len(pcrs) {
+		return fmt.Errorf("%v: list distinct PCRs in ascending order", pcrs)
+	}
+	if pcrs[0] < 0 || pcrs[len(pcrs)-1] > 23 {
+		return fmt.Errorf("%v: PCR indices are 0 to 23", pcrs)
+	}
+	return nil
+}
+
+// watched is a file (or directory) re-read when it changes, so bundles and lists are
+// updated without restarting SPIRE. A failed reload keeps the last good content and
+// reports the error.
+type watched[T any] struct {
+	path  string
+	load  func(string) (T, error)
+	stamp string
+	value T
+}
+
+func (w *watched[T]) get() (T, error) {
+	stamp, err := fileStamp(w.path)
+	if err != nil {
+		return w.value, err
+	}
+	if stamp == w.stamp {
+		return w.value, nil
+	}
+	v, err := w.load(w.path)
+	if err != nil {
+		return w.value, err
+	}
+	w.value, w.stamp = v, stamp
+	return v, nil
+}
+
+// fileStamp identifies a version of a file or of a directory tree by names, sizes and
+// modification times.
+func fileStamp(path string) (string, error) {
+	var b strings.Builder
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s|%d|%d\n", p, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	return b.String(), err
+}
+
+// loadHashList reads a file of EK hashes: one lower-case hex SHA-256 per line, blank
+// lines and # comments ignored.
+func loadHashList(path string) (map[string]bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if line == "" {
+			continue
+		}
+		line = strings.ToLower(line)
+		if len(line) != 64 || strings.Trim(line, "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("%s line %d: %q is not an EK hash (64 hex digits)", path, n, line)
+		}
+		out[line] = true
+	}
+	return out, sc.Err()
+}
+
+func loadBundle(path string) (*verify.Bundle, error) {
+	b, _, err := verify.LoadBundle(path)
+	return b, err
+}
+

@@ -1,0 +1,334 @@
+// Package server is the SPIRE server side of NodeAttestor "tpm": a thin adapter from the
+// plugin SDK to the verifier (package verify) and the boot-state policy (package policy).
+//
+// One attestation: the agent's Hello, the server's Challenge, the agent's Evidence (package
+// protocol); then the PCR policy. The agent ID is spiffe://<trust domain>/spire/agent/tpm/
+// <EK hash>, stable for the life of the chip. Every decision is one log line through
+// SPIRE's logger, with agent_id, ek_hash, mode, result, check and pcr_digest.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	nodeattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/nodeattestor/v1"
+	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"omens.dev/omens/policy"
+	"omens.dev/omens/protocol"
+	"omens.dev/omens/verify"
+)
+
+// Plugin implements the server NodeAttestor and Config services.
+type Plugin struct {
+	nodeattestorv1.UnimplementedNodeAttestorServer
+	configv1.UnimplementedConfigServer
+
+	mu  sync.RWMutex
+	rt  *runtime
+	log hclog.Logger
+
+	// Now is the clock; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+// New returns an unconfigured plugin.
+func New() *Plugin { return &Plugin{log: hclog.NewNullLogger()} }
+
+// SetLogger is called by the plugin framework with SPIRE's logger.
+func (p *Plugin) SetLogger(l hclog.Logger) { p.log = l }
+
+// runtime is the configured state.
+type runtime struct {
+	cfg         *Config
+	trustDomain string
+	bankAlg     uint16
+
+	mu     sync.Mutex
+	bundle *watched[*verify.Bundle]
+	allow  *watched[map[string]bool]
+	deny   *watched[map[string]bool]
+	policy *policy.Store
+}
+
+// Configure applies plugin_data.
+func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
+	rt, notes, err := newRuntime(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if len(notes) > 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "tpm: bad configuration: %s", strings.Join(notes, "; "))
+	}
+	p.mu.Lock()
+	p.rt = rt
+	p.mu.Unlock()
+	return &configv1.ConfigureResponse{}, nil
+}
+
+// Validate reports every problem of plugin_data without applying it.
+func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*configv1.ValidateResponse, error) {
+	_, notes, err := newRuntime(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain())
+	if err != nil {
+		notes = append(notes, err.Error())
+	}
+	return &configv1.ValidateResponse{Valid: len(notes) == 0, Notes: notes}, nil
+}
+
+func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
+	cfg, notes := buildConfig(hclText)
+	if trustDomain == "" {
+		notes = append(notes, "the core configuration names no trust domain")
+	}
+	if len(notes) > 0 {
+		return nil, notes, nil
+	}
+	alg, _ := verify.BankAlg(cfg.PCRBank)
+	rt := &runtime{cfg: cfg, trustDomain: trustDomain, bankAlg: uint16(alg)}
+	if cfg.CAPath != "" {
+		rt.bundle = &watched[*verify.Bundle]{path: cfg.CAPath, load: loadBundle}
+	}
+	if cfg.EKAllowlistPath != "" {
+		rt.allow = &watched[map[string]bool]{path: cfg.EKAllowlistPath, load: loadHashList}
+	}
+	if cfg.EKDenylistPath != "" {
+		rt.deny = &watched[map[string]bool]{path: cfg.EKDenylistPath, load: loadHashList}
+	}
+	// Load once now, so a bad file is a configuration error rather than a surprise at the
+	// first attestation.
+	if _, err := rt.verifier(time.Now); err != nil {
+		return nil, []string{err.Error()}, nil
+	}
+	if cfg.PCRPolicyPath != "" {
+		s, err := policy.Open(cfg.PCRPolicyPath, cfg.PCRStatePath)
+		if err != nil {
+			return nil, []string{"pcr_policy_path: " + err.Error()}, nil
+		}
+		rt.policy = s
+	}
+	return rt, nil, nil
+}
+
+// verifier builds a Verifier from the current content of the watched files.
+func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	v := &verify.Verifier{PCRs: rt.cfg.PCRSelection, Now: now}
+	v.PCRBank, _ = verify.BankAlg(rt.cfg.PCRBank)
+	v.EK.AllowInsecure = rt.cfg.AllowInsecure
+	v.EK.RequireCertAndAllow = rt.cfg.RequireEKCertAndAllowlist
+	if rt.cfg.ExpiredEKCert == "warn" {
+		v.EK.Expired = verify.ExpiredWarn
+	}
+	var err error
+	if rt.bundle != nil {
+		if v.EK.Bundle, err = rt.bundle.get(); err != nil {
+			return nil, fmt.Errorf("ca_path: %w", err)
+		}
+	}
+	if rt.allow != nil {
+		if v.EK.Allow, err = rt.allow.get(); err != nil {
+			return nil, fmt.Errorf("ek_allowlist_path: %w", err)
+		}
+	}
+	if rt.deny != nil {
+		if v.EK.Deny, err = rt.deny.get(); err != nil {
+			return nil, fmt.Errorf("ek_denylist_path: %w", err)
+		}
+	}
+	return v, nil
+}
+
+func (p *Plugin) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// audit is one decision.
+type audit struct {
+	agentID, ekHash, check, pcrDigest, policy string
+	warnings                                  []string
+}
+
+func (p *Plugin) logDecision(a audit, err error) {
+	fields := []any{"mode", "ek_cert", "agent_id", a.agentID, "ek_hash", a.ekHash, "pcr_digest", a.pcrDigest}
+	if a.policy != "" {
+		fields = append(fields, "pcr_policy", a.policy)
+	}
+	if err != nil {
+		fields = append(fields, "result", "rejected", "check", a.check, "reason", err.Error())
+		p.log.Warn("tpm attestation rejected", fields...)
+		return
+	}
+	if len(a.warnings) > 0 {
+		fields = append(fields, "warnings", strings.Join(a.warnings, "; "))
+		p.log.Warn("tpm attestation accepted with warnings", append(fields, "result", "accepted")...)
+		return
+	}
+	p.log.Info("tpm attestation accepted", append(fields, "result", "accepted")...)
+}
+
+// Attest runs one attestation over the stream.
+func (p *Plugin) Attest(stream nodeattestorv1.NodeAttestor_AttestServer) error {
+	p.mu.RLock()
+	rt := p.rt
+	p.mu.RUnlock()
+	if rt == nil {
+		return status.Error(codes.FailedPrecondition, "tpm: not configured")
+	}
+	var a audit
+	res, err := p.attest(stream, rt, &a)
+	p.logDecision(a, err)
+	if err != nil {
+		return err
+	}
+	return stream.Send(&nodeattestorv1.AttestResponse{Response: &nodeattestorv1.AttestResponse_AgentAttributes{
+		AgentAttributes: &nodeattestorv1.AgentAttributes{
+			SpiffeId:       a.agentID,
+			SelectorValues: res,
+			CanReattest:    true,
+		},
+	}})
+}
+
+func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *runtime, a *audit) ([]string, error) {
+	a.check = verify.CheckProtocol
+	req, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	hello := req.GetPayload()
+	if hello == nil {
+		return nil, status.Error(codes.InvalidArgument, "tpm: message out of order: expected the attestation payload first")
+	}
+	v, err := rt.verifier(p.now)
+	if err != nil {
+		a.check = "configuration"
+		return nil, status.Errorf(codes.Internal, "tpm: %v", err)
+	}
+	sess, ch, err := v.Begin(hello)
+	if err != nil {
+		return nil, p.rejection(err, a)
+	}
+	a.ekHash = sess.Identity.EKHash
+	a.agentID = agentID(rt.trustDomain, a.ekHash)
+	chBytes, err := protocol.Encode(ch)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "tpm: %v", err)
+	}
+	if err := stream.Send(&nodeattestorv1.AttestResponse{Response: &nodeattestorv1.AttestResponse_Challenge{Challenge: chBytes}}); err != nil {
+		return nil, err
+	}
+	req, err = stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	evidence := req.GetChallengeResponse()
+	if evidence == nil {
+		a.check = verify.CheckProtocol
+		return nil, status.Error(codes.InvalidArgument, "tpm: message out of order: expected the challenge response")
+	}
+	res, err := sess.Finish(evidence)
+	if err != nil {
+		return nil, p.rejection(err, a)
+	}
+	a.pcrDigest = res.PCRDigest
+	a.warnings = res.Warnings
+	sel := selectors(res)
+	if rt.policy != nil {
+		d, err := rt.policy.Evaluate(res.EKHash, res.PCRBank, res.PCRs, p.now())
+		if err != nil {
+			a.check = "pcr_policy"
+			return nil, status.Errorf(codes.PermissionDenied, "tpm: %v", err)
+		}
+		a.policy = d.Set
+		if d.Pinned {
+			a.warnings = append(a.warnings, "new boot state accepted in an allow-next window and pinned as "+d.Set)
+		}
+		sel = append(sel, "pcr_policy:"+d.Policy)
+	}
+	a.check = ""
+	return sel, nil
+}
+
+// rejection turns a verifier error into a gRPC status: what the agent sent is at fault
+// (InvalidArgument), or its TPM is not trusted (PermissionDenied).
+func (p *Plugin) rejection(err error, a *audit) error {
+	a.check = verify.FailedCheck(err)
+	var ce *verify.CheckError
+	if !errors.As(err, &ce) {
+		return status.Errorf(codes.Internal, "tpm: %v", err)
+	}
+	code := codes.PermissionDenied
+	if ce.Check == verify.CheckProtocol || ce.Check == verify.CheckPCRSelection {
+		code = codes.InvalidArgument
+	}
+	return status.Errorf(code, "tpm: %v", err)
+}
+
+// agentID is the SPIFFE ID of the agent on the TPM with EK hash h.
+func agentID(trustDomain, h string) string {
+	return fmt.Sprintf("spiffe://%s/spire/agent/tpm/%s", trustDomain, h)
+}
+
+// selectors are the tpm: selector values of an accepted attestation.
+func selectors(r *verify.Result) []string {
+	s := []string{"pub_hash:" + r.EKHash}
+	manufacturer, model := r.TPM.Manufacturer, r.TPM.Model
+	switch r.CertStatus {
+	case "valid", "expired":
+		c := r.EKCert.Cert
+		s = append(s, "ek_cert:issuer:cn:"+c.Issuer.CommonName, fmt.Sprintf("ek_cert:serial:%x", c.SerialNumber))
+		if r.CertStatus == "expired" {
+			s = append(s, "ek_cert:expired")
+		}
+		// The certificate's claims are the manufacturer's, signed; prefer them to the TPM's own.
+		if r.EKCert.HasTPMSAN {
+			if id := r.EKCert.TPM.ManufacturerID; id != "" {
+				manufacturer = id
+			}
+			if r.EKCert.TPM.Model != "" {
+				model = r.EKCert.TPM.Model
+			}
+		}
+	case "insecure":
+		s = append(s, "ek_cert:insecure")
+	default:
+		s = append(s, "ek_cert:none")
+	}
+	if manufacturer != "" {
+		s = append(s, "manufacturer:"+manufacturer)
+	}
+	if model != "" {
+		s = append(s, "model:"+model)
+	}
+	if r.TPM.Firmware != "" {
+		s = append(s, "firmware:"+r.TPM.Firmware)
+	}
+	for _, i := range sortedKeys(r.PCRs) {
+		s = append(s, fmt.Sprintf("pcr:%s:%d:%x", r.PCRBank, i, r.PCRs[i]))
+	}
+	return s
+}
+
+func sortedKeys(m map[int][]byte) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

@@ -1,0 +1,241 @@
+package server_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
+	"github.com/spiffe/spire-plugin-sdk/plugintest"
+	agentna "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/nodeattestor/v1"
+	servna "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/nodeattestor/v1"
+	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
+	"google.golang.org/grpc/status"
+
+	"omens.dev/omens/spireplugin/agent"
+	"omens.dev/omens/spireplugin/server"
+	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpm/tpmsim"
+	"omens.dev/omens/verify"
+)
+
+// simHost serves a simulated TPM with an EK certificate on a socket, in this process.
+type simHost struct {
+	sim    *tpmsim.Sim
+	socket string
+	dir    string
+}
+
+func startSimHost(t *testing.T) *simHost {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "omens-sim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sim, err := tpmsim.Start(tpmsim.Options{StateDir: filepath.Join(dir, "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	sock := filepath.Join(dir, "tpm.sock")
+	go func() { sim.Serve(ctx, sock); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; sim.Close() })
+	for range 100 {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		tpmDelay()
+	}
+	return &simHost{sim: sim, socket: sock, dir: dir}
+}
+
+func (h *simHost) ekHash(t *testing.T) string {
+	eks, err := tpm.EndorsementKeys(h.sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := verify.EKHash(eks[0].PublicKey)
+	return s
+}
+
+type plugins struct {
+	server       servna.NodeAttestorPluginClient
+	serverConfig configv1.ConfigServiceClient
+	agent        agentna.NodeAttestorPluginClient
+	agentConfig  configv1.ConfigServiceClient
+}
+
+func loadPlugins(t *testing.T) *plugins {
+	p := new(plugins)
+	sp := server.New()
+	plugintest.ServeInBackground(t, plugintest.Config{
+		PluginServer:   servna.NodeAttestorPluginServer(sp),
+		PluginClient:   &p.server,
+		ServiceServers: []pluginsdk.ServiceServer{configv1.ConfigServiceServer(sp)},
+		ServiceClients: []pluginsdk.ServiceClient{&p.serverConfig},
+	})
+	ap := agent.New()
+	plugintest.ServeInBackground(t, plugintest.Config{
+		PluginServer:   agentna.NodeAttestorPluginServer(ap),
+		PluginClient:   &p.agent,
+		ServiceServers: []pluginsdk.ServiceServer{configv1.ConfigServiceServer(ap)},
+		ServiceClients: []pluginsdk.ServiceClient{&p.agentConfig},
+	})
+	return p
+}
+
+func (p *plugins) configure(t *testing.T, serverHCL, agentHCL string) {
+	t.Helper()
+	core := &configv1.CoreConfiguration{TrustDomain: "funlab.casa"}
+	if _, err := p.serverConfig.Configure(context.Background(), &configv1.ConfigureRequest{CoreConfiguration: core, HclConfiguration: serverHCL}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.agentConfig.Configure(context.Background(), &configv1.ConfigureRequest{CoreConfiguration: core, HclConfiguration: agentHCL}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// attest relays one attestation between the agent and server plugins, as SPIRE does.
+func (p *plugins) attest(t *testing.T) (*servna.AgentAttributes, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	as, err := p.agent.AidAttestation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := p.server.Attest(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := as.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if err := ss.Send(&servna.AttestRequest{Request: &servna.AttestRequest_Payload{Payload: m.GetPayload()}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ss.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if err := as.Send(&agentna.Challenge{Challenge: r.GetChallenge()}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = as.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if err := ss.Send(&servna.AttestRequest{Request: &servna.AttestRequest_ChallengeResponse{ChallengeResponse: m.GetChallengeResponse()}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = ss.Recv()
+	if err != nil {
+		return nil, err
+	}
+	return r.GetAgentAttributes(), nil
+}
+
+func TestAttestThroughPlugins(t *testing.T) {
+	h := startSimHost(t)
+	p := loadPlugins(t)
+	p.configure(t,
+		`devid_mode = "ek_cert"
+		 ca_path = "`+h.sim.BundlePath()+`"
+		 allow_insecure = false`,
+		`tpm_path = "`+h.socket+`"
+		 pcr_bank = "sha256"
+		 pcr_selection = [0, 2, 4, 7]`)
+	attrs, err := p.attest(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := h.ekHash(t)
+	if want := "spiffe://funlab.casa/spire/agent/tpm/" + hash; attrs.SpiffeId != want {
+		t.Errorf("agent ID %s, want %s", attrs.SpiffeId, want)
+	}
+	if !attrs.CanReattest {
+		t.Error("CanReattest is false: boot state would be checked only once")
+	}
+	sel := attrs.SelectorValues
+	for _, want := range []string{
+		"pub_hash:" + hash,
+		"ek_cert:issuer:cn:omens Simulated TPM Manufacturer EK Intermediate CA",
+		"manufacturer:MSFT",
+		"model:omens-sim",
+	} {
+		if !slices.Contains(sel, want) {
+			t.Errorf("selector %q missing from %v", want, sel)
+		}
+	}
+	var pcrs []string
+	for _, s := range sel {
+		if strings.HasPrefix(s, "pcr:sha256:") {
+			pcrs = append(pcrs, strings.Split(s, ":")[2])
+		}
+	}
+	if !slices.Equal(pcrs, []string{"0", "2", "4", "7"}) {
+		t.Errorf("PCR selectors for %v, want 0 2 4 7 (%v)", pcrs, sel)
+	}
+}
+
+func TestUnknownCARejected(t *testing.T) {
+	h := startSimHost(t)
+	other := startOtherCA(t)
+	p := loadPlugins(t)
+	p.configure(t, `ca_path = "`+other+`"`, `tpm_path = "`+h.socket+`"`)
+	_, err := p.attest(t)
+	st, _ := status.FromError(err)
+	if st.Code().String() != "PermissionDenied" || !strings.Contains(st.Message(), "tpm: attest: ek_certificate: ek: certificate not trusted") {
+		t.Errorf("attestation with an EK from an unknown CA: %v", err)
+	}
+}
+
+func TestValidateNamesEveryWrongKey(t *testing.T) {
+	p := loadPlugins(t)
+	core := &configv1.CoreConfiguration{TrustDomain: "funlab.casa"}
+	resp, err := p.serverConfig.Validate(context.Background(), &configv1.ValidateRequest{CoreConfiguration: core, HclConfiguration: `
+		devid_mode = "tpm2"
+		ca_pth = "/x"
+		pcr_bank = "md5"
+		pcr_selection = [7, 0]
+		expired_ek_cert = "maybe"
+		ek_denylist_path = "/nonexistent/deny"
+	`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`unknown key "ca_pth" (line 3)`,
+		`devid_mode "tpm2" is not supported (want "ek_cert")`,
+		`ca_path is required unless ek_allowlist_path or allow_insecure is set`,
+		`ek_denylist_path: stat /nonexistent/deny: no such file or directory`,
+		`pcr_bank: unknown PCR bank "md5" (want sha1, sha256 or sha384)`,
+		`pcr_selection: [7 0]: list distinct PCRs in ascending order`,
+		`expired_ek_cert "maybe": want "reject" or "warn"`,
+	}
+	if resp.Valid || !slices.Equal(resp.Notes, want) {
+		t.Errorf("Validate = valid %v notes\n%s\nwant\n%s", resp.Valid, strings.Join(resp.Notes, "\n"), strings.Join(want, "\n"))
+	}
+	aresp, err := p.agentConfig.Validate(context.Background(), &configv1.ValidateRequest{CoreConfiguration: core, HclConfiguration: `
+		tpm_pth = "/dev/tpmrm0"
+		ak_handle = "0x01000000"
+		pcr_bank = "sha512"
+	`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAgent := []string{
+		`unknown key "tpm_pth" (line 2)`,
+		`ak_handle "0x01000000" is not a persistent handle (0x81000000 to 0x81FFFFFF)`,
+		`tpm: unknown PCR bank "sha512" (want sha1, sha256 or sha384)`,
+	}
+	if aresp.Valid || !slices.Equal(aresp.Notes, wantAgent) {
+		t.Errorf("agent Validate notes\n%s\nwant\n%s", strings.Join(aresp.Notes, "\n"), strings.Join(wantAgent, "\n"))
+	}
+}
