@@ -248,7 +248,10 @@ func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *run
 		d, err := rt.policy.Evaluate(res.EKHash, res.PCRBank, res.PCRs, p.now())
 		if err != nil {
 			a.check = "pcr_policy"
-			return nil, status.Errorf(codes.PermissionDenied, "tpm: %v", err)
+			if errors.Is(err, policy.ErrRejected) {
+				return nil, status.Errorf(codes.PermissionDenied, "tpm: %v", err)
+			}
+			return nil, status.Errorf(codes.Internal, "tpm: %v", err)
 		}
 		a.policy = d.Set
 		if d.Pinned {
