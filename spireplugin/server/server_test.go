@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -237,5 +238,86 @@ func TestValidateNamesEveryWrongKey(t *testing.T) {
 	}
 	if aresp.Valid || !slices.Equal(aresp.Notes, wantAgent) {
 		t.Errorf("agent Validate notes\n%s\nwant\n%s", strings.Join(aresp.Notes, "\n"), strings.Join(wantAgent, "\n"))
+	}
+}
+
+// TestListsAndBundleReloadWithoutRestart: the CA bundle and the deny list are files the
+// operator edits; the next attestation uses the new content, with no Configure.
+func TestListsAndBundleReloadWithoutRestart(t *testing.T) {
+	h := startSimHost(t)
+	dir := t.TempDir()
+	caPath := filepath.Join(dir, "ca.pem")
+	other, err := os.ReadFile(startOtherCA(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caPath, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	denyPath := filepath.Join(dir, "deny.txt")
+	if err := os.WriteFile(denyPath, []byte("# no TPM is banned yet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := loadPlugins(t)
+	p.configure(t, `ca_path = "`+caPath+`"
+		ek_denylist_path = "`+denyPath+`"`, `tpm_path = "`+h.socket+`"`)
+
+	if _, err := p.attest(t); err == nil || !strings.Contains(err.Error(), "ek_certificate: ek: certificate not trusted") {
+		t.Fatalf("with another manufacturer's CA: %v", err)
+	}
+	right, err := os.ReadFile(h.sim.BundlePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caPath, right, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.attest(t); err != nil {
+		t.Fatalf("after the CA bundle was corrected: %v", err)
+	}
+	hash := h.ekHash(t)
+	if err := os.WriteFile(denyPath, []byte(hash+" # decommissioned\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.attest(t)
+	want := "rpc error: code = PermissionDenied desc = tpm: attest: ek_denylist: EK " + hash + " is deny-listed"
+	if err == nil || err.Error() != want {
+		t.Fatalf("after deny-listing: %v\nwant %s", err, want)
+	}
+}
+
+// TestPolicyRejectionNamesPCR: with a PCR policy that does not allow the host's boot
+// state, the attestation is refused and the error names the PCR and both values.
+func TestPolicyRejectionNamesPCR(t *testing.T) {
+	h := startSimHost(t)
+	hash := h.ekHash(t)
+	dir := t.TempDir()
+	policyPath := filepath.Join(dir, "policy.hcl")
+	zero := strings.Repeat("00", 32)
+	if err := os.WriteFile(policyPath, []byte(`
+group "tower" {
+  set "firmware-0.9" {
+    pcrs = { "0" = "`+zero+`" }
+  }
+}
+host "`+hash+`" {
+  name  = "auth"
+  group = "tower"
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := loadPlugins(t)
+	p.configure(t, `ca_path = "`+h.sim.BundlePath()+`"
+		pcr_policy_path = "`+policyPath+`"`, `tpm_path = "`+h.socket+`"`)
+	_, err := p.attest(t)
+	bank, _ := tpm.ParseBank("sha256")
+	pcrs, rerr := tpm.ReadPCRs(h.sim, bank, []int{0})
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	want := fmt.Sprintf("rpc error: code = PermissionDenied desc = tpm: policy: host %s (auth) PCR 0 is %x, allowed set tower/firmware-0.9 wants %s", hash, pcrs[0], zero)
+	if err == nil || err.Error() != want {
+		t.Fatalf("policy rejection:\n%v\nwant\n%s", err, want)
 	}
 }
