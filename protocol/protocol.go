@@ -27,8 +27,9 @@ const Version = 1
 
 // Limits on what a peer may send.
 const (
-	// MaxMessageSize bounds any message; Evidence with an event log is the largest.
-	MaxMessageSize = 1 << 20
+	// MaxMessageSize bounds any message; Evidence with an event log is the largest (base64
+	// makes the log a third longer on the wire).
+	MaxMessageSize = 3 << 19
 	// MaxEventLogSize bounds the boot event log (real logs are 10 to 100 KiB).
 	MaxEventLogSize = 768 << 10
 	// maxBlob bounds certificates, public areas, quotes and signatures.

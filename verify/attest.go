@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -192,6 +193,20 @@ func unmarshalCanonical[T tpm2.Marshallable, P interface {
 	return v, nil
 }
 
+// canonicalName is the name of an object whose public area pub is in canonical encoding
+// (unmarshalCanonical): its name algorithm and the digest of pub (Part 1, 16 "Names"),
+// what tpm2.ObjectName computes without marshalling the area again.
+func canonicalName(nameAlg tpm2.TPMIAlgHash, pub []byte) (*tpm2.TPM2BName, error) {
+	h, err := nameAlg.Hash()
+	if err != nil {
+		return nil, err
+	}
+	d := h.New()
+	d.Write(pub)
+	name := binary.BigEndian.AppendUint16(make([]byte, 0, 2+h.Size()), uint16(nameAlg))
+	return &tpm2.TPM2BName{Buffer: d.Sum(name)}, nil
+}
+
 // Begin checks a Hello and returns the Challenge to send. The Session keeps the secret and
 // nonce for Finish.
 func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, error) {
@@ -210,7 +225,11 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 		return nil, nil, reject(CheckPCRSelection, "agent selects %s %v, server requires %s %v (set pcr_bank and pcr_selection alike on both sides)",
 			hello.PCRBank, hello.PCRs, bankNames[v.PCRBank], v.PCRs)
 	}
-	id, err := v.checkEK(hello)
+	ekPub, err := unmarshalCanonical[tpm2.TPMTPublic](hello.EKPublic)
+	if err != nil {
+		return nil, nil, reject(CheckEKPublic, "EK public area: %v", err)
+	}
+	id, err := v.checkEK(hello, ekPub)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,11 +241,10 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	akName, err := tpm2.ObjectName(akPub)
+	akName, err := canonicalName(akPub.NameAlg, hello.AKPublic)
 	if err != nil {
 		return nil, nil, reject(CheckAKAttributes, "AK name: %v", err)
 	}
-	ekPub, _ := unmarshalCanonical[tpm2.TPMTPublic](hello.EKPublic) // checked in checkEK
 	ekKEM, err := tpm2.ImportEncapsulationKey(ekPub)
 	if err != nil {
 		return nil, nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
@@ -251,12 +269,9 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	return s, &protocol.Challenge{CredentialBlob: blob, EncryptedSecret: encSecret, Nonce: nonce}, nil
 }
 
-// checkEK decides whether the EK is one this server accepts.
-func (v *Verifier) checkEK(hello *protocol.Hello) (*Identity, error) {
-	ekPub, err := unmarshalCanonical[tpm2.TPMTPublic](hello.EKPublic)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "EK public area: %v", err)
-	}
+// checkEK decides whether the EK (ekPub, decoded from hello.EKPublic) is one this server
+// accepts.
+func (v *Verifier) checkEK(hello *protocol.Hello, ekPub *tpm2.TPMTPublic) (*Identity, error) {
 	a := ekPub.ObjectAttributes
 	if !a.FixedTPM || !a.FixedParent || !a.Restricted || !a.Decrypt || a.SignEncrypt {
 		return nil, reject(CheckEKPublic, "not an endorsement key: want a restricted decryption key fixed to its TPM")
