@@ -47,6 +47,9 @@ const (
 type CheckError struct {
 	Check string
 	Err   error
+	// EKHash is the EK hash of the TPM that was rejected, when the verifier got that far,
+	// for the audit log.
+	EKHash string
 }
 
 func (e *CheckError) Error() string { return "attest: " + e.Check + ": " + e.Err.Error() }
@@ -231,14 +234,19 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	}
 	id, err := v.checkEK(hello, ekPub)
 	if err != nil {
+		var ce *CheckError
+		if id != nil && errors.As(err, &ce) {
+			ce.EKHash = id.EKHash
+		}
 		return nil, nil, err
 	}
 	akPub, err := unmarshalCanonical[tpm2.TPMTPublic](hello.AKPublic)
 	if err != nil {
-		return nil, nil, reject(CheckAKAttributes, "AK public area: %v", err)
+		return nil, nil, &CheckError{Check: CheckAKAttributes, Err: fmt.Errorf("AK public area: %v", err), EKHash: id.EKHash}
 	}
 	akKey, err := checkAK(akPub)
 	if err != nil {
+		err.(*CheckError).EKHash = id.EKHash
 		return nil, nil, err
 	}
 	akName, err := canonicalName(akPub.NameAlg, hello.AKPublic)
@@ -286,7 +294,7 @@ func (v *Verifier) checkEK(hello *protocol.Hello, ekPub *tpm2.TPMTPublic) (*Iden
 	}
 	id := &Identity{EKHash: hash, EKPublicKey: key, TPM: hello.TPM, CertStatus: "none"}
 	if v.EK.Deny[hash] {
-		return nil, reject(CheckEKDenylist, "EK %s is deny-listed", hash)
+		return id, reject(CheckEKDenylist, "EK %s is deny-listed", hash)
 	}
 	allowed := v.EK.Allow[hash]
 	var certErr error
@@ -294,7 +302,7 @@ func (v *Verifier) checkEK(hello *protocol.Hello, ekPub *tpm2.TPMTPublic) (*Iden
 		id.EKCert, id.CertStatus, certErr = v.checkEKCert(hello.EKCert, key, hash)
 		if certErr != nil && FailedCheck(certErr) == CheckEKKeyMatch {
 			// A certificate for another TPM's EK is an attack, not a missing certificate.
-			return nil, certErr
+			return id, certErr
 		}
 	}
 	switch {
@@ -302,9 +310,9 @@ func (v *Verifier) checkEK(hello *protocol.Hello, ekPub *tpm2.TPMTPublic) (*Iden
 		if certErr == nil {
 			certErr = reject(CheckEKCertificate, "no EK certificate (ek_hash=%s); both a valid certificate and an allow-listed hash are required", hash)
 		}
-		return nil, certErr
+		return id, certErr
 	case v.EK.RequireCertAndAllow && !allowed:
-		return nil, reject(CheckEKAllowlist, "EK %s has a valid certificate but is not allow-listed; both are required", hash)
+		return id, reject(CheckEKAllowlist, "EK %s has a valid certificate but is not allow-listed; both are required", hash)
 	case id.EKCert != nil && certErr == nil:
 		if id.CertStatus == "expired" {
 			id.Warnings = append(id.Warnings, fmt.Sprintf("EK certificate expired on %s, accepted by expired_ek_cert = \"warn\"", id.EKCert.Cert.NotAfter.UTC().Format(time.RFC3339)))
@@ -326,9 +334,9 @@ func (v *Verifier) checkEK(hello *protocol.Hello, ekPub *tpm2.TPMTPublic) (*Iden
 		}
 		return id, nil
 	case certErr != nil:
-		return nil, certErr
+		return id, certErr
 	default:
-		return nil, reject(CheckEKAllowlist, "TPM sent no EK certificate and EK %s is not allow-listed", hash)
+		return id, reject(CheckEKAllowlist, "TPM sent no EK certificate and EK %s is not allow-listed", hash)
 	}
 }
 

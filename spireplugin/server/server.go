@@ -217,6 +217,10 @@ func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *run
 	}
 	sess, ch, err := v.Begin(hello)
 	if err != nil {
+		var ce *verify.CheckError
+		if errors.As(err, &ce) && ce.EKHash != "" {
+			a.ekHash, a.agentID = ce.EKHash, agentID(rt.trustDomain, ce.EKHash)
+		}
 		return nil, p.rejection(err, a)
 	}
 	a.ekHash = sess.Identity.EKHash

@@ -1,0 +1,231 @@
+package spiretest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"omens.dev/omens/internal/engines"
+)
+
+// AgentConfig shapes the agent.conf that StartAgent writes.
+type AgentConfig struct {
+	// NodeAttestor holds the agent's NodeAttestor plugin block, such as
+	//	NodeAttestor "tpm" { plugin_cmd = "..." plugin_data { ... } }
+	// Empty means join_token, with JoinToken.
+	NodeAttestor string
+	// JoinToken is the agent's join_token setting (see Server.JoinToken).
+	JoinToken string
+	// Name labels the agent in its directory name and in failure messages.
+	Name string
+	// FailFast sets retry_bootstrap = false (deprecated in SPIRE 1.13, which logs a
+	// warning): the agent exits at the first rejected attestation instead of retrying with
+	// backoff for about a minute.
+	FailFast bool
+	// Extra holds extra lines for the agent block, which already has an experimental
+	// block (sync_interval = "1s").
+	Extra string
+}
+
+// Agent is a spire-agent process with its own directory.
+type Agent struct {
+	Dir            string // holds agent.conf, agent.log and the agent's data
+	WorkloadSocket string // the Workload API socket
+	AdminSocket    string // the admin API socket
+
+	name    string
+	bin     string
+	logPath string
+	proc    *process
+}
+
+// Agent socket names, relative to Agent.Dir. SPIRE refuses an admin socket in the
+// directory of the Workload API socket.
+const (
+	workloadSocketName = "public/api.sock"
+	adminSocketName    = "private/admin.sock"
+)
+
+// StartAgent starts a SPIRE agent of srv and waits until `spire-agent healthcheck` passes,
+// which it does once the agent has attested. The agent stops, and its directory is
+// removed, when the test ends.
+func StartAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
+	t.Helper()
+	a := LaunchAgent(t, srv, cfg)
+	a.waitHealthy(t)
+	return a
+}
+
+// LaunchAgent is StartAgent without the wait, for tests in which attestation is meant to
+// fail: see WaitExit.
+func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
+	t.Helper()
+	a := &Agent{name: "spire-agent", bin: enginePath(t, engines.SPIREAgent)}
+	if cfg.Name != "" {
+		a.name += " " + cfg.Name
+	}
+	prefix := "spire-agent-"
+	if cfg.Name != "" {
+		prefix += cfg.Name + "-"
+	}
+	a.Dir = tempDir(t, prefix, len(adminSocketName))
+	a.WorkloadSocket = filepath.Join(a.Dir, workloadSocketName)
+	a.AdminSocket = filepath.Join(a.Dir, adminSocketName)
+	a.logPath = filepath.Join(a.Dir, "agent.log")
+	for _, d := range []string{"data", filepath.Dir(a.WorkloadSocket), filepath.Dir(a.AdminSocket)} {
+		if err := os.MkdirAll(filepath.Join(a.Dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf, err := a.config(srv, cfg, srv.BundlePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a.Dir, "agent.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if a.proc != nil {
+			if err := a.proc.stop(); err != nil {
+				t.Error(err)
+			}
+		}
+		if t.Failed() {
+			t.Log(logTail(a.logPath))
+		}
+	})
+	a.launch(t)
+	return a
+}
+
+// config renders agent.conf.
+func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string, error) {
+	attestor := cfg.NodeAttestor
+	if attestor == "" {
+		if cfg.JoinToken == "" {
+			return "", fmt.Errorf("spiretest: agent config has neither a NodeAttestor nor a JoinToken")
+		}
+		attestor = fmt.Sprintf("NodeAttestor %s {\n        plugin_data {}\n    }", hclString("join_token"))
+	}
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line("agent {")
+	line("    data_dir = %s", hclString(filepath.Join(a.Dir, "data")))
+	line("    log_level = %s", hclString("DEBUG"))
+	line("    server_address = %s", hclString("127.0.0.1"))
+	line("    server_port = %s", hclString(strconv.Itoa(srv.port)))
+	line("    socket_path = %s", hclString(a.WorkloadSocket))
+	line("    admin_socket_path = %s", hclString(a.AdminSocket))
+	line("    trust_bundle_path = %s", hclString(bundlePath))
+	line("    trust_domain = %s", hclString(srv.TrustDomain))
+	if cfg.JoinToken != "" {
+		line("    join_token = %s", hclString(cfg.JoinToken))
+	}
+	if cfg.FailFast {
+		line("    retry_bootstrap = false")
+	}
+	// Entries reach the agent at each sync; the default interval is 5s.
+	line("    experimental {")
+	line("        sync_interval = %s", hclString("1s"))
+	line("    }")
+	if cfg.Extra != "" {
+		line("%s", cfg.Extra)
+	}
+	line("}")
+	line("plugins {")
+	line("    %s", attestor)
+	line("    KeyManager %s {", hclString("disk"))
+	line("        plugin_data {")
+	line("            directory = %s", hclString(filepath.Join(a.Dir, "data")))
+	line("        }")
+	line("    }")
+	line("    WorkloadAttestor %s {", hclString("unix"))
+	line("        plugin_data {}")
+	line("    }")
+	line("}")
+	return b.String(), nil
+}
+
+func (a *Agent) launch(t testing.TB) {
+	t.Helper()
+	if a.proc != nil {
+		if done, _ := a.proc.exited(); !done {
+			t.Fatalf("spiretest: %s already running", a.name)
+		}
+	}
+	p, err := startProcess(a.name, a.Dir, a.logPath, a.bin, "run", "-config", filepath.Join(a.Dir, "agent.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.proc = p
+}
+
+func (a *Agent) waitHealthy(t testing.TB) {
+	t.Helper()
+	waitReady(t, a.proc, a.logPath, readyTimeout, func(ctx context.Context) error {
+		_, err := runTool(ctx, a.bin, "healthcheck", "-socketPath", a.WorkloadSocket)
+		return err
+	})
+}
+
+// Start starts a stopped agent again from its directory, where it finds its SVID, and
+// waits until it is healthy.
+func (a *Agent) Start(t testing.TB) {
+	t.Helper()
+	a.launch(t)
+	a.waitHealthy(t)
+}
+
+// Stop stops the agent (SIGTERM, then waits) and leaves its directory in place for Start.
+func (a *Agent) Stop(t testing.TB) {
+	t.Helper()
+	if a.proc == nil {
+		return
+	}
+	if err := a.proc.stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WaitExit waits for the agent process to exit by itself, as it does when the server
+// rejects its attestation, and returns how it exited (an *exec.ExitError for a non-zero
+// status). It fails the test if the agent is still running after timeout.
+func (a *Agent) WaitExit(t testing.TB, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-a.proc.done:
+		return a.proc.err
+	case <-time.After(timeout):
+		t.Fatalf("spiretest: %s still running after %v\n%s", a.name, timeout, logTail(a.logPath))
+		return nil
+	}
+}
+
+// Log returns the agent's log so far.
+func (a *Agent) Log() string { return readLog(a.logPath) }
+
+// WaitLog polls the agent's log until it contains substr, failing the test after timeout.
+func (a *Agent) WaitLog(t testing.TB, substr string, timeout time.Duration) {
+	t.Helper()
+	waitLog(t, a.logPath, substr, timeout)
+}
+
+// svidLine matches the agent log lines that name the agent's own SPIFFE ID: after node
+// attestation, re-attestation, and loading a stored SVID at start.
+var svidLine = regexp.MustCompile(`msg="(?:Node attestation was successful|Successfully reattested node|SVID loaded)".*\bspiffe_id="?(spiffe://[^"\s]+)`)
+
+// SPIFFEID returns the agent's own SPIFFE ID, as its log last reported it.
+func (a *Agent) SPIFFEID(t testing.TB) string {
+	t.Helper()
+	m := svidLine.FindAllStringSubmatch(a.Log(), -1)
+	if m == nil {
+		t.Fatalf("spiretest: %s has not logged its SPIFFE ID\n%s", a.name, logTail(a.logPath))
+	}
+	return m[len(m)-1][1]
+}
