@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 
-
 	"omens.dev/omens/spireplugin"
 	"omens.dev/omens/verify"
 )
@@ -188,4 +187,3 @@ func loadBundle(path string) (*verify.Bundle, error) {
 	b, _, err := verify.LoadBundle(path)
 	return b, err
 }
-
