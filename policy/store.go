@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -237,9 +238,11 @@ func (s *Store) Evaluate(ekHash, bank string, pcrs map[int][]byte, now time.Time
 		hs = &HostState{}
 		st.Hosts[ek] = hs
 	}
+	windowExpired := false
 	if hs.Window != nil && !now.Before(hs.Window.Until) {
-		hs.Window = nil // expired
+		hs.Window, windowExpired = nil, true
 	}
+	prev := hs.Last
 	dec, rejected := decide(pol, ek, bank, pcrs, hs, now)
 	last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set}
 	switch {
@@ -250,11 +253,40 @@ func (s *Store) Evaluate(ekHash, bank string, pcrs map[int][]byte, now time.Time
 	default:
 		last.Result = ResultAllowed
 	}
+	if !dec.Pinned && !windowExpired && sameAsRecent(prev, last) {
+		// The host presents what it presented a moment ago: nothing to record. This keeps
+		// the state file (and its fsync) off the path of every re-attestation.
+		return dec, rejected
+	}
 	hs.Last = last
 	if err := writeState(s.statePath, st); err != nil {
 		return Decision{}, err
 	}
 	return dec, rejected
+}
+
+// lastRefresh is how stale the recorded time of an unchanged boot state may get before
+// Evaluate writes it again.
+const lastRefresh = 5 * time.Minute
+
+// sameAsRecent reports whether cur repeats prev (same values, same outcome) and prev was
+// recorded less than lastRefresh before.
+func sameAsRecent(prev, cur *Presented) bool {
+	if prev == nil || cur.Time.Sub(prev.Time) >= lastRefresh || cur.Time.Before(prev.Time) {
+		return false
+	}
+	if prev.Bank != cur.Bank || prev.Result != cur.Result || prev.Policy != cur.Policy || prev.Set != cur.Set || prev.Error != cur.Error {
+		return false
+	}
+	if len(prev.PCRs) != len(cur.PCRs) {
+		return false
+	}
+	for i, v := range cur.PCRs {
+		if !bytes.Equal(prev.PCRs[i], v) {
+			return false
+		}
+	}
+	return true
 }
 
 // decide is the policy decision; it changes hs when it pins.

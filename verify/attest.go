@@ -228,7 +228,7 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 		return nil, nil, reject(CheckPCRSelection, "agent selects %s %v, server requires %s %v (set pcr_bank and pcr_selection alike on both sides)",
 			hello.PCRBank, hello.PCRs, bankNames[v.PCRBank], v.PCRs)
 	}
-	ekPub, err := unmarshalCanonical[tpm2.TPMTPublic](hello.EKPublic)
+	ekPub, err := unmarshalPublic(hello.EKPublic)
 	if err != nil {
 		return nil, nil, reject(CheckEKPublic, "EK public area: %v", err)
 	}
@@ -240,7 +240,7 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 		}
 		return nil, nil, err
 	}
-	akPub, err := unmarshalCanonical[tpm2.TPMTPublic](hello.AKPublic)
+	akPub, err := unmarshalPublic(hello.AKPublic)
 	if err != nil {
 		return nil, nil, &CheckError{Check: CheckAKAttributes, Err: fmt.Errorf("AK public area: %v", err), EKHash: id.EKHash}
 	}

@@ -9,7 +9,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
+	"fmt"
 	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,6 +23,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/internal/testattest"
+	"omens.dev/omens/policy"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
@@ -127,20 +133,51 @@ func loadBenchKinds(b *testing.B) []*benchKind {
 // BenchmarkVerifyAttestation is one complete server-side verification: decode the Hello,
 // EK certificate parse and chain, certificate key against EK public area, AK checks,
 // MakeCredential, then decode the Evidence, compare the secret, check the quote signature,
-// nonce, selection and PCR digest.
+// nonce, selection and PCR digest; and the PCR policy (package policy) on the result, as
+// the SPIRE server plugin does.
 func BenchmarkVerifyAttestation(b *testing.B) {
 	for _, k := range loadBenchKinds(b) {
 		b.Run(k.kind.Name, func(b *testing.B) {
+			store := k.policyStore(b)
 			b.ReportAllocs()
 			defer reportCPU(b)()
 			for b.Loop() {
-				k.verify(b)
+				k.verify(b, store)
 			}
 		})
 	}
 }
 
-func (k *benchKind) verify(b *testing.B) {
+// policyStore writes a PCR policy that allows the recorded boot state of this host.
+func (k *benchKind) policyStore(b *testing.B) *policy.Store {
+	b.Helper()
+	v := k.v
+	v.Rand = testattest.FixedStream(benchStreamSeed)
+	s, _, err := v.Begin(k.hello)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := s.Finish(k.evidence)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pcrs strings.Builder
+	for _, i := range []int{0, 2, 4, 7} {
+		fmt.Fprintf(&pcrs, "      %q = %q\n", fmt.Sprint(i), hex.EncodeToString(res.PCRs[i]))
+	}
+	src := fmt.Sprintf("group \"tower\" {\n  set \"firmware\" {\n    pcrs = {\n%s    }\n  }\n}\nhost %q {\n  group = \"tower\"\n}\n", pcrs.String(), res.EKHash)
+	path := filepath.Join(b.TempDir(), "policy.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	store, err := policy.Open(path, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return store
+}
+
+func (k *benchKind) verify(b *testing.B, store *policy.Store) {
 	v := k.v
 	v.Rand = testattest.FixedStream(benchStreamSeed)
 	s, _, err := v.Begin(k.hello)
@@ -154,6 +191,9 @@ func (k *benchKind) verify(b *testing.B) {
 	if res.CertStatus != "valid" {
 		b.Fatalf("CertStatus %q", res.CertStatus)
 	}
+	if d, err := store.Evaluate(res.EKHash, res.PCRBank, res.PCRs, time.Now()); err != nil || !d.Allowed {
+		b.Fatalf("PCR policy: %v %v", d, err)
+	}
 }
 
 // BenchmarkVerifyAttestationToFloor runs a verification and the floor's operations in
@@ -162,10 +202,11 @@ func (k *benchKind) verify(b *testing.B) {
 func BenchmarkVerifyAttestationToFloor(b *testing.B) {
 	for _, k := range loadBenchKinds(b) {
 		b.Run(k.kind.Name, func(b *testing.B) {
+			store := k.policyStore(b)
 			var full, floor time.Duration
 			for b.Loop() {
 				t0 := time.Now()
-				k.verify(b)
+				k.verify(b, store)
 				t1 := time.Now()
 				k.floor(b)
 				full, floor = full+t1.Sub(t0), floor+time.Since(t1)
