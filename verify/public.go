@@ -73,7 +73,7 @@ func publicSize(b []byte) (int, error) {
 	case uint16(tpm2.TPMAlgECC):
 		symmetric()
 		scheme()
-		r.u16() // curveID
+		r.u16()  // curveID
 		scheme() // kdf: the same shape as a scheme with a hash
 		r.sized()
 		r.sized()
