@@ -125,10 +125,15 @@ func Encode(m any) ([]byte, error) {
 	return json.Marshal(m)
 }
 
+func jsonMarshal(m any) ([]byte, error) { return json.Marshal(m) }
+
 // decode checks size, version and type, then decodes b strictly into v.
-func decode(b []byte, want string, v any) error {
-	if len(b) > MaxMessageSize {
-		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrMalformed, want, len(b), MaxMessageSize)
+func decode(b []byte, want string, v any) error { return decodeLimited(b, want, v, MaxMessageSize) }
+
+// decodeLimited is decode with a size limit of its own.
+func decodeLimited(b []byte, want string, v any, limit int) error {
+	if len(b) > limit {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrMalformed, want, len(b), limit)
 	}
 	var h header
 	if err := json.Unmarshal(b, &h); err != nil {

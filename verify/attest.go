@@ -228,42 +228,63 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 		return nil, nil, reject(CheckPCRSelection, "agent selects %s %v, server requires %s %v (set pcr_bank and pcr_selection alike on both sides)",
 			hello.PCRBank, hello.PCRs, bankNames[v.PCRBank], v.PCRs)
 	}
-	ekPub, err := unmarshalPublic(hello.EKPublic)
+	c, err := v.credential(hello.EKCert, hello.EKPublic, hello.AKPublic, hello.TPM)
 	if err != nil {
-		return nil, nil, reject(CheckEKPublic, "EK public area: %v", err)
+		return nil, nil, err
 	}
-	id, err := v.checkEK(hello, ekPub)
+	s := &Session{v: v, hello: hello, akPub: *c.akPub, akKey: c.akKey, secret: c.secret, nonce: c.nonce, Identity: c.id, bankAlg: bankAlg}
+	return s, &protocol.Challenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
+}
+
+// challenge is what a verifier learned of a TPM's EK and AK and the credential it sealed
+// to them: shared by node attestation (Begin) and DevID enrollment (BeginEnrollment).
+type challenge struct {
+	id              *Identity
+	akPub           *tpm2.TPMTPublic
+	akKey           crypto.PublicKey
+	secret, nonce   []byte
+	blob, encSecret []byte
+}
+
+// credential checks the EK (certificate, key match, lists) and the AK, then seals a fresh
+// secret to the EK for the AK's name (TPM2_MakeCredential) and draws a nonce.
+func (v *Verifier) credential(ekCert, ekPublic, akPublic []byte, props protocol.TPMProperties) (*challenge, error) {
+	ekPub, err := unmarshalPublic(ekPublic)
+	if err != nil {
+		return nil, reject(CheckEKPublic, "EK public area: %v", err)
+	}
+	id, err := v.checkEK(ekCert, props, ekPub)
 	if err != nil {
 		var ce *CheckError
 		if id != nil && errors.As(err, &ce) {
 			ce.EKHash = id.EKHash
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	akPub, err := unmarshalPublic(hello.AKPublic)
+	akPub, err := unmarshalPublic(akPublic)
 	if err != nil {
-		return nil, nil, &CheckError{Check: CheckAKAttributes, Err: fmt.Errorf("AK public area: %v", err), EKHash: id.EKHash}
+		return nil, &CheckError{Check: CheckAKAttributes, Err: fmt.Errorf("AK public area: %v", err), EKHash: id.EKHash}
 	}
 	akKey, err := checkAK(akPub)
 	if err != nil {
 		err.(*CheckError).EKHash = id.EKHash
-		return nil, nil, err
+		return nil, err
 	}
-	akName, err := canonicalName(akPub.NameAlg, hello.AKPublic)
+	akName, err := canonicalName(akPub.NameAlg, akPublic)
 	if err != nil {
-		return nil, nil, reject(CheckAKAttributes, "AK name: %v", err)
+		return nil, reject(CheckAKAttributes, "AK name: %v", err)
 	}
 	ekKEM, err := tpm2.ImportEncapsulationKey(ekPub)
 	if err != nil {
-		return nil, nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
+		return nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
 	}
 	secret, err := v.random(32)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	nonce, err := v.random(32)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	r := v.Rand
 	if r == nil {
@@ -271,15 +292,14 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	}
 	blob, encSecret, err := tpm2.CreateCredential(r, ekKEM, akName.Buffer, secret)
 	if err != nil {
-		return nil, nil, reject(CheckEKPublic, "MakeCredential: %v", err)
+		return nil, reject(CheckEKPublic, "MakeCredential: %v", err)
 	}
-	s := &Session{v: v, hello: hello, akPub: *akPub, akKey: akKey, secret: secret, nonce: nonce, Identity: id, bankAlg: bankAlg}
-	return s, &protocol.Challenge{CredentialBlob: blob, EncryptedSecret: encSecret, Nonce: nonce}, nil
+	return &challenge{id: id, akPub: akPub, akKey: akKey, secret: secret, nonce: nonce, blob: blob, encSecret: encSecret}, nil
 }
 
-// checkEK decides whether the EK (ekPub, decoded from hello.EKPublic) is one this server
+// checkEK decides whether the EK (ekPub, with certificate ekCert) is one this server
 // accepts.
-func (v *Verifier) checkEK(hello *protocol.Hello, ekPub *tpm2.TPMTPublic) (*Identity, error) {
+func (v *Verifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *tpm2.TPMTPublic) (*Identity, error) {
 	a := ekPub.ObjectAttributes
 	if !a.FixedTPM || !a.FixedParent || !a.Restricted || !a.Decrypt || a.SignEncrypt {
 		return nil, reject(CheckEKPublic, "not an endorsement key: want a restricted decryption key fixed to its TPM")
@@ -292,14 +312,14 @@ func (v *Verifier) checkEK(hello *protocol.Hello, ekPub *tpm2.TPMTPublic) (*Iden
 	if err != nil {
 		return nil, reject(CheckEKPublic, "%v", err)
 	}
-	id := &Identity{EKHash: hash, EKPublicKey: key, TPM: hello.TPM, CertStatus: "none"}
+	id := &Identity{EKHash: hash, EKPublicKey: key, TPM: props, CertStatus: "none"}
 	if v.EK.Deny[hash] {
 		return id, reject(CheckEKDenylist, "EK %s is deny-listed", hash)
 	}
 	allowed := v.EK.Allow[hash]
 	var certErr error
-	if len(hello.EKCert) > 0 {
-		id.EKCert, id.CertStatus, certErr = v.checkEKCert(hello.EKCert, key, hash)
+	if len(ekCert) > 0 {
+		id.EKCert, id.CertStatus, certErr = v.checkEKCert(ekCert, key, hash)
 		if certErr != nil && FailedCheck(certErr) == CheckEKKeyMatch {
 			// A certificate for another TPM's EK is an attack, not a missing certificate.
 			return id, certErr
