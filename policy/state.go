@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
+
+	"omens.dev/omens/internal/statefile"
 )
 
 // StateVersion is the version of the state file format this package reads and writes.
@@ -212,46 +213,15 @@ func readState(path string) (*State, error) {
 	return ParseState(path, data)
 }
 
-// writeState replaces the state file atomically: a temporary file in the same directory,
-// written and synced, renamed over the old one, then the directory synced. The caller
-// holds the state lock.
-func writeState(path string, st *State) (err error) {
+// writeState replaces the state file atomically (statefile.WriteAtomic). The caller holds
+// the state lock.
+func writeState(path string, st *State) error {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("policy: encoding state: %w", err)
 	}
-	data = append(data, '\n')
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
+	if err := statefile.WriteAtomic(path, append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("policy: writing state file: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if old, statErr := os.Stat(path); statErr == nil {
-		if err := keepOwner(tmp, old); err != nil {
-			return fmt.Errorf("policy: writing state file %s: %w", path, err)
-		}
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("policy: writing state file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("policy: writing state file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("policy: writing state file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("policy: writing state file: %w", err)
-	}
-	syncDir(dir)
 	return nil
 }

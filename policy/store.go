@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"omens.dev/omens/internal/statefile"
 )
 
 // ErrRejected matches (errors.Is) every error Evaluate returns because the presented boot
@@ -224,7 +226,7 @@ func (s *Store) Evaluate(ekHash, bank string, pcrs map[int][]byte, now time.Time
 	if err != nil {
 		return Decision{}, err
 	}
-	unlock, err := lockFile(s.lockPath)
+	unlock, err := statefile.Lock(s.lockPath)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -403,7 +405,7 @@ func (s *Store) AllowNext(host string, d time.Duration, now time.Time) error {
 	if pol.hosts[ek] == nil && pol.UnknownHosts == Reject {
 		return fmt.Errorf("policy: host %s is not in the policy file and unknown_hosts = \"reject\", so a window would not let it in: add a host %q block to %s (its group or sets may stay empty), then open the window", ek, ek, s.policyPath)
 	}
-	unlock, err := lockFile(s.lockPath)
+	unlock, err := statefile.Lock(s.lockPath)
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
+
+	"omens.dev/omens/internal/statefile"
 )
 
 func loadProfile(path string) (Profile, error) {
@@ -41,26 +42,9 @@ func saveProfile(path string, p Profile) error {
 	return writeFileAtomic(path, append(b, '\n'), 0o644)
 }
 
-// writeFileAtomic replaces path with data by renaming a temporary file over it, so a
-// reader sees the old or the new content, never a part.
+// writeFileAtomic replaces path atomically (statefile.WriteAtomic).
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("tpmsim: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("tpmsim: %w", err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("tpmsim: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("tpmsim: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := statefile.WriteAtomic(path, data, perm); err != nil {
 		return fmt.Errorf("tpmsim: %w", err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"omens.dev/omens/internal/statefile"
 )
 
 // Files of a CA directory. The private keys are PKCS #8, PEM encoded, mode 0600.
@@ -176,32 +178,10 @@ func readKey(path string) (*ecdsa.PrivateKey, error) {
 	return ek, nil
 }
 
-// writeFile writes a file atomically (a temporary file renamed over it), so that a crash
-// never leaves a truncated key or certificate behind.
+// writeFile replaces path atomically (statefile.WriteAtomic).
 func writeFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("mfgca: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // a no-op after the rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("mfgca: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
+	if err := statefile.WriteAtomic(path, data, perm); err != nil {
 		return fmt.Errorf("mfgca: writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("mfgca: writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("mfgca: writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("mfgca: %w", err)
 	}
 	return nil
 }

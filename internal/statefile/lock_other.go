@@ -1,6 +1,6 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
-package policy
+package statefile
 
 import (
 	"errors"
@@ -9,9 +9,9 @@ import (
 )
 
 // errNoLock is returned where this package has no file locking.
-var errNoLock = errors.New("policy: the state file needs flock, which " + runtime.GOOS + " does not have")
+var errNoLock = errors.New("statefile: state files need flock, which " + runtime.GOOS + " does not have")
 
-func lockFile(string) (func(), error) { return nil, errNoLock }
+func Lock(string) (func(), error) { return nil, errNoLock }
 
 func keepOwner(tmp *os.File, old os.FileInfo) error { return tmp.Chmod(old.Mode().Perm()) }
 

@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
-package policy
+package statefile
 
 import (
 	"fmt"
@@ -8,15 +8,15 @@ import (
 	"syscall"
 )
 
-// lockFile takes an exclusive flock on path, creating the file if needed. The lock is a
+// Lock takes an exclusive flock on path, creating the file if needed. The lock is a
 // file of its own because the state file is replaced by rename, and a lock on a replaced
 // file would guard nothing.
-func lockFile(path string) (unlock func(), err error) {
+func Lock(path string) (unlock func(), err error) {
 	// Read-only is enough for flock, so users who may not write the lock file can still
 	// take it.
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("policy: state lock: %w", err)
+		return nil, fmt.Errorf("statefile: lock: %w", err)
 	}
 	for {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
@@ -26,7 +26,7 @@ func lockFile(path string) (unlock func(), err error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("policy: state lock %s: %w", path, err)
+		return nil, fmt.Errorf("statefile: lock %s: %w", path, err)
 	}
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
