@@ -64,7 +64,7 @@ func TestUpResumeDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if _, err := os.Stat(filepath.Join("/proc", pid)); err == nil {
+		if running(pid) {
 			t.Errorf("process %s still runs after down", pid)
 		}
 	}
@@ -87,6 +87,18 @@ func TestUpResumeDown(t *testing.T) {
 			t.Errorf("%s: EK hash after restart %s, want %s", h.Host, h.EKHash, first[i].EKHash)
 		}
 	}
+}
+
+// running reports whether pid is a live process: not gone, and not a zombie waiting for
+// its parent (this test process) to collect its exit status.
+func running(pid string) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	fields := strings.Fields(string(b[i+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
 }
 
 func pidsOf(t *testing.T, dir string) []string {
