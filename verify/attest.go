@@ -461,7 +461,7 @@ func (s *Session) Finish(evidenceBytes []byte) (*Result, error) {
 	if err != nil {
 		return nil, reject(CheckQuoteSignature, "signature: %v", err)
 	}
-	if err := verifySignature(s.akKey, &s.akPub, ev.Quote, sig); err != nil {
+	if err := verifySignature(s.akKey, &s.akPub, ev.Quote, sig, "quote"); err != nil {
 		return nil, reject(CheckQuoteSignature, "%v (ek_hash=%s)", err, s.Identity.EKHash)
 	}
 	// A restricted AK also signs data from outside the TPM (TPM2_Sign with a TPM2_Hash
@@ -549,8 +549,9 @@ func signingHash(ak *tpm2.TPMTPublic) (crypto.Hash, error) {
 	return 0, fmt.Errorf("AK type 0x%04X", uint16(ak.Type))
 }
 
-// verifySignature checks sig over msg with the AK, in the AK's own scheme.
-func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig *tpm2.TPMTSignature) error {
+// verifySignature checks sig over msg (a "quote" or other TPMS_ATTEST, as what says) with
+// the AK, in the AK's own scheme.
+func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig *tpm2.TPMTSignature, what string) error {
 	h, err := signingHash(ak)
 	if err != nil {
 		return err
@@ -572,7 +573,7 @@ func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig 
 		}
 		r, s := new(big.Int).SetBytes(e.SignatureR.Buffer), new(big.Int).SetBytes(e.SignatureS.Buffer)
 		if !ecdsa.Verify(k, digest, r, s) {
-			return errors.New("bad quote signature: not made by this AK")
+			return fmt.Errorf("bad %s signature: not made by this AK", what)
 		}
 		return nil
 	case *rsa.PublicKey:
@@ -597,7 +598,7 @@ func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig 
 			err = rsa.VerifyPKCS1v15(k, h, digest, r.Sig.Buffer)
 		}
 		if err != nil {
-			return errors.New("bad quote signature: not made by this AK")
+			return fmt.Errorf("bad %s signature: not made by this AK", what)
 		}
 		return nil
 	}

@@ -1,0 +1,361 @@
+package ra_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"omens.dev/omens/devid"
+	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/protocol"
+	"omens.dev/omens/ra"
+	"omens.dev/omens/ra/stepca"
+	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpm/tpmsim"
+	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/verify"
+)
+
+const host = "auth.funlab.casa"
+
+type nopCloser struct{ transport.TPM }
+
+func (nopCloser) Close() error { return nil }
+
+// rig is one RA (in-process, over plain HTTP: TLS is the e2e test's) in front of a real
+// step-ca, and one simulated TPM in this process.
+type rig struct {
+	sim    *tpmsim.Sim
+	store  *ra.Store
+	url    string
+	ekHash string
+	ca     *stepcatest.CA
+}
+
+func newRig(t *testing.T, ekCA *verify.Bundle) *rig {
+	t.Helper()
+	ca := stepcatest.Start(t, stepcatest.Config{})
+	prov, err := stepca.LoadProvisioner(ca.CAConfig, ca.Provisioner, []byte(ca.ProvisionerPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := tpmsim.Start(tpmsim.Options{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	if ekCA == nil {
+		if ekCA, _, err = verify.LoadBundle(sim.BundlePath()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := ra.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ra.New(ra.Config{
+		Verifier: &verify.Verifier{EK: verify.EKPolicy{Bundle: ekCA}},
+		Store:    store,
+		Signer:   stepca.New(ca.URL, ca.RootPool, prov),
+	})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	eks, err := tpm.EndorsementKeys(sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := verify.EKHash(eks[0].PublicKey)
+	return &rig{sim: sim, store: store, url: hs.URL, ekHash: h, ca: ca}
+}
+
+func (r *rig) enroll(t *testing.T, dir string, handle tpm2.TPMHandle) (*devid.Meta, error) {
+	t.Helper()
+	return devid.Enroll(context.Background(), devid.Config{
+		RAURL: r.url, Host: host, Dir: dir, Handle: handle, HTTP: http.DefaultClient,
+		Open: func(string) (transport.TPMCloser, error) { return nopCloser{r.sim}, nil },
+	})
+}
+
+func wantRefusal(t *testing.T, err error, status int, check, msg string) {
+	t.Helper()
+	var re *devid.RAError
+	if !errors.As(err, &re) {
+		t.Fatalf("got %v, want a refusal by the RA", err)
+	}
+	if re.Status != status || re.Check != check || !strings.Contains(re.Message, msg) {
+		t.Fatalf("refusal %d %s %q\nwant %d %s containing %q", re.Status, re.Check, re.Message, status, check, msg)
+	}
+}
+
+// TestEnrollPendingApproveIssue: a host unknown to the RA waits for an operator, then gets
+// a 90-day DevID certificate from step-ca for a key that is in its TPM.
+func TestEnrollPendingApproveIssue(t *testing.T) {
+	r := newRig(t, nil)
+	dir := t.TempDir()
+	_, err := r.enroll(t, dir, 0)
+	wantRefusal(t, err, 403, ra.CheckPending, "ra: host auth.funlab.casa is not bound to EK "+r.ekHash+" yet: an operator approves it on the RA host with `omens ra approve auth.funlab.casa`")
+	b, err := r.store.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := b.Pending[host]; p == nil || p.EKHash != r.ekHash {
+		t.Fatalf("pending queue %+v, want %s with EK %s", b.Pending, host, r.ekHash)
+	}
+	if _, err := r.store.Approve(host, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := r.enroll(t, dir, 0x81010002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := os.ReadFile(filepath.Join(dir, devid.CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := firstCert(t, pemBytes)
+	if leaf.Subject.CommonName != host || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != host {
+		t.Errorf("certificate names %q %v", leaf.Subject.CommonName, leaf.DNSNames)
+	}
+	if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 2159*time.Hour || life > 2161*time.Hour {
+		t.Errorf("lifetime %s, want 2160h", life)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: r.ca.RootPool, Intermediates: poolOf(t, pemBytes), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Errorf("DevID certificate does not chain to step-ca's root: %v", err)
+	}
+	// The key is in the TPM: persisted at the handle, and loadable from the blobs.
+	k, err := tpm.LoadPersistentDevID(r.sim, 0x81010002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := k.PublicKey()
+	if !kp.(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
+		t.Error("the key at 0x81010002 is not the certificate's")
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, devid.PubFile))
+	if !bytes.Equal(pub, tpm2.Marshal(k.Public)) {
+		t.Error("devid.pub is not the persisted key's public area")
+	}
+	if meta.Serial != leaf.SerialNumber.Text(16) || meta.EKHash != r.ekHash {
+		t.Errorf("meta %+v", meta)
+	}
+	b, _ = r.store.Read()
+	if bd := b.Hosts[host]; bd == nil || bd.Serial != meta.Serial {
+		t.Errorf("binding %+v does not record the serial %s", bd, meta.Serial)
+	}
+	if hs, _ := tpm.TransientHandles(r.sim); len(hs) != 0 {
+		t.Errorf("transient handles left: %x", hs)
+	}
+}
+
+func TestEKFromUnknownCA(t *testing.T) {
+	other, err := mfgca.NewEphemeral("Other Vendor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, verify.NewBundle([]*x509.Certificate{other.Root()}, []*x509.Certificate{other.Intermediate()}))
+	_, err = r.enroll(t, t.TempDir(), 0)
+	wantRefusal(t, err, 403, verify.CheckEKCertificate, "ek: certificate not trusted: issuer \"CN=omens Simulated TPM Manufacturer EK Intermediate CA,O=omens\"")
+}
+
+func TestHostBoundToAnotherEK(t *testing.T) {
+	r := newRig(t, nil)
+	other := strings.Repeat("ab", 32)
+	if _, err := r.store.Approve(host, other, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.enroll(t, t.TempDir(), 0)
+	wantRefusal(t, err, 403, ra.CheckBinding, "ra: host auth.funlab.casa is bound to EK "+other+", not to this TPM's EK "+r.ekHash)
+}
+
+// device plays the enrollment by hand, so a test can send what a careless or hostile
+// device would.
+type device struct {
+	t   *testing.T
+	r   *rig
+	ek  tpm.EKKind
+	ak  *tpm.AK
+	key *tpm.DevIDKey
+}
+
+func newDevice(t *testing.T, r *rig) *device {
+	ek, err := tpm.LoadEK(r.sim, tpm.EKRSA2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, err := tpm.LoadOrCreateAK(r.sim, ek, tpm.DefaultAKHandle)
+	ek.Close(r.sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srk, err := tpm.LoadSRK(r.sim, tpm2.TPMAlgECC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tpm.CreateDevID(r.sim, srk, tpm2.TPMAlgECC)
+	srk.Close(r.sim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { key.Close(r.sim) })
+	return &device{t: t, r: r, ek: tpm.EKRSA2048, ak: ak, key: key}
+}
+
+func (d *device) post(path string, body []byte) (int, []byte) {
+	resp, err := http.Post(d.r.url+path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (d *device) begin(devidPublic []byte) *protocol.EnrollChallenge {
+	d.t.Helper()
+	cert, err := tpm.ReadEKCertificate(d.r.sim, d.ek)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	ek, err := tpm.LoadEK(d.r.sim, d.ek)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	ekPub := ek.Public
+	ek.Close(d.r.sim)
+	body, _ := protocol.EncodeEnroll(&protocol.EnrollBegin{Host: host, EKCert: cert, EKPublic: tpm2.Marshal(ekPub), AKPublic: tpm2.Marshal(d.ak.Public), DevIDPublic: devidPublic})
+	status, b := d.post("/v1/enroll/begin", body)
+	if status != 200 {
+		d.t.Fatalf("begin: %d %s", status, b)
+	}
+	ch, err := protocol.DecodeEnrollChallenge(b)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return ch
+}
+
+// finish answers ch, with Certify over certifyNonce.
+func (d *device) finish(ch *protocol.EnrollChallenge, certifyNonce []byte) []byte {
+	d.t.Helper()
+	ek, err := tpm.LoadEK(d.r.sim, d.ek)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	secret, err := tpm.ActivateCredential(d.r.sim, d.ak, ek, ch.CredentialBlob, ch.EncryptedSecret)
+	ek.Close(d.r.sim)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	attest, sig, err := tpm.Certify(d.r.sim, d.key, d.ak, certifyNonce)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	signer, err := d.key.Signer(d.r.sim)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: host}, DNSNames: []string{host}}, signer)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	body, _ := protocol.EncodeEnroll(&protocol.EnrollFinish{Session: ch.Session, Secret: secret, Certify: attest, CertifySignature: sig, CSR: csr})
+	return body
+}
+
+func (d *device) refusal(path string, body []byte) (int, protocol.EnrollError) {
+	t := d.t
+	t.Helper()
+	status, body := d.post(path, body)
+	var e protocol.EnrollError
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("refusal body %q is not JSON: %v", body, err)
+	}
+	return status, e
+}
+
+func TestRefusals(t *testing.T) {
+	r := newRig(t, nil)
+	if _, err := r.store.Approve(host, r.ekHash, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	d := newDevice(t, r)
+
+	t.Run("key not fixedTPM", func(t *testing.T) {
+		// A software key the device could copy: its public area says so.
+		soft, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		pub := tpm.DevIDTemplateECC
+		pub.ObjectAttributes.FixedTPM, pub.ObjectAttributes.FixedParent, pub.ObjectAttributes.SensitiveDataOrigin = false, false, false
+		ecdh, _ := soft.PublicKey.ECDH()
+		pt := ecdh.Bytes()
+		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: pt[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: pt[33:]}})
+		cert, _ := tpm.ReadEKCertificate(r.sim, tpm.EKRSA2048)
+		ek, _ := tpm.LoadEK(r.sim, tpm.EKRSA2048)
+		body, _ := protocol.EncodeEnroll(&protocol.EnrollBegin{Host: host, EKCert: cert, EKPublic: tpm2.Marshal(ek.Public), AKPublic: tpm2.Marshal(d.ak.Public), DevIDPublic: tpm2.Marshal(pub)})
+		ek.Close(r.sim)
+		status, e := d.refusal("/v1/enroll/begin", body)
+		if status != 403 || e.Check != verify.CheckDevIDAttributes || !strings.Contains(e.Error, "lack [fixedTPM fixedParent sensitiveDataOrigin]") {
+			t.Errorf("%d %+v", status, e)
+		}
+	})
+
+	t.Run("Certify over a stale nonce", func(t *testing.T) {
+		old := d.begin(tpm2.Marshal(d.key.Public))
+		cur := d.begin(tpm2.Marshal(d.key.Public))
+		status, e := d.refusal("/v1/enroll/finish", d.finish(cur, old.Nonce))
+		if status != 403 || e.Check != verify.CheckCertifyNonce || !strings.Contains(e.Error, "a replayed Certify?") {
+			t.Errorf("%d %+v", status, e)
+		}
+	})
+
+	t.Run("replayed enrollment", func(t *testing.T) {
+		ch := d.begin(tpm2.Marshal(d.key.Public))
+		body := d.finish(ch, ch.Nonce)
+		if status, b := d.post("/v1/enroll/finish", body); status != 200 {
+			t.Fatalf("first finish: %d %s", status, b)
+		}
+		status, e := d.refusal("/v1/enroll/finish", body)
+		want := "ra: session \"" + ch.Session + "\" is unknown, used or expired (a replayed enrollment?): start again"
+		if status != 403 || e.Check != ra.CheckSession || e.Error != want {
+			t.Errorf("%d %+v\nwant %s", status, e, want)
+		}
+	})
+
+	t.Run("oversized request", func(t *testing.T) {
+		status, e := d.refusal("/v1/enroll/begin", bytes.Repeat([]byte(" "), protocol.MaxEnrollMessageSize+1))
+		if status != 413 || e.Check != ra.CheckSize || e.Error != "ra: request is over 65536 bytes" {
+			t.Errorf("%d %+v", status, e)
+		}
+	})
+}
+
+func firstCert(t *testing.T, pemBytes []byte) *x509.Certificate {
+	t.Helper()
+	certs := parseAll(t, pemBytes)
+	return certs[0]
+}
+
+func poolOf(t *testing.T, pemBytes []byte) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range parseAll(t, pemBytes)[1:] {
+		p.AddCert(c)
+	}
+	return p
+}

@@ -1,0 +1,92 @@
+package verify
+
+// This file verifies a DevID enrollment (protocol EnrollBegin / EnrollFinish) for the RA:
+// the EK and AK as in node attestation, then the DevID key: its attributes, TPM2_Certify
+// by the AK over the RA's nonce, and a CSR signed by it for the host being enrolled.
+
+import (
+	"crypto"
+	"crypto/subtle"
+	"crypto/x509"
+	"slices"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"omens.dev/omens/protocol"
+)
+
+// CheckHost is the check of the CSR's names against the host being enrolled.
+const CheckHost = "devid_host"
+
+// Enrollment carries a DevID enrollment from EnrollBegin to EnrollFinish.
+type Enrollment struct {
+	Host        string
+	Identity    *Identity
+	DevIDPublic []byte
+	DevIDKey    crypto.PublicKey
+	akPub       *tpm2.TPMTPublic
+	secret      []byte
+	nonce       []byte
+	completed   bool
+}
+
+// BeginEnrollment checks an EnrollBegin: the EK and AK as for an attestation, and that the
+// DevID key has the attributes of a key generated in and fixed to a TPM. It returns the
+// challenge's credential and nonce; the caller adds the session name.
+func (v *Verifier) BeginEnrollment(m *protocol.EnrollBegin) (*Enrollment, *protocol.EnrollChallenge, error) {
+	c, err := v.credential(m.EKCert, m.EKPublic, m.AKPublic, protocol.TPMProperties{})
+	if err != nil {
+		return nil, nil, err
+	}
+	_, key, err := CheckDevIDPublic(m.DevIDPublic)
+	if err != nil {
+		var ce *CheckError
+		if asCheckError(err, &ce) {
+			ce.EKHash = c.id.EKHash
+		}
+		return nil, nil, err
+	}
+	e := &Enrollment{Host: m.Host, Identity: c.id, DevIDPublic: m.DevIDPublic, DevIDKey: key, akPub: c.akPub, secret: c.secret, nonce: c.nonce}
+	return e, &protocol.EnrollChallenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
+}
+
+// Finish checks an EnrollFinish and returns the CSR to sign. An enrollment finishes once.
+func (e *Enrollment) Finish(m *protocol.EnrollFinish) (*x509.CertificateRequest, error) {
+	if e.completed {
+		return nil, reject(CheckProtocol, "enrollment already finished (a replayed request?)")
+	}
+	e.completed = true
+	if subtle.ConstantTimeCompare(m.Secret, e.secret) != 1 {
+		return nil, reject(CheckCredential, "activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash=%s)", e.Identity.EKHash)
+	}
+	if err := VerifyCertify(e.akPub, m.Certify, m.CertifySignature, e.nonce, e.DevIDPublic); err != nil {
+		return nil, err
+	}
+	csr, err := CheckCSR(m.CSR, e.DevIDKey)
+	if err != nil {
+		return nil, err
+	}
+	if csr.Subject.CommonName != e.Host {
+		return nil, reject(CheckHost, "CSR subject CN %q is not the host being enrolled, %q", csr.Subject.CommonName, e.Host)
+	}
+	for _, n := range csr.DNSNames {
+		if n != e.Host {
+			return nil, reject(CheckHost, "CSR names DNS %q, only %q is enrolled", n, e.Host)
+		}
+	}
+	if len(csr.IPAddresses)+len(csr.EmailAddresses)+len(csr.URIs) > 0 {
+		return nil, reject(CheckHost, "CSR names IP addresses, e-mail addresses or URIs; a DevID names only its host")
+	}
+	if !slices.Contains(csr.DNSNames, e.Host) {
+		csr.DNSNames = append(csr.DNSNames, e.Host)
+	}
+	return csr, nil
+}
+
+func asCheckError(err error, target **CheckError) bool {
+	ce, ok := err.(*CheckError)
+	if ok {
+		*target = ce
+	}
+	return ok
+}
