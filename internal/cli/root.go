@@ -53,7 +53,7 @@ without one.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newTPMCmd(), newEKCmd(), newPCRCmd(), newLabCmd())
+	root.AddCommand(newTPMCmd(), newEKCmd(), newPCRCmd(), newDevIDCmd(), newRACmd(), newLabCmd())
 	return root
 }
 

@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/spf13/cobra"
+
+	"omens.dev/omens/devid"
+	"omens.dev/omens/tpm"
+)
+
+func newDevIDCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "devid",
+		Short: "Enroll and inspect this host's DevID certificate",
+	}
+	cmd.AddCommand(newDevIDEnrollCmd(), newDevIDStatusCmd())
+	return cmd
+}
+
+func parseHandle(s string) (tpm2.TPMHandle, error) {
+	if s == "" {
+		return 0, nil
+	}
+	h, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s), "0x"), 16, 32)
+	if err != nil || h>>24 != 0x81 {
+		return 0, fmt.Errorf("handle %q is not a persistent handle (0x81000000 to 0x81FFFFFF)", s)
+	}
+	return tpm2.TPMHandle(h), nil
+}
+
+func newDevIDEnrollCmd() *cobra.Command {
+	var path, raURL, raRoot, host, handle, dir, keyAlg string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "enroll --ra URL --ra-root FILE --host NAME",
+		Short: "Create a DevID key in the TPM and get its certificate through the RA",
+		Long: `Create a DevID key in the TPM (under the TCG SRK template), prove the TPM to the RA and get
+the certificate from step-ca. Writes DIR/devid.crt (certificate chain), DIR/devid.pub and
+DIR/devid.priv (the key's blobs, as SPIRE's tpm_devid loads them; the private blob is
+encrypted by this TPM) and DIR/devid.json; with --handle the key is also persisted there.
+A host the RA does not know yet is queued for an operator: run it again once approved.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if raURL == "" || raRoot == "" || host == "" {
+				return fmt.Errorf("--ra URL, --ra-root FILE and --host NAME are required")
+			}
+			h, err := parseHandle(handle)
+			if err != nil {
+				return err
+			}
+			roots, err := readPool(raRoot)
+			if err != nil {
+				return err
+			}
+			meta, err := devid.Enroll(cmd.Context(), devid.Config{TPMPath: path, RAURL: raURL, RARoots: roots, Host: host, Dir: dir, Handle: h, KeyAlg: keyAlg})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), meta)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s: DevID certificate serial %s from %s, valid until %s\n", meta.Host, meta.Serial, meta.Issuer, meta.NotAfter.Format(time.RFC3339))
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (chain), %s and %s (key blobs)", filepath.Join(dir, devid.CertFile), filepath.Join(dir, devid.PubFile), filepath.Join(dir, devid.PrivFile))
+			if meta.Handle != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "; key persisted at %s", meta.Handle)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	tpmFlag(cmd, &path)
+	f := cmd.Flags()
+	f.StringVar(&raURL, "ra", "", "the RA's URL, e.g. https://ca.funlab.casa:8443")
+	f.StringVar(&raRoot, "ra-root", "", "step-ca's root certificate (PEM), which the RA's TLS certificate chains to")
+	f.StringVar(&host, "host", "", "the host name the certificate carries, e.g. auth.funlab.casa")
+	f.StringVar(&handle, "handle", "", "also persist the DevID key at this handle, e.g. 0x81010002")
+	f.StringVar(&dir, "dir", "/var/lib/omens/devid", "directory for the certificate and key blobs")
+	f.StringVar(&keyAlg, "key", "ecc", "DevID key: ecc (P-256) or rsa (2048)")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// DevIDStatus is the JSON form of `omens devid status`.
+type DevIDStatus struct {
+	devid.Meta
+	Subject  string `json:"subject"`
+	InTPM    bool   `json:"key_in_tpm"`
+	TPMCheck string `json:"tpm_check"`
+	Renew    string `json:"renew_after"`
+}
+
+func newDevIDStatusCmd() *cobra.Command {
+	var path, dir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the DevID certificate (subject, issuer, expiry) and whether its key is in this TPM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st DevIDStatus
+			b, err := os.ReadFile(filepath.Join(dir, devid.MetaFile))
+			if err != nil {
+				return fmt.Errorf("no DevID in %s (%v): enroll with omens devid enroll", dir, err)
+			}
+			if err := json.Unmarshal(b, &st.Meta); err != nil {
+				return fmt.Errorf("%s: %w", devid.MetaFile, err)
+			}
+			certPEM, err := os.ReadFile(filepath.Join(dir, devid.CertFile))
+			if err != nil {
+				return err
+			}
+			blk, _ := pem.Decode(certPEM)
+			if blk == nil {
+				return fmt.Errorf("%s holds no certificate", devid.CertFile)
+			}
+			leaf, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return err
+			}
+			st.Subject, st.Issuer, st.NotAfter = leaf.Subject.String(), leaf.Issuer.String(), leaf.NotAfter.UTC()
+			st.Renew = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3).UTC().Format(time.RFC3339)
+			st.InTPM, st.TPMCheck = keyInTPM(path, dir, &st.Meta, leaf)
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			tb := newTable(cmd.OutOrStdout())
+			tb.row("Host", st.Host)
+			tb.row("Subject", st.Subject)
+			tb.row("Issuer", st.Issuer)
+			tb.row("Serial", st.Serial)
+			tb.row("Valid until", st.NotAfter.Format(time.RFC3339))
+			tb.row("Renew after", st.Renew)
+			tb.row("Key in this TPM", fmt.Sprintf("%v (%s)", st.InTPM, st.TPMCheck))
+			tb.flush()
+			return nil
+		},
+	}
+	tpmFlag(cmd, &path)
+	cmd.Flags().StringVar(&dir, "dir", "/var/lib/omens/devid", "directory of the enrolled DevID")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+// keyInTPM loads the DevID key (from its handle, else from its blobs under the SRK) and
+// compares it with the certificate's key.
+func keyInTPM(path, dir string, meta *devid.Meta, leaf *x509.Certificate) (bool, string) {
+	t, err := tpm.Open(path)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer t.Close()
+	var key *tpm.DevIDKey
+	if meta.Handle != "" {
+		h, err := parseHandle(meta.Handle)
+		if err != nil {
+			return false, err.Error()
+		}
+		if key, err = tpm.LoadPersistentDevID(t, h); err != nil {
+			return false, err.Error()
+		}
+	} else {
+		pub, err1 := os.ReadFile(filepath.Join(dir, devid.PubFile))
+		priv, err2 := os.ReadFile(filepath.Join(dir, devid.PrivFile))
+		if err1 != nil || err2 != nil {
+			return false, "key blobs missing"
+		}
+		alg := tpm2.TPMAlgECC
+		if meta.KeyAlg == "rsa" {
+			alg = tpm2.TPMAlgRSA
+		}
+		srk, err := tpm.LoadSRK(t, alg)
+		if err != nil {
+			return false, err.Error()
+		}
+		key, err = tpm.LoadDevID(t, srk, pub, priv)
+		srk.Close(t)
+		if err != nil {
+			return false, "blobs do not load in this TPM: " + err.Error()
+		}
+	}
+	defer key.Close(t)
+	pk, err := key.PublicKey()
+	if err != nil {
+		return false, err.Error()
+	}
+	if eq, ok := pk.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(leaf.PublicKey) {
+		return false, "the TPM's key is not the certificate's"
+	}
+	where := "loaded from devid.pub/devid.priv"
+	if meta.Handle != "" {
+		where = "persisted at " + meta.Handle
+	}
+	return true, where
+}

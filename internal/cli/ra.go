@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"omens.dev/omens/ra"
+	"omens.dev/omens/ra/stepca"
+)
+
+func newRACmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ra",
+		Short: "The registration authority that enrolls DevID certificates through step-ca",
+	}
+	cmd.AddCommand(newRAServeCmd(), newRAPendingCmd(), newRAApproveCmd())
+	return cmd
+}
+
+func readPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+func newRAServeCmd() *cobra.Command {
+	var o struct {
+		listen, name, state, ekCA, caURL, caRoot, caConfig, provisioner, passwordFile string
+		lifetime                                                                      time.Duration
+	}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve DevID enrollment over HTTPS, beside step-ca",
+		Long: `Serve DevID enrollment (POST /v1/enroll/begin, /v1/enroll/finish) over HTTPS. A device
+proves its TPM (EK certificate from --ek-ca, credential activation, TPM2_Certify of its
+DevID key over a fresh nonce, a CSR signed by that key); the RA then checks that the host
+name is bound to that EK (omens ra approve) and asks step-ca for the certificate with a
+one-time token of the JWK provisioner, whose key it decrypts from step-ca's ca.json. The
+RA's own TLS certificate comes from the same step-ca. Decisions are logged one per line.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA, "--ca-url": o.caURL, "--ca-root": o.caRoot, "--ca-config": o.caConfig, "--provisioner-password-file": o.passwordFile} {
+				if v == "" {
+					return fmt.Errorf("%s is required (see omens ra serve --help)", flag)
+				}
+			}
+			pw, err := os.ReadFile(o.passwordFile)
+			if err != nil {
+				return err
+			}
+			prov, err := stepca.LoadProvisioner(o.caConfig, o.provisioner, []byte(strings.TrimRight(string(pw), "\r\n")))
+			if err != nil {
+				return err
+			}
+			roots, err := readPool(o.caRoot)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return ra.Serve(ctx, ra.ServeConfig{
+				Listen: o.listen, Name: o.name, StateDir: o.state, EKCAPath: o.ekCA,
+				StepCA: stepca.New(o.caURL, roots, prov), Lifetime: o.lifetime,
+				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+				Ready: func(addr string) {
+					fmt.Fprintf(cmd.OutOrStdout(), "RA serving on https://%s (state %s)\n", addr, o.state)
+				},
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
+	f.StringVar(&o.name, "name", "ra.funlab.casa", "the RA's DNS name in its TLS certificate")
+	f.StringVar(&o.state, "state", "", "directory for the host bindings and the pending queue")
+	f.StringVar(&o.ekCA, "ek-ca", "", "TPM manufacturer CA bundle for EK certificates (file or directory)")
+	f.StringVar(&o.caURL, "ca-url", "", "step-ca URL, e.g. https://ca.funlab.casa:9000")
+	f.StringVar(&o.caRoot, "ca-root", "", "step-ca's root certificate (PEM)")
+	f.StringVar(&o.caConfig, "ca-config", "", "step-ca's ca.json, which holds the provisioner's encrypted key (or a JWK file)")
+	f.StringVar(&o.provisioner, "provisioner", "tower-of-omens", "the JWK provisioner")
+	f.StringVar(&o.passwordFile, "provisioner-password-file", "", "file holding the provisioner key's password")
+	f.DurationVar(&o.lifetime, "lifetime", 2160*time.Hour, "DevID certificate lifetime")
+	return cmd
+}
+
+func newRAPendingCmd() *cobra.Command {
+	var state string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "pending --state DIR",
+		Short: "List enrollment requests waiting for an operator, and the bound hosts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if state == "" {
+				return fmt.Errorf("--state DIR is required: the RA's state directory")
+			}
+			s, err := ra.OpenStore(state)
+			if err != nil {
+				return err
+			}
+			b, err := s.Read()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), b)
+			}
+			out := cmd.OutOrStdout()
+			tb := newTable(out)
+			tb.row("PENDING HOST", "EK HASH", "FIRST SEEN", "REQUESTS")
+			for _, p := range b.PendingList() {
+				tb.row(p.Host, p.EKHash, p.FirstSeen.Format(time.RFC3339), fmt.Sprint(p.Requests))
+			}
+			tb.flush()
+			fmt.Fprintln(out)
+			tb = newTable(out)
+			tb.row("BOUND HOST", "EK HASH", "DEVID SERIAL", "NOT AFTER")
+			for _, h := range sortedHosts(b) {
+				na := ""
+				if !h.NotAfter.IsZero() {
+					na = h.NotAfter.Format(time.RFC3339)
+				}
+				serial := h.Serial
+				if h.Revoked {
+					serial += " (revoked)"
+				}
+				tb.row(h.Host, h.EKHash, serial, na)
+			}
+			tb.flush()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
+	jsonFlag(cmd, &asJSON)
+	return cmd
+}
+
+func sortedHosts(b *ra.Bindings) []*ra.Binding {
+	var out []*ra.Binding
+	for _, h := range b.Hosts {
+		out = append(out, h)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Host < out[j-1].Host; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func newRAApproveCmd() *cobra.Command {
+	var state, ek string
+	cmd := &cobra.Command{
+		Use:   "approve HOST --state DIR [--ek HASH]",
+		Short: "Bind a host name to a TPM: the pending request's EK, or --ek ahead of time",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if state == "" {
+				return fmt.Errorf("--state DIR is required: the RA's state directory")
+			}
+			s, err := ra.OpenStore(state)
+			if err != nil {
+				return err
+			}
+			b, err := s.Approve(args[0], strings.ToLower(ek), time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bound %s to EK %s; its next enrollment gets a DevID certificate\n", b.Host, b.EKHash)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
+	cmd.Flags().StringVar(&ek, "ek", "", "EK hash to bind the host to ahead of its first request (omens ek show prints it)")
+	return cmd
+}

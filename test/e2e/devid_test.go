@@ -1,0 +1,123 @@
+package e2e_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/stepcatest"
+)
+
+func requireStepCA(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{engines.StepCA, engines.Step} {
+		if _, err := engines.Path(name); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal(err)
+			}
+			t.Skip(err)
+		}
+	}
+}
+
+// startRA runs `omens ra serve` in front of ca, trusting host's manufacturer, and returns
+// its URL and state directory.
+func startRA(t *testing.T, ca *stepcatest.CA, ekCA string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "provisioner-password")
+	if err := os.WriteFile(pw, []byte(ca.ProvisionerPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	cmd := exec.Command(build(t).omens, "ra", "serve", "--listen", "127.0.0.1:0", "--name", "ra.funlab.casa",
+		"--state", state, "--ek-ca", ekCA, "--ca-url", ca.URL, "--ca-root", ca.RootPath,
+		"--ca-config", ca.CAConfig, "--provisioner", ca.Provisioner, "--provisioner-password-file", pw)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, _ := os.Create(filepath.Join(dir, "ra.log"))
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "ra.log"))
+			t.Logf("RA log:\n%s", b)
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case l, ok := <-lines:
+		if !ok || !strings.HasPrefix(l, "RA serving on ") {
+			b, _ := os.ReadFile(filepath.Join(dir, "ra.log"))
+			t.Fatalf("RA did not start (%q):\n%s", l, b)
+		}
+		url := strings.Fields(strings.TrimPrefix(l, "RA serving on "))[0]
+		return url, state
+	case <-time.After(60 * time.Second):
+		t.Fatal("RA did not start within a minute")
+	}
+	return "", ""
+}
+
+// TestDevIDEnrollmentThroughRA: a host enrolls its DevID through the RA (HTTPS, a
+// certificate from step-ca) and real step-ca: first queued for the operator, then, once
+// approved, issued; the key is in the TPM, at the plan's handle.
+func TestDevIDEnrollmentThroughRA(t *testing.T) {
+	requireStepCA(t)
+	auth := startSimHost(t, "auth")
+	ca := stepcatest.Start(t, stepcatest.Config{})
+	raURL, state := startRA(t, ca, auth.bundle())
+	dir := filepath.Join(t.TempDir(), "devid")
+	enroll := []string{"devid", "enroll", "--tpm", auth.socket, "--ra", raURL, "--ra-root", ca.RootPath,
+		"--host", "auth.funlab.casa", "--dir", dir, "--handle", "0x81010002"}
+
+	out, err := exec.Command(build(t).omens, enroll...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "check pending_approval") || !strings.Contains(string(out), "omens ra approve auth.funlab.casa") {
+		t.Fatalf("first enrollment of an unknown host: %v\n%s", err, out)
+	}
+	pending := omens(t, "ra", "pending", "--state", state)
+	if !strings.Contains(pending, "auth.funlab.casa") || !strings.Contains(pending, auth.ekHash(t)) {
+		t.Fatalf("pending queue does not list the host:\n%s", pending)
+	}
+	omens(t, "ra", "approve", "auth.funlab.casa", "--state", state)
+	out2 := omens(t, enroll...)
+	if !strings.Contains(out2, "enrolled auth.funlab.casa") || !strings.Contains(out2, "key persisted at 0x81010002") {
+		t.Fatalf("enrollment after approval:\n%s", out2)
+	}
+	var st struct {
+		Host, Subject, Issuer, Serial string
+		InTPM                         bool      `json:"key_in_tpm"`
+		TPMCheck                      string    `json:"tpm_check"`
+		NotAfter                      time.Time `json:"not_after"`
+	}
+	if err := json.Unmarshal([]byte(omens(t, "devid", "status", "--tpm", auth.socket, "--dir", dir, "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Subject != "CN=auth.funlab.casa" || !st.InTPM || st.TPMCheck != "persisted at 0x81010002" {
+		t.Errorf("devid status %+v", st)
+	}
+	if d := time.Until(st.NotAfter); d < 2150*time.Hour || d > 2161*time.Hour {
+		t.Errorf("DevID valid for %s, want 90 days", d)
+	}
+	t.Logf("%s\n%s\n%s", out, pending, out2)
+}
