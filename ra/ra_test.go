@@ -359,3 +359,56 @@ func poolOf(t *testing.T, pemBytes []byte) *x509.CertPool {
 	}
 	return p
 }
+
+// TestRenew: not before two thirds of the certificate's life (unless forced); then a fresh
+// attestation, a new key in the TPM at the same handle, new files, the same TPM identity.
+func TestRenew(t *testing.T) {
+	r := newRig(t, nil)
+	if _, err := r.store.Approve(host, r.ekHash, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	first, err := r.enroll(t, dir, 0x81010002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := devid.Config{RAURL: r.url, Dir: dir, HTTP: http.DefaultClient,
+		Open: func(string) (transport.TPMCloser, error) { return nopCloser{r.sim}, nil }}
+	cur, err := devid.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = devid.Renew(context.Background(), cfg, false, time.Now())
+	var nd *devid.ErrNotDue
+	if !errors.As(err, &nd) || !nd.At.Equal(devid.RenewAt(cur.Leaf)) {
+		t.Fatalf("renewing a fresh certificate: %v, want not due until %s", err, devid.RenewAt(cur.Leaf))
+	}
+	second, err := devid.Renew(context.Background(), cfg, false, devid.RenewAt(cur.Leaf).Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Serial == first.Serial || second.EKHash != first.EKHash || second.Host != host || second.Handle != "0x81010002" {
+		t.Errorf("renewal %+v after %+v", second, first)
+	}
+	now, err := devid.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Leaf.SerialNumber.Text(16) != second.Serial {
+		t.Error("devid.crt is not the renewed certificate")
+	}
+	k, err := tpm.LoadPersistentDevID(r.sim, 0x81010002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := k.PublicKey()
+	if !kp.(interface{ Equal(crypto.PublicKey) bool }).Equal(now.Leaf.PublicKey) {
+		t.Error("the key at 0x81010002 is not the renewed certificate's")
+	}
+	if kp.(interface{ Equal(crypto.PublicKey) bool }).Equal(cur.Leaf.PublicKey) {
+		t.Error("renewal kept the old key")
+	}
+	if hs, _ := tpm.TransientHandles(r.sim); len(hs) != 0 {
+		t.Errorf("transient handles left: %x", hs)
+	}
+}

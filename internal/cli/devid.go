@@ -5,11 +5,14 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -24,7 +27,7 @@ func newDevIDCmd() *cobra.Command {
 		Use:   "devid",
 		Short: "Enroll and inspect this host's DevID certificate",
 	}
-	cmd.AddCommand(newDevIDEnrollCmd(), newDevIDStatusCmd())
+	cmd.AddCommand(newDevIDEnrollCmd(), newDevIDStatusCmd(), newDevIDRenewCmd())
 	return cmd
 }
 
@@ -202,4 +205,66 @@ func keyInTPM(path, dir string, meta *devid.Meta, leaf *x509.Certificate) (bool,
 		where = "persisted at " + meta.Handle
 	}
 	return true, where
+}
+
+func newDevIDRenewCmd() *cobra.Command {
+	var path, raURL, raRoot, dir string
+	var force, watch bool
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "renew --ra URL --ra-root FILE [--force] [--watch]",
+		Short: "Re-enroll the DevID with a fresh attestation once two thirds of its life have passed",
+		Long: `Re-enroll the DevID in --dir through the RA, with a fresh TPM attestation and a new key in
+the TPM, once two thirds of the certificate's life have passed (60 of 90 days), or now
+with --force. The files are replaced atomically and a persisted key is replaced at its
+handle; SPIRE agents pick up the new certificate at their next attestation. With --watch
+it keeps running and checks every --interval (the systemd units in deploy/systemd run it
+from a timer instead).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if raURL == "" || raRoot == "" {
+				return fmt.Errorf("--ra URL and --ra-root FILE are required")
+			}
+			roots, err := readPool(raRoot)
+			if err != nil {
+				return err
+			}
+			cfg := devid.Config{TPMPath: path, RAURL: raURL, RARoots: roots, Dir: dir}
+			out := cmd.OutOrStdout()
+			report := func(m *devid.Meta, err error) {
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "omens: renewal failed (the current DevID stays): %v\n", err)
+					return
+				}
+				fmt.Fprintf(out, "renewed %s: serial %s, valid until %s\n", m.Host, m.Serial, m.NotAfter.Format(time.RFC3339))
+			}
+			if watch {
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				fmt.Fprintf(out, "watching %s, checking every %s\n", dir, interval)
+				devid.Watch(ctx, cfg, interval, report)
+				return nil
+			}
+			m, err := devid.Renew(cmd.Context(), cfg, force, time.Now())
+			var nd *devid.ErrNotDue
+			if errors.As(err, &nd) {
+				fmt.Fprintln(out, nd.Error())
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			report(m, nil)
+			return nil
+		},
+	}
+	tpmFlag(cmd, &path)
+	f := cmd.Flags()
+	f.StringVar(&raURL, "ra", "", "the RA's URL")
+	f.StringVar(&raRoot, "ra-root", "", "step-ca's root certificate (PEM)")
+	f.StringVar(&dir, "dir", "/var/lib/omens/devid", "directory of the enrolled DevID")
+	f.BoolVar(&force, "force", false, "renew now, whatever the certificate's age")
+	f.BoolVar(&watch, "watch", false, "keep running and renew when due")
+	f.DurationVar(&interval, "interval", time.Hour, "how often --watch checks")
+	return cmd
 }
