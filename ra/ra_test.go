@@ -412,3 +412,45 @@ func TestRenew(t *testing.T) {
 		t.Errorf("transient handles left: %x", hs)
 	}
 }
+
+// TestDecommission: the DevID certificate is revoked in step-ca and listed in its CRL, and
+// the RA refuses the host until an operator unbinds it.
+func TestDecommission(t *testing.T) {
+	r := newRig(t, nil)
+	if _, err := r.store.Approve(host, r.ekHash, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	meta, err := r.enroll(t, t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err := stepca.LoadProvisioner(r.ca.CAConfig, r.ca.Provisioner, []byte(r.ca.ProvisionerPassword))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := stepca.New(r.ca.URL, r.ca.RootPool, prov)
+	b, err := r.store.Decommission(context.Background(), client, host, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Revoked || b.Serial != meta.Serial || b.EKHash != r.ekHash {
+		t.Errorf("binding after decommission %+v", b)
+	}
+	crl, err := client.CRL(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := false
+	for _, e := range crl.RevokedCertificateEntries {
+		listed = listed || e.SerialNumber.Text(16) == meta.Serial
+	}
+	if !listed {
+		t.Errorf("serial %s is not in step-ca's CRL", meta.Serial)
+	}
+	_, err = r.enroll(t, t.TempDir(), 0)
+	wantRefusal(t, err, 403, ra.CheckBinding, "ra: host auth.funlab.casa was decommissioned (DevID serial "+meta.Serial+" revoked): to enroll it again, `omens ra unbind auth.funlab.casa` then approve it")
+	// Decommissioning again does not ask step-ca to revoke twice.
+	if _, err := r.store.Decommission(context.Background(), client, host, time.Now()); err != nil {
+		t.Errorf("second decommission: %v", err)
+	}
+}

@@ -302,6 +302,11 @@ func (s *Server) checkBinding(host, ekHash string, queue bool) error {
 	var out error
 	update := func(b *Bindings) error {
 		if bd := b.Hosts[host]; bd != nil {
+			if bd.Revoked {
+				out = &refusal{status: http.StatusForbidden, check: CheckBinding, host: host, ekHash: ekHash,
+					err: fmt.Errorf("ra: host %s was decommissioned (DevID serial %s revoked): to enroll it again, `omens ra unbind %s` then approve it", host, bd.Serial, host)}
+				return errNoChange
+			}
 			if bd.EKHash != ekHash {
 				out = &refusal{status: http.StatusForbidden, check: CheckBinding, host: host, ekHash: ekHash,
 					err: fmt.Errorf("ra: host %s is bound to EK %s, not to this TPM's EK %s", host, bd.EKHash, ekHash)}

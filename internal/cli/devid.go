@@ -15,6 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	"omens.dev/omens/ra"
+	"omens.dev/omens/registry"
+
 	"github.com/google/go-tpm/tpm2"
 	"github.com/spf13/cobra"
 
@@ -27,7 +30,7 @@ func newDevIDCmd() *cobra.Command {
 		Use:   "devid",
 		Short: "Enroll and inspect this host's DevID certificate",
 	}
-	cmd.AddCommand(newDevIDEnrollCmd(), newDevIDStatusCmd(), newDevIDRenewCmd())
+	cmd.AddCommand(newDevIDEnrollCmd(), newDevIDStatusCmd(), newDevIDRenewCmd(), newDevIDRevokeCmd())
 	return cmd
 }
 
@@ -266,5 +269,62 @@ from a timer instead).`,
 	f.BoolVar(&force, "force", false, "renew now, whatever the certificate's age")
 	f.BoolVar(&watch, "watch", false, "keep running and renew when due")
 	f.DurationVar(&interval, "interval", time.Hour, "how often --watch checks")
+	return cmd
+}
+
+func newDevIDRevokeCmd() *cobra.Command {
+	var host, state, spireSocket, trustDomain string
+	var ca caFlags
+	cmd := &cobra.Command{
+		Use:   "revoke --host NAME --state DIR [step-ca flags] [--spire-socket PATH]",
+		Short: "Decommission a host (operator, on the RA host): revoke its DevID and ban its SPIRE agent",
+		Long: `Decommission a host: revoke its DevID certificate in step-ca (reason cessationOfOperation;
+step-ca puts it in its CRL, which the SPIRE server plugin reads through devid_crl_url or
+devid_crl_path), mark it revoked in the RA so it cannot enroll again until an operator
+unbinds and approves it, and, with --spire-socket, ban its SPIRE agent
+(spiffe://TD/spire/agent/tpm/<EK hash>) through the SPIRE server API, so its workloads
+get no new SVIDs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if host == "" || state == "" {
+				return fmt.Errorf("--host NAME and --state DIR (the RA's state directory) are required")
+			}
+			client, err := ca.client()
+			if err != nil {
+				return err
+			}
+			store, err := ra.OpenStore(state)
+			if err != nil {
+				return err
+			}
+			b, err := store.Decommission(cmd.Context(), client, host, time.Now())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "revoked DevID certificate serial %s of %s in step-ca (it is in the CRL now)\n", b.Serial, host)
+			if spireSocket == "" {
+				fmt.Fprintf(out, "its SPIRE agent is refused at its next attestation; to end it now, ban spiffe://%s/spire/agent/tpm/%s (--spire-socket)\n", trustDomain, b.EKHash)
+				return nil
+			}
+			rc, err := registry.Dial(spireSocket)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			id := fmt.Sprintf("spiffe://%s/spire/agent/tpm/%s", trustDomain, b.EKHash)
+			if err := rc.BanAgent(cmd.Context(), id); err != nil {
+				return fmt.Errorf("%w\nthe certificate is revoked; ban the agent by hand: spire-server agent ban -spiffeID %s", err, id)
+			}
+			fmt.Fprintf(out, "banned SPIRE agent %s\n", id)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&host, "host", "", "the host to decommission, e.g. auth.funlab.casa")
+	f.StringVar(&state, "state", "", "the RA's state directory")
+	f.StringVar(&spireSocket, "spire-socket", "", "the SPIRE server API socket, to ban the host's agent")
+	f.StringVar(&trustDomain, "trust-domain", "funlab.casa", "the SPIRE trust domain")
+	ca.add(cmd)
 	return cmd
 }

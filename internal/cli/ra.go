@@ -22,7 +22,7 @@ func newRACmd() *cobra.Command {
 		Use:   "ra",
 		Short: "The registration authority that enrolls DevID certificates through step-ca",
 	}
-	cmd.AddCommand(newRAServeCmd(), newRAPendingCmd(), newRAApproveCmd())
+	cmd.AddCommand(newRAServeCmd(), newRAPendingCmd(), newRAApproveCmd(), newRAUnbindCmd())
 	return cmd
 }
 
@@ -54,9 +54,10 @@ func readPool(path string) (*x509.CertPool, error) {
 
 func newRAServeCmd() *cobra.Command {
 	var o struct {
-		listen, name, state, ekCA, caURL, caRoot, caConfig, provisioner, passwordFile string
-		lifetime                                                                      time.Duration
+		listen, name, state, ekCA string
+		lifetime                  time.Duration
 	}
+	var ca caFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve DevID enrollment over HTTPS, beside step-ca",
@@ -68,20 +69,12 @@ one-time token of the JWK provisioner, whose key it decrypts from step-ca's ca.j
 RA's own TLS certificate comes from the same step-ca. Decisions are logged one per line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA, "--ca-url": o.caURL, "--ca-root": o.caRoot, "--ca-config": o.caConfig, "--provisioner-password-file": o.passwordFile} {
+			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA} {
 				if v == "" {
 					return fmt.Errorf("%s is required (see omens ra serve --help)", flag)
 				}
 			}
-			pw, err := os.ReadFile(o.passwordFile)
-			if err != nil {
-				return err
-			}
-			prov, err := stepca.LoadProvisioner(o.caConfig, o.provisioner, []byte(strings.TrimRight(string(pw), "\r\n")))
-			if err != nil {
-				return err
-			}
-			roots, err := readPool(o.caRoot)
+			client, err := ca.client()
 			if err != nil {
 				return err
 			}
@@ -89,7 +82,7 @@ RA's own TLS certificate comes from the same step-ca. Decisions are logged one p
 			defer stop()
 			return ra.Serve(ctx, ra.ServeConfig{
 				Listen: o.listen, Name: o.name, StateDir: o.state, EKCAPath: o.ekCA,
-				StepCA: stepca.New(o.caURL, roots, prov), Lifetime: o.lifetime,
+				StepCA: client, Lifetime: o.lifetime,
 				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 				Ready: func(addr string) {
 					fmt.Fprintf(cmd.OutOrStdout(), "RA serving on https://%s (state %s)\n", addr, o.state)
@@ -102,11 +95,7 @@ RA's own TLS certificate comes from the same step-ca. Decisions are logged one p
 	f.StringVar(&o.name, "name", "ra.funlab.casa", "the RA's DNS name in its TLS certificate")
 	f.StringVar(&o.state, "state", "", "directory for the host bindings and the pending queue")
 	f.StringVar(&o.ekCA, "ek-ca", "", "TPM manufacturer CA bundle for EK certificates (file or directory)")
-	f.StringVar(&o.caURL, "ca-url", "", "step-ca URL, e.g. https://ca.funlab.casa:9000")
-	f.StringVar(&o.caRoot, "ca-root", "", "step-ca's root certificate (PEM)")
-	f.StringVar(&o.caConfig, "ca-config", "", "step-ca's ca.json, which holds the provisioner's encrypted key (or a JWK file)")
-	f.StringVar(&o.provisioner, "provisioner", "tower-of-omens", "the JWK provisioner")
-	f.StringVar(&o.passwordFile, "provisioner-password-file", "", "file holding the provisioner key's password")
+	ca.add(cmd)
 	f.DurationVar(&o.lifetime, "lifetime", 2160*time.Hour, "DevID certificate lifetime")
 	return cmd
 }
@@ -201,4 +190,62 @@ func newRAApproveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
 	cmd.Flags().StringVar(&ek, "ek", "", "EK hash to bind the host to ahead of its first request (omens ek show prints it)")
 	return cmd
+}
+
+func newRAUnbindCmd() *cobra.Command {
+	var state string
+	cmd := &cobra.Command{
+		Use:   "unbind HOST --state DIR",
+		Short: "Remove a host's binding (a replaced machine, or a decommissioned one to enroll again)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if state == "" {
+				return fmt.Errorf("--state DIR is required: the RA's state directory")
+			}
+			s, err := ra.OpenStore(state)
+			if err != nil {
+				return err
+			}
+			if err := s.Unbind(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "unbound %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
+	return cmd
+}
+
+// caFlags are the step-ca settings of the commands that act for the RA.
+type caFlags struct{ url, root, config, provisioner, passwordFile string }
+
+func (f *caFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "ca-url", "", "step-ca URL")
+	fl.StringVar(&f.root, "ca-root", "", "step-ca's root certificate (PEM)")
+	fl.StringVar(&f.config, "ca-config", "", "step-ca's ca.json, which holds the provisioner's encrypted key (or a JWK file)")
+	fl.StringVar(&f.provisioner, "provisioner", "tower-of-omens", "the JWK provisioner")
+	fl.StringVar(&f.passwordFile, "provisioner-password-file", "", "file holding the provisioner key's password")
+}
+
+func (f *caFlags) client() (*stepca.Client, error) {
+	for flag, v := range map[string]string{"--ca-url": f.url, "--ca-root": f.root, "--ca-config": f.config, "--provisioner-password-file": f.passwordFile} {
+		if v == "" {
+			return nil, fmt.Errorf("%s is required", flag)
+		}
+	}
+	pw, err := os.ReadFile(f.passwordFile)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := stepca.LoadProvisioner(f.config, f.provisioner, []byte(strings.TrimRight(string(pw), "\r\n")))
+	if err != nil {
+		return nil, err
+	}
+	roots, err := readPool(f.root)
+	if err != nil {
+		return nil, err
+	}
+	return stepca.New(f.url, roots, prov), nil
 }

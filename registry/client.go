@@ -1,0 +1,56 @@
+// Package registry talks to the SPIRE server API (spire-api-sdk) over the server's admin
+// socket: the agents it has attested, and what an operator does to them. Registration as
+// code (entries) will live here too.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Client is a connection to a SPIRE server's API socket.
+type Client struct {
+	conn   *grpc.ClientConn
+	agents agentv1.AgentClient
+}
+
+// Dial connects to the SPIRE server API at socket (the server's socket_path).
+func Dial(socket string) (*Client, error) {
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("registry: SPIRE server API %s: %w", socket, err)
+	}
+	return &Client{conn: conn, agents: agentv1.NewAgentClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// ParseID splits spiffe://td/path into the API's form.
+func ParseID(id string) (*types.SPIFFEID, error) {
+	rest, ok := strings.CutPrefix(id, "spiffe://")
+	td, path, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 || td == "" {
+		return nil, fmt.Errorf("registry: %q is not a SPIFFE ID with a path", id)
+	}
+	return &types.SPIFFEID{TrustDomain: td, Path: "/" + path}, nil
+}
+
+// BanAgent evicts the agent and refuses its future attestations until an operator
+// deletes the ban (`spire-server agent evict`).
+func (c *Client) BanAgent(ctx context.Context, id string) error {
+	sid, err := ParseID(id)
+	if err != nil {
+		return err
+	}
+	if _, err := c.agents.BanAgent(ctx, &agentv1.BanAgentRequest{Id: sid}); err != nil {
+		return fmt.Errorf("registry: ban %s: %w", id, err)
+	}
+	return nil
+}
