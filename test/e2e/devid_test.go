@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/spiretest"
 	"omens.dev/omens/internal/stepcatest"
 )
 
@@ -119,5 +120,35 @@ func TestDevIDEnrollmentThroughRA(t *testing.T) {
 	if d := time.Until(st.NotAfter); d < 2150*time.Hour || d > 2161*time.Hour {
 		t.Errorf("DevID valid for %s, want 90 days", d)
 	}
-	t.Logf("%s\n%s\n%s", out, pending, out2)
+	status := omens(t, "devid", "status", "--tpm", auth.socket, "--dir", dir)
+	renew := omens(t, "devid", "renew", "--tpm", auth.socket, "--ra", raURL, "--ra-root", ca.RootPath, "--dir", dir)
+	if !strings.Contains(renew, "not due for renewal until") {
+		t.Errorf("renewing a fresh DevID: %s", renew)
+	}
+	forced := omens(t, "devid", "renew", "--tpm", auth.socket, "--ra", raURL, "--ra-root", ca.RootPath, "--dir", dir, "--force")
+	if !strings.Contains(forced, "renewed auth.funlab.casa: serial ") {
+		t.Errorf("forced renewal: %s", forced)
+	}
+
+	// Decommission: revoke in step-ca and ban the host's SPIRE agent (attested with tpm).
+	requireEngines(t)
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerBlock(t, auth.bundle(), "")})
+	spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: tpmAgentBlock(t, auth.socket, "")})
+	agentID := "spiffe://funlab.casa/spire/agent/tpm/" + auth.ekHash(t)
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte(ca.ProvisionerPassword), 0o600)
+	revoke := omens(t, "devid", "revoke", "--host", "auth.funlab.casa", "--state", state,
+		"--ca-url", ca.URL, "--ca-root", ca.RootPath, "--ca-config", ca.CAConfig, "--provisioner-password-file", pw,
+		"--spire-socket", srv.SocketPath)
+	if !strings.Contains(revoke, "banned SPIRE agent "+agentID) {
+		t.Errorf("revoke: %s", revoke)
+	}
+	if !srv.Agent(t, agentID).Banned {
+		t.Errorf("agent %s is not banned after revoke", agentID)
+	}
+	again, err := exec.Command(build(t).omens, enroll...).CombinedOutput()
+	if err == nil || !strings.Contains(string(again), "was decommissioned") {
+		t.Errorf("enrollment of a decommissioned host: %v\n%s", err, again)
+	}
+	t.Logf("%s\n%s\n%s\n%s\n%s\n%s\n%s", out, pending, out2, status, renew, forced, revoke)
 }
