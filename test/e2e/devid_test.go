@@ -2,10 +2,15 @@ package e2e_test
 
 import (
 	"bufio"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +156,49 @@ func TestDevIDEnrollmentThroughRA(t *testing.T) {
 		t.Errorf("enrollment of a decommissioned host: %v\n%s", err, again)
 	}
 	t.Logf("%s\n%s\n%s\n%s\n%s\n%s\n%s", out, pending, out2, status, renew, forced, revoke)
+}
+
+// TestDevIDInteropWithSPIREtpmDevID: the DevID that omens provisions is one SPIRE's own
+// built-in tpm_devid node attestor accepts: its agent loads the key blobs under its SRK
+// and proves possession and residency on the same TPM.
+func TestDevIDInteropWithSPIREtpmDevID(t *testing.T) {
+	requireStepCA(t)
+	requireEngines(t)
+	auth := startSimHost(t, "auth")
+	ca := stepcatest.Start(t, stepcatest.Config{})
+	raURL, state := startRA(t, ca, auth.bundle())
+	omens(t, "ra", "approve", "auth.funlab.casa", "--state", state, "--ek", auth.ekHash(t))
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: fmt.Sprintf(`    NodeAttestor "tpm_devid" {
+        plugin_data {
+            devid_ca_path = %q
+            endorsement_ca_path = %q
+        }
+    }`, ca.RootPath, auth.bundle())})
+	for _, key := range []string{"rsa", "ecc"} {
+		t.Run(key, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "devid")
+			omens(t, "devid", "enroll", "--tpm", auth.socket, "--ra", raURL, "--ra-root", ca.RootPath,
+				"--host", "auth.funlab.casa", "--dir", dir, "--key", key)
+			cert, err := os.ReadFile(filepath.Join(dir, "devid.crt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			blk, _ := pem.Decode(cert)
+			sum := sha1.Sum(blk.Bytes)
+			id := "spiffe://funlab.casa/spire/agent/tpm_devid/" + hex.EncodeToString(sum[:])
+			a := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth-tpm-devid-" + key, NodeAttestor: fmt.Sprintf(`    NodeAttestor "tpm_devid" {
+        plugin_data {
+            tpm_device_path = %q
+            devid_cert_path = %q
+            devid_priv_path = %q
+            devid_pub_path = %q
+        }
+    }`, auth.socket, filepath.Join(dir, "devid.crt"), filepath.Join(dir, "devid.priv"), filepath.Join(dir, "devid.pub"))})
+			info := srv.Agent(t, id)
+			if info.AttestationType != "tpm_devid" || !slices.Contains(info.Selectors, "tpm_devid:subject:cn:auth.funlab.casa") {
+				t.Errorf("tpm_devid agent %s: type %s selectors %v", id, info.AttestationType, info.Selectors)
+			}
+			a.Stop(t)
+		})
+	}
 }
