@@ -1,6 +1,3 @@
-// Package registry talks to the SPIRE server API (spire-api-sdk) over the server's admin
-// socket: the agents it has attested, and what an operator does to them. Registration as
-// code (entries) will live here too.
 package registry
 
 import (
@@ -9,6 +6,7 @@ import (
 	"strings"
 
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -16,8 +14,9 @@ import (
 
 // Client is a connection to a SPIRE server's API socket.
 type Client struct {
-	conn   *grpc.ClientConn
-	agents agentv1.AgentClient
+	conn    *grpc.ClientConn
+	agents  agentv1.AgentClient
+	entries entryv1.EntryClient
 }
 
 // Dial connects to the SPIRE server API at socket (the server's socket_path).
@@ -26,7 +25,7 @@ func Dial(socket string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: SPIRE server API %s: %w", socket, err)
 	}
-	return &Client{conn: conn, agents: agentv1.NewAgentClient(conn)}, nil
+	return &Client{conn: conn, agents: agentv1.NewAgentClient(conn), entries: entryv1.NewEntryClient(conn)}, nil
 }
 
 // Close closes the connection.
