@@ -21,8 +21,8 @@ import (
 	"omens.dev/omens/verify"
 )
 
-// Hosts are the Tower's hosts that have a simulated TPM in this stage of the lab.
-var Hosts = []string{"spire"}
+// Hosts are the Tower's hosts, each with a simulated TPM of its own.
+var Hosts = []string{"spire", "auth", "ca"}
 
 // BootPCRs are the PCRs the status shows: firmware, option ROMs, boot loader, Secure Boot
 // (the plan's LUKS/Clevis binding).
