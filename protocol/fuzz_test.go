@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"bytes"
+	"slices"
 	"sync"
 	"testing"
 
@@ -25,21 +26,35 @@ var recorded = sync.OnceValue(func() *testattest.Transcript {
 	return tr
 })
 
+// recordedDevID is an honest DevID-mode attestation, as recorded.
+var recordedDevID = sync.OnceValue(func() *testattest.Transcript {
+	v := &verify.Verifier{Mode: protocol.ModeDevID, PCRBank: tpm2.TPMAlgSHA256, PCRs: testattest.DefaultPCRs}
+	tr, err := testattest.Record(func() (transport.TPMCloser, error) { return tpm.Open(tpm.Simulator) }, testattest.Config{DevID: tpm2.TPMAlgECC}, v)
+	if err != nil {
+		return nil
+	}
+	return tr
+})
+
 // seeds adds the real messages (all three: each decoder must refuse the other two) and
 // the hand-made ones of protocol_test.go.
 func seeds(f *testing.F) {
-	if tr := recorded(); tr != nil {
+	for _, tr := range []*testattest.Transcript{recorded(), recordedDevID()} {
+		if tr == nil {
+			f.Log("simulator not available: seeding with hand-made messages only")
+			continue
+		}
 		f.Add(tr.Hello)
 		f.Add(tr.Challenge)
 		f.Add(tr.Evidence)
-	} else {
-		f.Log("simulator not available: seeding with hand-made messages only")
 	}
 	f.Add(obj(helloFields...))
 	f.Add(obj(with(helloFields, `"ek_cert":`)...))
 	f.Add(obj(challengeFields...))
 	f.Add(obj(evidenceFields...))
 	f.Add(obj(with(evidenceFields, `"event_log":"AAECAw=="`)...))
+	f.Add(obj(append(slices.Clone(helloFields), devidFields...)...))
+	f.Add(obj(append(slices.Clone(evidenceFields), certifyFields...)...))
 	f.Add([]byte(`{"v":1,"type":"hello","pcrs":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23]}`))
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`null`))
@@ -78,6 +93,19 @@ func FuzzDecodeHello(f *testing.F) {
 				t.Fatalf("accepted PCR selection %v", m.PCRs)
 			}
 		}
+		switch m.Mode {
+		case protocol.ModeEKCert:
+			if m.DevIDCert != nil || len(m.DevIDPublic) != 0 {
+				t.Fatalf("accepted a DevID in mode ek_cert: %+v", m)
+			}
+		case protocol.ModeDevID:
+			if len(m.DevIDCert) == 0 || len(m.DevIDCert) > protocol.MaxDevIDChain || len(m.DevIDPublic) == 0 ||
+				slices.ContainsFunc(m.DevIDCert, func(c []byte) bool { return len(c) == 0 }) {
+				t.Fatalf("accepted a DevID-mode hello without its DevID: %+v", m)
+			}
+		default:
+			t.Fatalf("accepted mode %q", m.Mode)
+		}
 		roundTrip(t, m, protocol.DecodeHello)
 	})
 }
@@ -110,6 +138,9 @@ func FuzzDecodeEvidence(f *testing.F) {
 			if len(v) == 0 || len(v) > 64 {
 				t.Fatalf("accepted PCR value of %d bytes", len(v))
 			}
+		}
+		if (len(m.DevIDCertify) == 0) != (len(m.DevIDCertifySignature) == 0) {
+			t.Fatalf("accepted a DevID Certify without its signature, or the reverse: %+v", m)
 		}
 		roundTrip(t, m, protocol.DecodeEvidence)
 	})

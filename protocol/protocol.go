@@ -9,6 +9,11 @@
 //	server → agent  Challenge  MakeCredential(EK, AK name, secret) and a fresh nonce
 //	agent → server  Evidence   the activated secret, a quote over the PCRs with the nonce, PCR values, event log
 //
+// DevID mode is the same exchange with two more fields each way: the Hello carries the
+// DevID certificate chain and the DevID key's public area, the Evidence the AK's
+// TPM2_Certify of the DevID key over the same nonce. Those fields are refused in EK mode
+// and required in DevID mode, so version 1 speaks both.
+//
 // Messages are JSON objects with a "type" (so a message out of order is named as such);
 // byte fields are base64. Decoders are strict: a size limit, unknown fields refused, every
 // field bounded. They check form only; what the values mean is the verifier's job.
@@ -34,6 +39,9 @@ const (
 	MaxEventLogSize = 768 << 10
 	// maxBlob bounds certificates, public areas, quotes and signatures.
 	maxBlob = 8 << 10
+	// MaxDevIDChain bounds the DevID certificates of a Hello (the certificate and its
+	// issuers).
+	MaxDevIDChain = 8
 )
 
 // Message types.
@@ -81,6 +89,12 @@ type Hello struct {
 	PCRBank string        `json:"pcr_bank"`
 	PCRs    []int         `json:"pcrs"`
 	TPM     TPMProperties `json:"tpm"`
+	// DevIDCert is the DevID certificate then its issuers, DER each (mode "devid" only,
+	// and required then).
+	DevIDCert [][]byte `json:"devid_cert,omitempty"`
+	// DevIDPublic is the DevID key's TPMT_PUBLIC as the TPM marshals it (mode "devid"
+	// only, and required then).
+	DevIDPublic []byte `json:"devid_public,omitempty"`
 }
 
 // Challenge is the server's answer to Hello.
@@ -108,6 +122,11 @@ type Evidence struct {
 	PCRValues [][]byte `json:"pcr_values"`
 	// EventLog is the boot event log (binary_bios_measurements), when the host has one.
 	EventLog []byte `json:"event_log,omitempty"`
+	// DevIDCertify and DevIDCertifySignature are TPM2_Certify's TPMS_ATTEST and
+	// TPMT_SIGNATURE: the AK's statement, over the challenge's nonce, that the DevID key of
+	// the Hello is loaded in the same TPM (DevID mode only; both or neither).
+	DevIDCertify          []byte `json:"devid_certify,omitempty"`
+	DevIDCertifySignature []byte `json:"devid_certify_signature,omitempty"`
 }
 
 // Encode marshals a message, filling in version and type.
@@ -195,6 +214,25 @@ func DecodeHello(b []byte) (*Hello, error) {
 	if len(m.PCRBank) > 16 || len(m.TPM.Manufacturer) > 64 || len(m.TPM.Model) > 64 || len(m.TPM.Firmware) > 64 {
 		return nil, fmt.Errorf("%w: hello: a text field is longer than its limit", ErrMalformed)
 	}
+	if m.Mode == ModeEKCert {
+		if len(m.DevIDCert) > 0 || len(m.DevIDPublic) > 0 {
+			return nil, fmt.Errorf("%w: hello: devid_cert and devid_public are sent only in mode %q", ErrMalformed, ModeDevID)
+		}
+		// An empty list that was present comes back absent, as for byte fields.
+		m.DevIDCert = nil
+		return &m, nil
+	}
+	if len(m.DevIDCert) == 0 || len(m.DevIDCert) > MaxDevIDChain {
+		return nil, fmt.Errorf("%w: hello: %d DevID certificates, want 1 to %d in mode %q", ErrMalformed, len(m.DevIDCert), MaxDevIDChain, ModeDevID)
+	}
+	for i, c := range m.DevIDCert {
+		if err := checkBlob("hello", fmt.Sprintf("devid_cert[%d]", i), c, true, maxBlob); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkBlob("hello", "devid_public", m.DevIDPublic, true, maxBlob); err != nil {
+		return nil, err
+	}
 	return &m, nil
 }
 
@@ -242,6 +280,17 @@ func DecodeEvidence(b []byte) (*Evidence, error) {
 	}
 	if err := checkBlob("evidence", "event_log", m.EventLog, false, MaxEventLogSize); err != nil {
 		return nil, err
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+	}{{"devid_certify", m.DevIDCertify}, {"devid_certify_signature", m.DevIDCertifySignature}} {
+		if err := checkBlob("evidence", c.name, c.b, false, maxBlob); err != nil {
+			return nil, err
+		}
+	}
+	if (len(m.DevIDCertify) == 0) != (len(m.DevIDCertifySignature) == 0) {
+		return nil, fmt.Errorf("%w: evidence: devid_certify and devid_certify_signature are sent together or not at all", ErrMalformed)
 	}
 	return &m, nil
 }

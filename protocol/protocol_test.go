@@ -23,6 +23,8 @@ var (
 		`"tpm":{"manufacturer":"MSFT","model":"omens-sim","firmware":"8217.4131.22.13878"}`}
 	challengeFields = []string{`"v":1`, `"type":"challenge"`, `"credential_blob":"` + b64(68) + `"`,
 		`"encrypted_secret":"` + b64(256) + `"`, `"nonce":"` + b64(32) + `"`}
+	devidFields    = []string{`"mode":"devid"`, `"devid_cert":["` + b64(600) + `","` + b64(700) + `"]`, `"devid_public":"` + b64(88) + `"`}
+	certifyFields  = []string{`"devid_certify":"` + b64(150) + `"`, `"devid_certify_signature":"` + b64(72) + `"`}
 	evidenceFields = []string{`"v":1`, `"type":"evidence"`, `"secret":"` + b64(32) + `"`, `"quote":"` + b64(129) + `"`,
 		`"signature":"` + b64(72) + `"`, `"pcr_values":["` + b64(32) + `","` + b64(32) + `","` + b64(32) + `","` + b64(32) + `"]`}
 )
@@ -96,7 +98,20 @@ func TestDecodeHello(t *testing.T) {
 	runDecodeCases(t, protocol.DecodeHello, []decodeCase{
 		{name: "honest", in: h()},
 		{name: "honest without EK certificate", in: h(`"ek_cert":`)},
-		{name: "devid mode", in: h(`"mode":"devid"`)},
+		{name: "devid mode", in: h(devidFields...)},
+		{name: "devid mode, certificate alone", in: h(append(devidFields, `"devid_cert":["`+b64(600)+`"]`)...)},
+		{name: "devid mode without DevID", in: h(`"mode":"devid"`), err: malformed + `hello: 0 DevID certificates, want 1 to 8 in mode "devid"`},
+		{name: "devid mode without DevID public area", in: h(append(devidFields, `"devid_public":`)...), err: malformed + "hello: devid_public is missing"},
+		{name: "devid mode with an empty certificate", in: h(append(devidFields, `"devid_cert":["`+b64(600)+`",""]`)...), err: malformed + "hello: devid_cert[1] is missing"},
+		{name: "devid mode with 9 certificates", in: h(append(devidFields, `"devid_cert":[`+strings.TrimSuffix(strings.Repeat(`"`+b64(10)+`",`, 9), ",")+`]`)...),
+			err: malformed + `hello: 9 DevID certificates, want 1 to 8 in mode "devid"`},
+		{name: "devid certificate over 8 KiB", in: h(append(devidFields, `"devid_cert":["`+b64(8193)+`"]`)...), err: malformed + "hello: devid_cert[0] is 8193 bytes, limit 8192"},
+		{name: "DevID public area over 8 KiB", in: h(append(devidFields, `"devid_public":"`+b64(8193)+`"`)...), err: malformed + "hello: devid_public is 8193 bytes, limit 8192"},
+		{name: "DevID certificates not a list", in: h(append(devidFields, `"devid_cert":"`+b64(600)+`"`)...),
+			err: malformed + "hello: json: cannot unmarshal string into Go struct field Hello.devid_cert of type [][]uint8"},
+		{name: "ek_cert mode with a DevID certificate", in: h(devidFields[1]), err: malformed + `hello: devid_cert and devid_public are sent only in mode "devid"`},
+		{name: "ek_cert mode with a DevID public area", in: h(devidFields[2]), err: malformed + `hello: devid_cert and devid_public are sent only in mode "devid"`},
+		{name: "ek_cert mode with an empty DevID list", in: h(`"devid_cert":[]`)},
 		{name: "all PCRs", in: h(`"pcrs":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23]`)},
 		{name: "whitespace around", in: append(append([]byte(" \n"), h()...), "\n"...)},
 		{name: "empty", in: nil, err: malformed + "hello: unexpected end of JSON input"},
@@ -110,7 +125,7 @@ func TestDecodeHello(t *testing.T) {
 		{name: "challenge in its place", in: obj(challengeFields...), err: malformed + `message out of order: got "challenge", want "hello"`},
 		{name: "evidence in its place", in: obj(evidenceFields...), err: malformed + `message out of order: got "evidence", want "hello"`},
 		{name: "no type", in: h(`"type":`), err: malformed + `message out of order: got "", want "hello"`},
-		{name: "unknown field", in: h(`"devid_cert":"AA=="`), err: malformed + `hello: json: unknown field "devid_cert"`},
+		{name: "unknown field", in: h(`"devid_chain":"AA=="`), err: malformed + `hello: json: unknown field "devid_chain"`},
 		{name: "unknown field in tpm", in: h(`"tpm":{"vendor":"x"}`), err: malformed + `hello: json: unknown field "vendor"`},
 		{name: "data after the message", in: append(h(), "{}"...), err: malformed + "hello: invalid character '{' after top-level value"},
 		{name: "oversized", in: append(h(), bytes.Repeat([]byte(" "), protocol.MaxMessageSize-len(h())+1)...), err: malformed + "hello is 1572865 bytes, limit 1572864"},
@@ -167,6 +182,14 @@ func TestDecodeEvidence(t *testing.T) {
 	runDecodeCases(t, protocol.DecodeEvidence, []decodeCase{
 		{name: "honest", in: e()},
 		{name: "with an event log", in: e(`"event_log":"` + b64(64<<10) + `"`)},
+		{name: "with a DevID Certify", in: e(certifyFields...)},
+		{name: "DevID Certify without signature", in: e(certifyFields[0]),
+			err: malformed + "evidence: devid_certify and devid_certify_signature are sent together or not at all"},
+		{name: "DevID Certify signature alone", in: e(certifyFields[1]),
+			err: malformed + "evidence: devid_certify and devid_certify_signature are sent together or not at all"},
+		{name: "DevID Certify over 8 KiB", in: e(append(certifyFields, `"devid_certify":"`+b64(8193)+`"`)...), err: malformed + "evidence: devid_certify is 8193 bytes, limit 8192"},
+		{name: "DevID Certify signature over 8 KiB", in: e(append(certifyFields, `"devid_certify_signature":"`+b64(8193)+`"`)...),
+			err: malformed + "evidence: devid_certify_signature is 8193 bytes, limit 8192"},
 		{name: "hello in its place", in: obj(helloFields...), err: malformed + `message out of order: got "hello", want "evidence"`},
 		{name: "truncated", in: e()[:120], err: malformed + "evidence: unexpected end of JSON input"},
 		{name: "version 2", in: e(`"v":2`), err: malformed + "unknown protocol version 2 (this side speaks 1)"},
@@ -195,13 +218,19 @@ func TestRoundTrip(t *testing.T) {
 	}
 	ch := &protocol.Challenge{CredentialBlob: []byte{1}, EncryptedSecret: []byte{2}, Nonce: bytes.Repeat([]byte{3}, 32)}
 	ev := &protocol.Evidence{Secret: []byte{4}, Quote: []byte{5}, Signature: []byte{6}, PCRValues: [][]byte{make([]byte, 32)}, EventLog: []byte{7}}
+	devidHello := *hello
+	devidHello.Mode, devidHello.DevIDCert, devidHello.DevIDPublic = protocol.ModeDevID, [][]byte{{0x30, 1}, {0x30, 2}}, []byte{0, 0x23, 0}
+	devidEv := *ev
+	devidEv.DevIDCertify, devidEv.DevIDCertifySignature = []byte{8}, []byte{9}
 	for _, c := range []struct {
 		msg    any
 		decode func([]byte) (any, error)
 	}{
 		{hello, func(b []byte) (any, error) { return protocol.DecodeHello(b) }},
+		{&devidHello, func(b []byte) (any, error) { return protocol.DecodeHello(b) }},
 		{ch, func(b []byte) (any, error) { return protocol.DecodeChallenge(b) }},
 		{ev, func(b []byte) (any, error) { return protocol.DecodeEvidence(b) }},
+		{&devidEv, func(b []byte) (any, error) { return protocol.DecodeEvidence(b) }},
 	} {
 		b, err := protocol.Encode(c.msg)
 		if err != nil {
@@ -224,8 +253,10 @@ func TestRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := m["ek_cert"]; ok {
-		t.Errorf("hello without certificate has ek_cert: %s", b)
+	for _, field := range []string{"ek_cert", "devid_cert", "devid_public"} {
+		if _, ok := m[field]; ok {
+			t.Errorf("hello without certificate and DevID has %s: %s", field, b)
+		}
 	}
 }
 

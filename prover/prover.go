@@ -6,7 +6,10 @@
 // In steady state (EK and AK persisted, EK certificate and TPM properties read once per
 // Prover) one attestation sends 7 TPM commands: ReadPublic (EK), ReadPublic (AK),
 // StartAuthSession, PolicySecret and ActivateCredential (the EK policy), Quote, PCR_Read.
-// No key is generated.
+// No key is generated. DevID mode adds, with the DevID key at a persistent handle, 2:
+// ReadPublic (DevID) and Certify; with the key in blob files, 4 under a persisted SRK:
+// ReadPublic (SRK), Load (DevID), Certify, FlushContext (DevID); and without a persisted
+// SRK, 6: CreatePrimary (SRK, a key derivation) and its FlushContext besides.
 package prover
 
 import (
@@ -43,6 +46,8 @@ type Config struct {
 	EKType string
 	// Open opens the TPM; nil means tpm.Open. Tests use it to count commands.
 	Open func(path string) (transport.TPMCloser, error)
+	// DevID, when set, makes the prover attest in DevID mode with this DevID.
+	DevID *DevIDConfig
 }
 
 // Prover answers attestations on one TPM. What does not change while the host runs (the
@@ -96,6 +101,11 @@ func New(cfg Config) (*Prover, error) {
 			return nil, fmt.Errorf("prover: PCR selection %v: want ascending indices from 0 to 23", cfg.PCRs)
 		}
 	}
+	if cfg.DevID != nil {
+		if err := cfg.DevID.check(); err != nil {
+			return nil, err
+		}
+	}
 	return &Prover{cfg: cfg, bank: bank}, nil
 }
 
@@ -105,6 +115,7 @@ type Exchange struct {
 	t      transport.TPMCloser
 	ek     *tpm.EK
 	ak     *tpm.AK
+	devid  *devidFiles // DevID mode
 	closed bool
 }
 
@@ -135,7 +146,7 @@ func (x *Exchange) hello() ([]byte, error) {
 	if x.ak, err = tpm.LoadOrCreateAK(x.t, x.ek, x.p.cfg.AKHandle); err != nil {
 		return nil, err
 	}
-	return protocol.Encode(&protocol.Hello{
+	h := &protocol.Hello{
 		Mode:     protocol.ModeEKCert,
 		EKCert:   id.cert,
 		EKPublic: tpm2.Marshal(x.ek.Public),
@@ -143,7 +154,14 @@ func (x *Exchange) hello() ([]byte, error) {
 		PCRBank:  x.p.bank.Name,
 		PCRs:     x.p.cfg.PCRs,
 		TPM:      id.props,
-	})
+	}
+	if x.p.cfg.DevID != nil {
+		if x.devid, err = x.readDevID(); err != nil {
+			return nil, err
+		}
+		h.Mode, h.DevIDCert, h.DevIDPublic = protocol.ModeDevID, x.devid.chain, x.devid.pub
+	}
+	return protocol.Encode(h)
 }
 
 // identity reads the EK certificate and TPM properties once.
@@ -195,6 +213,11 @@ func (x *Exchange) Answer(challenge []byte) ([]byte, error) {
 		x.p.mu.Unlock()
 		return nil, err
 	}
+	// The EK has done its part: a transient one leaves its slot to the keys to come.
+	if err := x.ek.Close(x.t); err != nil {
+		return nil, err
+	}
+	x.ek = nil
 	// Quote first, then read the PCRs: if a PCR is extended in between, the values no longer
 	// hash to the quoted digest, and the quote is taken again.
 	var quote, sig []byte
@@ -224,6 +247,11 @@ func (x *Exchange) Answer(challenge []byte) ([]byte, error) {
 		}
 	}
 	ev := &protocol.Evidence{Secret: secret, Quote: quote, Signature: sig, PCRValues: values}
+	if x.devid != nil {
+		if ev.DevIDCertify, ev.DevIDCertifySignature, err = x.certify(ch.Nonce); err != nil {
+			return nil, err
+		}
+	}
 	if log, err := readEventLog(x.p.cfg.EventLogPath); err != nil {
 		return nil, err
 	} else {

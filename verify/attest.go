@@ -1,10 +1,13 @@
 package verify
 
-// This file verifies one TPM node attestation in EK mode (protocol package): the EK
-// (certificate chain, certificate key equal to the EK public area, or allow-listed), the
-// AK (attributes and scheme), credential activation (TPM 2.0 Part 1, 24 "Credential
-// Protection"), and the quote (Part 3, 18.4) over the PCR selection the server requires.
-// The PCR values' meaning (the boot policy) is the policy package's.
+// This file verifies one TPM node attestation (protocol package): the EK (certificate
+// chain, certificate key equal to the EK public area, or allow-listed), the AK (attributes
+// and scheme), credential activation (TPM 2.0 Part 1, 24 "Credential Protection"), and the
+// quote (Part 3, 18.4) over the PCR selection the server requires. In DevID mode, also the
+// DevID (devidcert.go: chain, revocation, certificate key; devid.go: key attributes) and
+// the AK's TPM2_Certify of the DevID key over the same nonce (Part 3, 18.2), which puts
+// the DevID key in the TPM whose EK activated the credential. The PCR values' meaning
+// (the boot policy) is the policy package's.
 
 import (
 	"bytes"
@@ -96,7 +99,12 @@ type EKPolicy struct {
 
 // Verifier checks attestations. Its fields are read-only once in use.
 type Verifier struct {
-	EK EKPolicy
+	// Mode is the attestation mode served: protocol.ModeEKCert (also when empty) or
+	// protocol.ModeDevID. A Hello of the other mode is refused.
+	Mode string
+	EK   EKPolicy
+	// DevID applies in DevID mode.
+	DevID DevIDPolicy
 	// PCRBank and PCRs are the selection every quote must cover.
 	PCRBank tpm2.TPMIAlgHash
 	PCRs    []int
@@ -117,6 +125,11 @@ type Identity struct {
 	CertStatus string
 	TPM        protocol.TPMProperties
 	Warnings   []string
+	// Mode is the attestation mode, protocol.ModeEKCert or protocol.ModeDevID.
+	Mode string
+	// DevID is the DevID certificate and key in DevID mode; nil in EK mode. Until Finish
+	// accepts the AK's Certify of the key, nothing says the key is in this TPM.
+	DevID *DevIDIdentity
 }
 
 // Session carries a verification from the Hello to the Evidence.
@@ -154,6 +167,13 @@ func BankAlg(name string) (tpm2.TPMIAlgHash, error) {
 		}
 	}
 	return 0, fmt.Errorf("unknown PCR bank %q (want sha1, sha256 or sha384)", name)
+}
+
+func (v *Verifier) mode() string {
+	if v.Mode == "" {
+		return protocol.ModeEKCert
+	}
+	return v.Mode
 }
 
 func (v *Verifier) now() time.Time {
@@ -217,8 +237,9 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	if err != nil {
 		return nil, nil, &CheckError{Check: CheckProtocol, Err: err}
 	}
-	if hello.Mode != protocol.ModeEKCert {
-		return nil, nil, reject(CheckProtocol, "mode %q is not served by this verifier (want %q)", hello.Mode, protocol.ModeEKCert)
+	mode := v.mode()
+	if hello.Mode != mode {
+		return nil, nil, reject(CheckProtocol, "mode %q is not served by this verifier (want %q)", hello.Mode, mode)
 	}
 	bankAlg, err := BankAlg(hello.PCRBank)
 	if err != nil {
@@ -231,6 +252,16 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	c, err := v.credential(hello.EKCert, hello.EKPublic, hello.AKPublic, hello.TPM)
 	if err != nil {
 		return nil, nil, err
+	}
+	c.id.Mode = mode
+	if mode == protocol.ModeDevID {
+		if c.id.DevID, err = v.checkDevID(hello.DevIDCert, hello.DevIDPublic); err != nil {
+			var ce *CheckError
+			if errors.As(err, &ce) {
+				ce.EKHash = c.id.EKHash
+			}
+			return nil, nil, err
+		}
 	}
 	s := &Session{v: v, hello: hello, akPub: *c.akPub, akKey: c.akKey, secret: c.secret, nonce: c.nonce, Identity: c.id, bankAlg: bankAlg}
 	return s, &protocol.Challenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
@@ -450,6 +481,21 @@ func (s *Session) Finish(evidenceBytes []byte) (*Result, error) {
 	if err != nil {
 		return nil, &CheckError{Check: CheckProtocol, Err: err}
 	}
+	res, err := s.finish(ev)
+	if err != nil {
+		var ce *CheckError
+		if errors.As(err, &ce) && ce.EKHash == "" {
+			ce.EKHash = s.Identity.EKHash
+		}
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
+	if s.Identity.DevID == nil && len(ev.DevIDCertify) > 0 {
+		return nil, reject(CheckProtocol, "the evidence carries a DevID Certify, but this attestation is in mode %q", s.Identity.Mode)
+	}
 	if subtle.ConstantTimeCompare(ev.Secret, s.secret) != 1 {
 		return nil, reject(CheckCredential, "activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash=%s)", s.Identity.EKHash)
 	}
@@ -510,6 +556,16 @@ func (s *Session) Finish(evidenceBytes []byte) (*Result, error) {
 	}
 	if sum := d.Sum(nil); subtle.ConstantTimeCompare(sum, info.PCRDigest.Buffer) != 1 {
 		return nil, reject(CheckPCRDigest, "PCR values hash to %x, the quote says %x", sum, info.PCRDigest.Buffer)
+	}
+	if s.Identity.DevID != nil {
+		// The AK is in the EK's TPM (the credential was activated); its Certify over
+		// this attestation's nonce puts the DevID key there too, now.
+		if len(ev.DevIDCertify) == 0 {
+			return nil, reject(CheckCertify, "the evidence carries no Certify of the DevID key, which mode %q requires", protocol.ModeDevID)
+		}
+		if err := VerifyCertify(&s.akPub, ev.DevIDCertify, ev.DevIDCertifySignature, s.nonce, s.Identity.DevID.Public); err != nil {
+			return nil, err
+		}
 	}
 	return &Result{
 		Identity:  s.Identity,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"math/big"
@@ -45,6 +46,10 @@ type attestEnv struct {
 	other   *protocol.Hello
 	now     time.Time
 	vars    map[string]string
+	// In DevID mode (newAttestEnv with cfg.DevID): the DevID CA, and another TPM's Certify
+	// of its DevID key (other holds its DevID chain and public area).
+	devidCA      *testattest.DevIDCA
+	otherCertify [2][]byte
 }
 
 func openSimulator() (transport.TPMCloser, error) { return tpm.Open(tpm.Simulator) }
@@ -65,10 +70,21 @@ func newAttestEnv(t *testing.T, cfg testattest.Config) *attestEnv {
 		cfg.Cert.Serial = serialHonest
 	}
 	// Another TPM: a simulator opened and closed before this one, with other seeds.
-	other, err := testattest.OtherTPM(openSimulator, testattest.Config{CA: ca})
+	otherCfg := testattest.Config{CA: ca}
+	if cfg.DevID != 0 {
+		if cfg.DevIDCA == nil {
+			cfg.DevIDCA = must(testattest.NewDevIDCA("omens test DevID"))
+		}
+		if cfg.DevIDCert.Serial == nil {
+			cfg.DevIDCert.Serial = serialDevID
+		}
+		otherCfg.DevID, otherCfg.DevIDCA, otherCfg.DevIDCert = cfg.DevID, cfg.DevIDCA, testattest.DevIDTemplate{Serial: serialOtherDevID}
+	}
+	rec, err := testattest.RecordOther(openSimulator, otherCfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	other := rec.Hello
 	sim, err := openSimulator()
 	if err != nil {
 		t.Fatal(err)
@@ -93,11 +109,19 @@ func newAttestEnv(t *testing.T, cfg testattest.Config) *attestEnv {
 		}
 	})
 	otherKey := must(tpm2.Unmarshal[tpm2.TPMTPublic](other.EKPublic))
-	e := &attestEnv{t: t, sim: sim, p: p, ca: ca, unknown: unknown, other: other, now: now}
+	e := &attestEnv{t: t, sim: sim, p: p, ca: ca, unknown: unknown, other: other, now: now, devidCA: cfg.DevIDCA,
+		otherCertify: [2][]byte{rec.Certify, rec.CertifySignature}}
 	e.vars = map[string]string{
 		"{ek_hash}":       p.EKHash(),
 		"{other_ek_hash}": must(verify.EKHash(must(tpm2.Pub(*otherKey)))),
 		"{now}":           now.Format(time.RFC3339),
+	}
+	if p.DevID != nil {
+		e.vars["{devid_name}"] = devidName(p.DevID.PublicBlob)
+		e.vars["{other_devid_name}"] = devidName(other.DevIDPublic)
+		e.vars["{devid_key}"] = devidKeyID(p.DevID.PublicBlob)
+		e.vars["{other_devid_key}"] = devidKeyID(other.DevIDPublic)
+		e.vars["{ak_name}"] = hex.EncodeToString(p.AK.Name.Buffer)
 	}
 	if e.vars["{ek_hash}"] == e.vars["{other_ek_hash}"] {
 		t.Fatal("the other simulated TPM has the same EK: the simulator did not re-seed")
@@ -105,12 +129,19 @@ func newAttestEnv(t *testing.T, cfg testattest.Config) *attestEnv {
 	return e
 }
 
+// verifier is the verifier of the env's mode: in DevID mode it trusts the DevID CA and
+// checks revocation in an empty CRL of it.
 func (e *attestEnv) verifier(policy func(*verify.EKPolicy)) *verify.Verifier {
 	v := &verify.Verifier{
 		EK:      verify.EKPolicy{Bundle: e.p.Bundle()},
 		PCRBank: tpm2.TPMAlgSHA256,
 		PCRs:    attestPCRs,
 		Now:     func() time.Time { return e.now },
+	}
+	if e.devidCA != nil {
+		v.Mode = protocol.ModeDevID
+		crl := e.crl(e.devidCA)
+		v.DevID = verify.DevIDPolicy{Bundle: e.devidCA.Bundle(), CRL: func() (*x509.RevocationList, error) { return crl, nil }}
 	}
 	if policy != nil {
 		policy(&v.EK)
@@ -172,6 +203,10 @@ type attestCase struct {
 	// certStatus and warnings are what an accepted attestation reports.
 	certStatus string
 	warnings   []string
+	// verifier changes the verifier last.
+	verifier func(e *attestEnv, v *verify.Verifier)
+	// devidSerial is the DevID certificate serial an accepted DevID attestation reports.
+	devidSerial *big.Int
 }
 
 func opts(o testattest.HelloOptions) func(e *attestEnv) []byte {
@@ -633,10 +668,10 @@ var protocolCases = []attestCase{
 		err:   `attest: protocol: protocol: malformed message: message out of order: got "evidence", want "hello"`,
 	},
 	{
-		name:  "DevID mode",
+		name:  "DevID mode without a DevID",
 		hello: opts(testattest.HelloOptions{Mode: protocol.ModeDevID}),
 		check: verify.CheckProtocol,
-		err:   `attest: protocol: mode "devid" is not served by this verifier (want "ek_cert")`,
+		err:   `attest: protocol: protocol: malformed message: hello: 0 DevID certificates, want 1 to 8 in mode "devid"`,
 	},
 	{
 		name:  "PCR selection differs from the server's",
@@ -711,6 +746,9 @@ func runAttestCase(t *testing.T, e *attestEnv, tc attestCase) {
 		policy = func(p *verify.EKPolicy) { tc.policy(e, p) }
 	}
 	v := e.verifier(policy)
+	if tc.verifier != nil {
+		tc.verifier(e, v)
+	}
 	hello := e.hello(testattest.HelloOptions{})
 	if tc.hello != nil {
 		hello = tc.hello(e)
@@ -793,6 +831,16 @@ func runAttestCase(t *testing.T, e *attestEnv, tc attestCase) {
 	}
 	if (res.EKCert != nil) != (tc.certStatus == "valid" || tc.certStatus == "expired") {
 		t.Errorf("EKCert = %v with CertStatus %q", res.EKCert, res.CertStatus)
+	}
+	if res.Mode != v.Mode && !(v.Mode == "" && res.Mode == protocol.ModeEKCert) {
+		t.Errorf("Mode = %q, verifier's %q", res.Mode, v.Mode)
+	}
+	switch {
+	case res.Mode == protocol.ModeDevID && (res.DevID == nil || res.DevID.Cert.SerialNumber.Cmp(tc.devidSerial) != 0 ||
+		!bytes.Equal(res.DevID.Public, e.p.DevID.PublicBlob) || len(res.DevID.Chain) != 3):
+		t.Errorf("DevID = %+v, want the certificate of serial %v, the prover's DevID key, a chain of 3", res.DevID, tc.devidSerial)
+	case res.Mode == protocol.ModeEKCert && res.DevID != nil:
+		t.Errorf("DevID = %+v in mode ek_cert", res.DevID)
 	}
 }
 

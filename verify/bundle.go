@@ -343,6 +343,11 @@ func bestEffortSubject(der []byte) string {
 }
 
 func (b *Bundle) options(now time.Time) x509.VerifyOptions {
+	return b.optionsWith(now, b.interPool)
+}
+
+// optionsWith verifies at now with intermediates inter.
+func (b *Bundle) optionsWith(now time.Time, inter *x509.CertPool) x509.VerifyOptions {
 	roots := b.rootPool
 	if roots == nil {
 		// A zero Bundle trusts nothing; a nil Roots would make crypto/x509 use the
@@ -351,9 +356,10 @@ func (b *Bundle) options(now time.Time) x509.VerifyOptions {
 	}
 	return x509.VerifyOptions{
 		Roots:         roots,
-		Intermediates: b.interPool,
+		Intermediates: inter,
 		CurrentTime:   now,
 		// tcg-kp-EKCertificate is unknown to crypto/x509; checkEKProfile checks it.
+		// DevID certificates carry whatever usages their CA gives them.
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}
 }
@@ -393,15 +399,31 @@ func (b *Bundle) VerifyEKCertificate(c *EKCertificate, now time.Time) ([][]*x509
 // untrusted one.
 const maxRetries = 16
 
-// explain turns a failed verification at now into ErrExpired, ErrNotYetValid or
-// ErrUntrusted. When the leaf or a possible ancestor is outside its validity at now, the
-// chain is verified again at the start of each validity period concerned: the
-// intersection of the validity periods of a chain, when not empty, starts at one of them.
+// chainWords names a kind of certificate chain in explanations, with its sentinel errors.
+type chainWords struct {
+	leaf, chain, bundle        string
+	untrusted, expired, notYet error
+}
+
+var ekWords = chainWords{
+	leaf: "EK certificate", chain: "the EK chain", bundle: "the CA bundle",
+	untrusted: ErrUntrusted, expired: ErrExpired, notYet: ErrNotYetValid,
+}
+
 func (b *Bundle) explain(leaf *x509.Certificate, now time.Time, nowErr error) error {
+	return b.explainChain(leaf, now, nowErr, b.options, b.ancestorsIn(leaf, b.bySubject), ekWords)
+}
+
+// explainChain turns a failed verification at now into w's expired, not-yet-valid or
+// untrusted error. When the leaf or a possible ancestor is outside its validity at now,
+// the chain is verified again (opts) at the start of each validity period concerned: the
+// intersection of the validity periods of a chain, when not empty, starts at one of them.
+func (b *Bundle) explainChain(leaf *x509.Certificate, now time.Time, nowErr error, opts func(time.Time) x509.VerifyOptions,
+	ancestors []*x509.Certificate, w chainWords) error {
 	within := func(c *x509.Certificate, t time.Time) bool {
 		return !t.Before(c.NotBefore) && !t.After(c.NotAfter)
 	}
-	family := append([]*x509.Certificate{leaf}, b.ancestors(leaf)...)
+	family := append([]*x509.Certificate{leaf}, ancestors...)
 	outside := false
 	var times []time.Time
 	for _, c := range family {
@@ -417,22 +439,22 @@ func (b *Bundle) explain(leaf *x509.Certificate, now time.Time, nowErr error) er
 		}
 		var leafValidErr error
 		for _, t := range times {
-			chains, err := leaf.Verify(b.options(t))
+			chains, err := leaf.Verify(opts(t))
 			if err == nil {
 				for _, chain := range chains {
 					for i, c := range chain {
 						if within(c, now) {
 							continue
 						}
-						what := fmt.Sprintf("CA %q serial %s in the EK chain", c.Subject.String(), serial(c))
+						what := fmt.Sprintf("CA %q serial %s in %s", c.Subject.String(), serial(c), w.chain)
 						if i == 0 {
-							what = "EK certificate serial " + serial(c)
+							what = w.leaf + " serial " + serial(c)
 						}
 						if now.After(c.NotAfter) {
-							return newError(ErrExpired, nowErr, "%s: notAfter %s is before the verification time %s (the chain is otherwise trusted)",
+							return newError(w.expired, nowErr, "%s: notAfter %s is before the verification time %s (the chain is otherwise trusted)",
 								what, c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 						}
-						return newError(ErrNotYetValid, nowErr, "%s: notBefore %s is after the verification time %s (the chain is otherwise trusted)",
+						return newError(w.notYet, nowErr, "%s: notBefore %s is after the verification time %s (the chain is otherwise trusted)",
 							what, c.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 					}
 				}
@@ -447,22 +469,23 @@ func (b *Bundle) explain(leaf *x509.Certificate, now time.Time, nowErr error) er
 			reason = leafValidErr
 		}
 	}
-	msg := fmt.Sprintf("issuer %q (serial %s) does not chain to the CA bundle: %v", leaf.Issuer.String(), serial(leaf), reason)
+	msg := fmt.Sprintf("issuer %q (serial %s) does not chain to %s: %v", leaf.Issuer.String(), serial(leaf), w.bundle, reason)
 	if u := b.unusable[string(leaf.RawIssuer)]; len(u) > 0 {
-		msg += "; the issuer is in the CA bundle but unusable: " + strings.Join(u, "; ")
+		msg += fmt.Sprintf("; the issuer is in %s but unusable: ", w.bundle) + strings.Join(u, "; ")
 	}
-	return &ekError{kind: ErrUntrusted, msg: ErrUntrusted.Error() + ": " + msg, cause: reason}
+	return &ekError{kind: w.untrusted, msg: w.untrusted.Error() + ": " + msg, cause: reason}
 }
 
-// ancestors returns the bundle certificates reachable from c by issuer name, at most 64.
-func (b *Bundle) ancestors(c *x509.Certificate) []*x509.Certificate {
+// ancestorsIn returns the certificates of bySubject (indexed by raw subject) reachable
+// from c by issuer name, at most 64.
+func (b *Bundle) ancestorsIn(c *x509.Certificate, bySubject map[string][]*x509.Certificate) []*x509.Certificate {
 	var out []*x509.Certificate
 	seen := map[*x509.Certificate]bool{}
 	queue := [][]byte{c.RawIssuer}
 	for len(queue) > 0 && len(out) < 64 {
 		name := queue[0]
 		queue = queue[1:]
-		for _, p := range b.bySubject[string(name)] {
+		for _, p := range bySubject[string(name)] {
 			if seen[p] {
 				continue
 			}

@@ -1,11 +1,12 @@
-// Package testattest is a prover for tests and benchmarks of EK-mode attestation (the
-// protocol package): it plays the agent on a TPM, normally the in-process simulator, with
-// an EK certificate issued by a manufacturer CA made for the test, and it can be told to
-// send each kind of bad message a verifier must refuse.
+// Package testattest is a prover for tests and benchmarks of attestation in EK and DevID
+// mode (the protocol package): it plays the agent on a TPM, normally the in-process
+// simulator, with an EK certificate issued by a manufacturer CA made for the test (and in
+// DevID mode a DevID key in the TPM with a certificate of a DevID CA made for the test),
+// and it can be told to send each kind of bad message a verifier must refuse.
 //
 // Every message it sends is made by the TPM where the protocol says so (ActivateCredential,
-// Quote, PCR_Read); a fault is applied to those real messages, the way an attacker who
-// holds a genuine TPM would, never by building a message from nothing.
+// Quote, PCR_Read, Certify); a fault is applied to those real messages, the way an attacker
+// who holds a genuine TPM would, never by building a message from nothing.
 //
 // The in-process simulator is one per process: a test that uses a Prover must not run in
 // parallel with another that opens the simulator.
@@ -53,6 +54,14 @@ type Config struct {
 	// DefaultPCRs.
 	Bank string
 	PCRs []int
+	// DevID, when tpm2.TPMAlgECC or tpm2.TPMAlgRSA, makes a DevID-mode prover: New creates
+	// a DevID key of that type under the SRK, persists it at DevIDHandle
+	// (DefaultDevIDHandle when zero), and has DevIDCA (a new one when nil) certify it with
+	// DevIDCert.
+	DevID       tpm2.TPMAlgID
+	DevIDHandle tpm2.TPMHandle
+	DevIDCA     *DevIDCA
+	DevIDCert   DevIDTemplate
 }
 
 // Prover is the agent side of one TPM. Its fields may be read (and EKCert replaced) by
@@ -69,6 +78,11 @@ type Prover struct {
 	PCRs   []int
 	// Props are the TPM properties Hello reports.
 	Props protocol.TPMProperties
+	// DevID is the persisted DevID key, DevIDCert its chain (DER, the certificate first)
+	// from DevIDCA; nil in EK mode.
+	DevID     *tpm.DevIDKey
+	DevIDCA   *DevIDCA
+	DevIDCert [][]byte
 }
 
 // New provisions a prover on t: it loads the EK of cfg.EKKind, has the CA issue a
@@ -98,14 +112,22 @@ func New(t transport.TPM, cfg Config) (*Prover, error) {
 	if err != nil {
 		return nil, err
 	}
-	ek, err := tpm.LoadEK(t, cfg.EKKind)
-	if err != nil {
-		return nil, err
-	}
 	p := &Prover{
-		TPM: t, CA: ca, EK: ek, Bank: bank, PCRs: slices.Clone(cfg.PCRs),
+		TPM: t, CA: ca, Bank: bank, PCRs: slices.Clone(cfg.PCRs),
 		Props: protocol.TPMProperties{Manufacturer: info.Manufacturer, Model: info.VendorString, Firmware: info.FirmwareVersion},
 	}
+	if cfg.DevID != 0 {
+		if err := p.newDevID(cfg); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	ek, err := tpm.LoadEK(t, cfg.EKKind)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.EK = ek
 	pub, err := ek.PublicKey()
 	if err == nil {
 		p.EKCert, err = ca.IssueEK(pub, cfg.Cert)
@@ -120,9 +142,47 @@ func New(t transport.TPM, cfg Config) (*Prover, error) {
 	return p, nil
 }
 
-// Close flushes the AK and the EK.
+func (p *Prover) newDevID(cfg Config) error {
+	h := cfg.DevIDHandle
+	if h == 0 {
+		h = DefaultDevIDHandle
+	}
+	p.DevIDCA = cfg.DevIDCA
+	if p.DevIDCA == nil {
+		var err error
+		if p.DevIDCA, err = NewDevIDCA("omens test DevID"); err != nil {
+			return err
+		}
+	}
+	key, err := provisionDevID(p.TPM, cfg.DevID, h)
+	if err != nil {
+		return fmt.Errorf("testattest: %w", err)
+	}
+	p.DevID = key
+	pub, err := key.PublicKey()
+	if err != nil {
+		return err
+	}
+	p.DevIDCert, err = p.DevIDCA.Issue(pub, cfg.DevIDCert)
+	return err
+}
+
+// DevIDPublicKey returns the DevID key's public key.
+func (p *Prover) DevIDPublicKey() crypto.PublicKey {
+	k, err := p.DevID.PublicKey()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// Close flushes the AK and the EK, and evicts the DevID key.
 func (p *Prover) Close() error {
 	var errs []error
+	if p.DevID != nil {
+		errs = append(errs, tpm.EvictDevID(p.TPM, p.DevID.Handle))
+		p.DevID = nil
+	}
 	if p.AK != nil {
 		errs = append(errs, p.AK.Close(p.TPM))
 		p.AK = nil
@@ -173,9 +233,13 @@ type HelloOptions struct {
 	// PCRBank and PCRs replace the selection announced (not the one quoted).
 	PCRBank string
 	PCRs    []int
-	// Mode replaces protocol.ModeEKCert; Version, when not zero, protocol.Version.
+	// Mode replaces the prover's mode (protocol.ModeDevID when it has a DevID key,
+	// else protocol.ModeEKCert); Version, when not zero, protocol.Version.
 	Mode    string
 	Version int
+	// DevIDCert and DevIDPublic replace the DevID chain and public area, in any mode.
+	DevIDCert   [][]byte
+	DevIDPublic []byte
 }
 
 // Hello returns the agent's first message.
@@ -211,8 +275,20 @@ func (p *Prover) Hello(o HelloOptions) ([]byte, error) {
 	if o.PCRs != nil {
 		h.PCRs = o.PCRs
 	}
+	if p.DevID != nil {
+		h.Mode = protocol.ModeDevID
+	}
 	if o.Mode != "" {
 		h.Mode = o.Mode
+	}
+	if p.DevID != nil && h.Mode == protocol.ModeDevID {
+		h.DevIDCert, h.DevIDPublic = p.DevIDCert, p.DevID.PublicBlob
+	}
+	if o.DevIDCert != nil {
+		h.DevIDCert = o.DevIDCert
+	}
+	if o.DevIDPublic != nil {
+		h.DevIDPublic = o.DevIDPublic
 	}
 	b, err := protocol.Encode(h)
 	if err != nil || o.Version == 0 {
@@ -246,6 +322,12 @@ type EvidenceOptions struct {
 	// the AK through TPM2_Hash and TPM2_Sign: a restricted key signs such data, since the
 	// TPM did not generate it. Such a "quote" states whatever its author wants.
 	NotTPMGenerated bool
+	// In DevID mode the AK certifies the DevID key over the challenge's nonce, unless
+	// NoCertify. CertifyNonce replaces the nonce, CertifyKey the key certified (a key of
+	// this TPM: the AK itself, say).
+	NoCertify    bool
+	CertifyNonce []byte
+	CertifyKey   *tpm.DevIDKey
 	// Mutate changes the message last.
 	Mutate func(*protocol.Evidence)
 }
@@ -285,6 +367,18 @@ func (p *Prover) Evidence(ch *protocol.Challenge, o EvidenceOptions) ([]byte, er
 	}
 	for _, i := range pcrs {
 		ev.PCRValues = append(ev.PCRValues, values[i])
+	}
+	if p.DevID != nil && !o.NoCertify {
+		key, nonce := p.DevID, ch.Nonce
+		if o.CertifyKey != nil {
+			key = o.CertifyKey
+		}
+		if o.CertifyNonce != nil {
+			nonce = o.CertifyNonce
+		}
+		if ev.DevIDCertify, ev.DevIDCertifySignature, err = tpm.Certify(p.TPM, key, ak, nonce); err != nil {
+			return nil, err
+		}
 	}
 	if o.Replay != nil {
 		old, err := protocol.DecodeEvidence(o.Replay)
@@ -416,11 +510,29 @@ func (p *Prover) ekAuth() tpm2.AuthHandle {
 }
 
 // OtherTPM provisions a prover on a TPM opened by open, records its Hello, and closes
-// both: the EK certificate, EK and AK public areas of another TPM, for the attacks that
-// pair them with this one. With the in-process simulator, it must run before the
-// simulator is opened for the prover under test (one simulator per process), and each
-// opening is a new TPM with new seeds.
+// both: the EK certificate, EK and AK public areas of another TPM (and in DevID mode its
+// DevID chain and public area), for the attacks that pair them with this one. With the
+// in-process simulator, it must run before the simulator is opened for the prover under
+// test (one simulator per process), and each opening is a new TPM with new seeds.
 func OtherTPM(open func() (transport.TPMCloser, error), cfg Config) (*protocol.Hello, error) {
+	o, err := RecordOther(open, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return o.Hello, nil
+}
+
+// Other is what RecordOther recorded of another TPM.
+type Other struct {
+	Hello *protocol.Hello
+	// Certify and CertifySignature: in DevID mode, that TPM's AK certifying its DevID key
+	// over the nonce given to RecordOther.
+	Certify, CertifySignature []byte
+}
+
+// RecordOther is OtherTPM, and in DevID mode also records the other TPM's Certify of its
+// DevID key by its AK over nonce (a fixed one when nil).
+func RecordOther(open func() (transport.TPMCloser, error), cfg Config, nonce []byte) (*Other, error) {
 	t, err := open()
 	if err != nil {
 		return nil, err
@@ -435,7 +547,19 @@ func OtherTPM(open func() (transport.TPMCloser, error), cfg Config) (*protocol.H
 	if err != nil {
 		return nil, err
 	}
-	return protocol.DecodeHello(b)
+	o := &Other{}
+	if o.Hello, err = protocol.DecodeHello(b); err != nil {
+		return nil, err
+	}
+	if p.DevID != nil {
+		if nonce == nil {
+			nonce = make([]byte, 32)
+		}
+		if o.Certify, o.CertifySignature, err = tpm.Certify(t, p.DevID, p.AK, nonce); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
 }
 
 // Transcript is the messages of one honest attestation, as they crossed the wire.
@@ -463,6 +587,9 @@ func Record(open func() (transport.TPMCloser, error), cfg Config, v *verify.Veri
 	defer p.Close()
 	if v.EK.Bundle == nil {
 		v.EK.Bundle = p.Bundle()
+	}
+	if p.DevID != nil && v.DevID.Bundle == nil {
+		v.DevID.Bundle = p.DevIDCA.Bundle()
 	}
 	tr := &Transcript{CA: p.CA, EKHash: p.EKHash()}
 	if tr.Hello, err = p.Hello(HelloOptions{}); err != nil {

@@ -5,6 +5,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,15 @@ type Config struct {
 	// EKType chooses the EK when the TPM has several: "RSA-2048", "ECC-P256" or
 	// "ECC-P384". By default the first of these with a certificate in NV.
 	EKType string `hcl:"ek_type"`
+	// DevID mode (the server's devid_mode = "devid"), with the key names of SPIRE's
+	// tpm_devid: DevIDCertPath is the DevID certificate then its issuers (PEM), read at
+	// every attestation so that a renewed certificate is used without a restart;
+	// DevIDPrivPath is the persistent handle of the DevID key ("0x81010002", as in the
+	// plan) or the path of its private blob, DevIDPubPath the path of its public blob
+	// (required with a private blob, optional with a handle).
+	DevIDCertPath string `hcl:"devid_cert_path"`
+	DevIDPrivPath string `hcl:"devid_priv_path"`
+	DevIDPubPath  string `hcl:"devid_pub_path"`
 }
 
 // Plugin implements the agent NodeAttestor and Config services.
@@ -68,10 +78,54 @@ func buildConfig(hclText string) (*prover.Config, []string) {
 		}
 		pc.AKHandle = tpm2.TPMHandle(h)
 	}
+	devidNotes := c.devID(pc)
+	notes = append(notes, devidNotes...)
+	if len(devidNotes) > 0 {
+		pc.DevID = nil // named above; prover.New would say it again
+	}
 	if _, err := prover.New(*pc); err != nil {
 		notes = append(notes, err.Error())
 	}
 	return pc, notes
+}
+
+// devID sets pc.DevID from the devid_* keys and returns what is wrong with them.
+func (c *Config) devID(pc *prover.Config) []string {
+	if c.DevIDCertPath == "" && c.DevIDPrivPath == "" && c.DevIDPubPath == "" {
+		return nil
+	}
+	var notes []string
+	d := &prover.DevIDConfig{CertPath: c.DevIDCertPath, PubPath: c.DevIDPubPath}
+	files := []struct{ key, path string }{{"devid_cert_path", c.DevIDCertPath}, {"devid_pub_path", c.DevIDPubPath}}
+	if c.DevIDCertPath == "" {
+		notes = append(notes, "devid_cert_path is required in DevID mode (set with devid_priv_path or devid_pub_path)")
+	}
+	switch priv := c.DevIDPrivPath; {
+	case priv == "":
+		notes = append(notes, `devid_priv_path is required in DevID mode: a persistent handle such as "0x81010002", or the path of the private blob`)
+	case strings.HasPrefix(strings.ToLower(priv), "0x"):
+		h, err := strconv.ParseUint(priv[2:], 16, 32)
+		if err != nil || h>>24 != 0x81 {
+			notes = append(notes, fmt.Sprintf("devid_priv_path %q is not a persistent handle (0x81000000 to 0x81FFFFFF)", priv))
+		}
+		d.Handle = tpm2.TPMHandle(h)
+	default:
+		d.PrivPath = priv
+		files = append(files, struct{ key, path string }{"devid_priv_path", priv})
+		if c.DevIDPubPath == "" {
+			notes = append(notes, "devid_pub_path is required when devid_priv_path is the path of the private blob")
+		}
+	}
+	for _, f := range files {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			notes = append(notes, fmt.Sprintf("%s: %v", f.key, err))
+		}
+	}
+	pc.DevID = d
+	return notes
 }
 
 // Configure applies plugin_data.

@@ -5,22 +5,45 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
+	"omens.dev/omens/protocol"
 	"omens.dev/omens/spireplugin"
 	"omens.dev/omens/verify"
 )
 
 // Config is the plugin_data of the server's NodeAttestor "tpm". The keys of the Tower's
-// plan (devid_mode, ca_path, allow_insecure) work as written.
+// plan (devid_mode, ca_path, allow_insecure) work as written; in DevID mode, those of
+// SPIRE's tpm_devid (devid_ca_path, endorsement_ca_path) mean the same here.
 type Config struct {
-	// DevIDMode is "ek_cert" (EK certificate mode, the default).
+	// DevIDMode is "ek_cert" (EK certificate mode, the default) or "devid" (the EK checks,
+	// plus a DevID certificate and the DevID key's TPM2_Certify by the AK).
 	DevIDMode string `hcl:"devid_mode"`
 	// CAPath is the TPM manufacturer CA bundle: a PEM or DER file, or a directory of them.
-	CAPath string `hcl:"ca_path"`
+	// EndorsementCAPath is the same, under tpm_devid's name; set either (both only when
+	// they are the same).
+	CAPath            string `hcl:"ca_path"`
+	EndorsementCAPath string `hcl:"endorsement_ca_path"`
+	// DevIDCAPath is the DevID CA bundle (step-ca's root and intermediate), a PEM or DER
+	// file or a directory; required in DevID mode.
+	DevIDCAPath string `hcl:"devid_ca_path"`
+	// DevIDCRLPath is a CRL of the DevID issuing CA (DER or PEM), re-read when it changes.
+	// DevIDCRLURL is where it is fetched over HTTPS, trusting the DevID CA's roots
+	// (step-ca serves it at https://CA/1.0/crl), again at its nextUpdate or every 5
+	// minutes, whichever comes first. With both, the newer CRL is used. With either, no
+	// CRL means no attestation.
+	DevIDCRLPath string `hcl:"devid_crl_path"`
+	DevIDCRLURL  string `hcl:"devid_crl_url"`
+	// DevIDCRLRefreshInterval replaces the 5 minutes after which devid_crl_url is fetched
+	// again ("30s", "1m"): the longest a revocation goes unseen, unless the CRL's
+	// nextUpdate comes first.
+	DevIDCRLRefreshInterval string `hcl:"devid_crl_refresh_interval"`
+	crlRefresh              time.Duration
 	// AllowInsecure accepts a TPM without a valid EK certificate whose EK is not
 	// allow-listed, with a warning at every such attestation and the selector
 	// tpm:ek_cert:insecure. For tests only.
@@ -52,21 +75,60 @@ func buildConfig(hclText string) (*Config, []string) {
 	if err != nil {
 		return nil, []string{err.Error()}
 	}
-	if c.DevIDMode == "" {
-		c.DevIDMode = "ek_cert"
+	switch c.DevIDMode {
+	case "":
+		c.DevIDMode = protocol.ModeEKCert
+	case protocol.ModeEKCert, protocol.ModeDevID:
+	default:
+		notes = append(notes, fmt.Sprintf("devid_mode %q is not supported (want %q or %q)", c.DevIDMode, protocol.ModeEKCert, protocol.ModeDevID))
 	}
-	if c.DevIDMode != "ek_cert" {
-		notes = append(notes, fmt.Sprintf("devid_mode %q is not supported (want \"ek_cert\")", c.DevIDMode))
+	caKey := "ca_path"
+	switch {
+	case c.EndorsementCAPath == "":
+	case c.CAPath == "":
+		c.CAPath, caKey = c.EndorsementCAPath, "endorsement_ca_path"
+	case filepath.Clean(c.CAPath) != filepath.Clean(c.EndorsementCAPath):
+		notes = append(notes, fmt.Sprintf("ca_path %q and endorsement_ca_path %q name different manufacturer bundles; set one of them", c.CAPath, c.EndorsementCAPath))
 	}
 	if c.CAPath == "" && !c.AllowInsecure && c.EKAllowlistPath == "" {
-		notes = append(notes, "ca_path is required unless ek_allowlist_path or allow_insecure is set")
+		notes = append(notes, "ca_path (or endorsement_ca_path) is required unless ek_allowlist_path or allow_insecure is set")
+	}
+	if c.DevIDMode == protocol.ModeDevID && c.DevIDCAPath == "" {
+		notes = append(notes, `devid_ca_path is required with devid_mode = "devid" (the DevID CA bundle: step-ca's root and intermediate)`)
+	}
+	if c.DevIDMode == protocol.ModeEKCert {
+		for _, k := range []struct{ key, value string }{
+			{"devid_ca_path", c.DevIDCAPath}, {"devid_crl_path", c.DevIDCRLPath}, {"devid_crl_url", c.DevIDCRLURL},
+		} {
+			if k.value != "" {
+				notes = append(notes, fmt.Sprintf(`%s is set, but devid_mode is %q: set devid_mode = "devid" or remove it`, k.key, c.DevIDMode))
+			}
+		}
+	}
+	if c.DevIDCRLURL != "" {
+		if u, err := url.Parse(c.DevIDCRLURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			notes = append(notes, fmt.Sprintf("devid_crl_url %q: want an https URL (step-ca serves its CRL at https://CA/1.0/crl)", c.DevIDCRLURL))
+		}
+	}
+	c.crlRefresh = crlRefresh
+	if r := c.DevIDCRLRefreshInterval; r != "" {
+		d, err := time.ParseDuration(r)
+		switch {
+		case err != nil || d < time.Second:
+			notes = append(notes, fmt.Sprintf("devid_crl_refresh_interval %q: want a duration of at least 1s, such as \"1m\"", r))
+		case c.DevIDCRLURL == "":
+			notes = append(notes, "devid_crl_refresh_interval is set without devid_crl_url")
+		default:
+			c.crlRefresh = d
+		}
 	}
 	if c.RequireEKCertAndAllowlist && (c.CAPath == "" || c.EKAllowlistPath == "") {
 		notes = append(notes, "require_ek_cert_and_allowlist needs both ca_path and ek_allowlist_path")
 	}
 	for _, f := range []struct{ key, path string }{
-		{"ca_path", c.CAPath}, {"ek_allowlist_path", c.EKAllowlistPath},
+		{caKey, c.CAPath}, {"ek_allowlist_path", c.EKAllowlistPath},
 		{"ek_denylist_path", c.EKDenylistPath}, {"pcr_policy_path", c.PCRPolicyPath},
+		{"devid_ca_path", c.DevIDCAPath}, {"devid_crl_path", c.DevIDCRLPath},
 	} {
 		if f.path == "" {
 			continue

@@ -2,13 +2,17 @@
 // plugin SDK to the verifier (package verify) and the boot-state policy (package policy).
 //
 // One attestation: the agent's Hello, the server's Challenge, the agent's Evidence (package
-// protocol); then the PCR policy. The agent ID is spiffe://<trust domain>/spire/agent/tpm/
-// <EK hash>, stable for the life of the chip. Every decision is one log line through
-// SPIRE's logger, with agent_id, ek_hash, mode, result, check and pcr_digest.
+// protocol); then the PCR policy. In DevID mode the verifier also checks the DevID
+// certificate (devid_ca_path, its CRL) and the AK's Certify of the DevID key. The agent ID
+// is spiffe://<trust domain>/spire/agent/tpm/<EK hash> in both modes, stable for the life
+// of the chip, so a renewed DevID certificate keeps it. Every decision is one log line
+// through SPIRE's logger, with agent_id, ek_hash, mode, result, check and pcr_digest (and
+// devid_serial in DevID mode).
 package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -51,11 +55,16 @@ type runtime struct {
 	trustDomain string
 	bankAlg     uint16
 
-	mu     sync.Mutex
-	bundle *watched[*verify.Bundle]
-	allow  *watched[map[string]bool]
-	deny   *watched[map[string]bool]
-	policy *policy.Store
+	mu          sync.Mutex
+	bundle      *watched[*verify.Bundle]
+	allow       *watched[map[string]bool]
+	deny        *watched[map[string]bool]
+	devidBundle *watched[*verify.Bundle]
+	crlFile     *watched[*x509.RevocationList]
+	policy      *policy.Store
+	// crlURL fetches the DevID CRL from devid_crl_url; it has its own lock.
+	crlURL *crlFetcher
+	log    hclog.Logger
 }
 
 // Configure applies plugin_data.
@@ -66,6 +75,13 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 	}
 	if len(notes) > 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "tpm: bad configuration: %s", strings.Join(notes, "; "))
+	}
+	rt.log = p.log
+	if rt.crlURL != nil {
+		rt.crlURL.now = p.now
+	}
+	if rt.cfg.DevIDMode == protocol.ModeDevID && rt.crlFile == nil && rt.crlURL == nil {
+		p.log.Warn("DevID mode without devid_crl_path or devid_crl_url: revoked DevID certificates are accepted until they expire", "mode", rt.cfg.DevIDMode)
 	}
 	p.mu.Lock()
 	p.rt = rt
@@ -101,6 +117,18 @@ func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
 	if cfg.EKDenylistPath != "" {
 		rt.deny = &watched[map[string]bool]{path: cfg.EKDenylistPath, load: loadHashList}
 	}
+	if cfg.DevIDCAPath != "" {
+		rt.devidBundle = &watched[*verify.Bundle]{path: cfg.DevIDCAPath, load: loadBundle}
+	}
+	if cfg.DevIDCRLPath != "" {
+		rt.crlFile = &watched[*x509.RevocationList]{path: cfg.DevIDCRLPath, load: loadCRL}
+		if _, err := rt.crlFile.get(); err != nil {
+			return nil, []string{"devid_crl_path: " + err.Error()}, nil
+		}
+	}
+	if cfg.DevIDCRLURL != "" {
+		rt.crlURL = &crlFetcher{url: cfg.DevIDCRLURL, refresh: cfg.crlRefresh, now: time.Now}
+	}
 	// Load once now, so a bad file is a configuration error rather than a surprise at the
 	// first attestation.
 	if _, err := rt.verifier(time.Now); err != nil {
@@ -120,7 +148,7 @@ func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
 func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	v := &verify.Verifier{PCRs: rt.cfg.PCRSelection, Now: now}
+	v := &verify.Verifier{Mode: rt.cfg.DevIDMode, PCRs: rt.cfg.PCRSelection, Now: now}
 	v.PCRBank, _ = verify.BankAlg(rt.cfg.PCRBank)
 	v.EK.AllowInsecure = rt.cfg.AllowInsecure
 	v.EK.RequireCertAndAllow = rt.cfg.RequireEKCertAndAllowlist
@@ -143,7 +171,53 @@ func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
 			return nil, fmt.Errorf("ek_denylist_path: %w", err)
 		}
 	}
+	if rt.devidBundle != nil {
+		if v.DevID.Bundle, err = rt.devidBundle.get(); err != nil {
+			return nil, fmt.Errorf("devid_ca_path: %w", err)
+		}
+		if rt.crlFile != nil || rt.crlURL != nil {
+			roots := v.DevID.Bundle.Roots()
+			v.DevID.CRL = func() (*x509.RevocationList, error) { return rt.currentCRL(roots) }
+		}
+	}
 	return v, nil
+}
+
+// currentCRL is the newer of the CRLs of devid_crl_path and devid_crl_url, whichever are
+// configured; an error only when neither yields one.
+func (rt *runtime) currentCRL(roots []*x509.Certificate) (*x509.RevocationList, error) {
+	var (
+		best *x509.RevocationList
+		errs []error
+	)
+	if rt.crlFile != nil {
+		rt.mu.Lock()
+		crl, err := rt.crlFile.get()
+		rt.mu.Unlock()
+		if err != nil {
+			// The last good CRL stays in use, until its nextUpdate.
+			errs = append(errs, fmt.Errorf("devid_crl_path: %w", err))
+		}
+		if crl != nil {
+			best = crl
+		}
+	}
+	if rt.crlURL != nil {
+		crl, err := rt.crlURL.current(roots)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if crl != nil && newerCRL(crl, best) {
+			best = crl
+		}
+	}
+	if len(errs) > 0 && rt.log != nil {
+		rt.log.Warn("DevID CRL source failed", "error", errors.Join(errs...).Error(), "crl_available", best != nil)
+	}
+	if best == nil {
+		return nil, errors.Join(errs...)
+	}
+	return best, nil
 }
 
 func (p *Plugin) now() time.Time {
@@ -155,12 +229,16 @@ func (p *Plugin) now() time.Time {
 
 // audit is one decision.
 type audit struct {
-	agentID, ekHash, check, pcrDigest, policy string
-	warnings                                  []string
+	mode, agentID, ekHash, check, pcrDigest, policy string
+	devidSerial, devidCN                            string
+	warnings                                        []string
 }
 
 func (p *Plugin) logDecision(a audit, err error) {
-	fields := []any{"mode", "ek_cert", "agent_id", a.agentID, "ek_hash", a.ekHash, "pcr_digest", a.pcrDigest}
+	fields := []any{"mode", a.mode, "agent_id", a.agentID, "ek_hash", a.ekHash, "pcr_digest", a.pcrDigest}
+	if a.devidSerial != "" {
+		fields = append(fields, "devid_serial", a.devidSerial, "devid_cn", a.devidCN)
+	}
 	if a.policy != "" {
 		fields = append(fields, "pcr_policy", a.policy)
 	}
@@ -185,7 +263,7 @@ func (p *Plugin) Attest(stream nodeattestorv1.NodeAttestor_AttestServer) error {
 	if rt == nil {
 		return status.Error(codes.FailedPrecondition, "tpm: not configured")
 	}
-	var a audit
+	a := audit{mode: rt.cfg.DevIDMode}
 	res, err := p.attest(stream, rt, &a)
 	p.logDecision(a, err)
 	if err != nil {
@@ -225,6 +303,9 @@ func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *run
 	}
 	a.ekHash = sess.Identity.EKHash
 	a.agentID = agentID(rt.trustDomain, a.ekHash)
+	if d := sess.Identity.DevID; d != nil {
+		a.devidSerial, a.devidCN = fmt.Sprintf("%x", d.Cert.SerialNumber), d.Cert.Subject.CommonName
+	}
 	chBytes, err := protocol.Encode(ch)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "tpm: %v", err)
@@ -276,8 +357,12 @@ func (p *Plugin) rejection(err error, a *audit) error {
 		return status.Errorf(codes.Internal, "tpm: %v", err)
 	}
 	code := codes.PermissionDenied
-	if ce.Check == verify.CheckProtocol || ce.Check == verify.CheckPCRSelection {
+	switch ce.Check {
+	case verify.CheckProtocol, verify.CheckPCRSelection:
 		code = codes.InvalidArgument
+	case verify.CheckDevIDCRL:
+		// The server cannot tell whether the certificate is revoked: its own fault.
+		code = codes.Unavailable
 	}
 	return status.Errorf(code, "tpm: %v", err)
 }
@@ -323,6 +408,16 @@ func selectors(r *verify.Result) []string {
 	}
 	for _, i := range sortedKeys(r.PCRs) {
 		s = append(s, fmt.Sprintf("pcr:%s:%d:%x", r.PCRBank, i, r.PCRs[i]))
+	}
+	if r.DevID != nil {
+		c := r.DevID.Cert
+		if c.Subject.CommonName != "" {
+			s = append(s, "devid:subject:cn:"+c.Subject.CommonName)
+		}
+		if c.Issuer.CommonName != "" {
+			s = append(s, "devid:issuer:cn:"+c.Issuer.CommonName)
+		}
+		s = append(s, fmt.Sprintf("devid:serial:%x", c.SerialNumber))
 	}
 	return s
 }

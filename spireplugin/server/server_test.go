@@ -1,14 +1,17 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
 	"github.com/spiffe/spire-plugin-sdk/plugintest"
 	agentna "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/nodeattestor/v1"
@@ -69,16 +72,39 @@ type plugins struct {
 	serverConfig configv1.ConfigServiceClient
 	agent        agentna.NodeAttestorPluginClient
 	agentConfig  configv1.ConfigServiceClient
+	// serverPlugin is the server plugin itself (for its clock); log what it logged.
+	serverPlugin *server.Plugin
+	log          *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for the plugin's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func loadPlugins(t *testing.T) *plugins {
-	p := new(plugins)
+	p := &plugins{log: new(syncBuffer)}
 	sp := server.New()
+	p.serverPlugin = sp
 	plugintest.ServeInBackground(t, plugintest.Config{
 		PluginServer:   servna.NodeAttestorPluginServer(sp),
 		PluginClient:   &p.server,
 		ServiceServers: []pluginsdk.ServiceServer{configv1.ConfigServiceServer(sp)},
 		ServiceClients: []pluginsdk.ServiceClient{&p.serverConfig},
+		Logger:         hclog.New(&hclog.LoggerOptions{Output: p.log, DisableTime: true, Level: hclog.Info}),
 	})
 	ap := agent.New()
 	plugintest.ServeInBackground(t, plugintest.Config{
@@ -213,8 +239,8 @@ func TestValidateNamesEveryWrongKey(t *testing.T) {
 	}
 	want := []string{
 		`unknown key "ca_pth" (line 3)`,
-		`devid_mode "tpm2" is not supported (want "ek_cert")`,
-		`ca_path is required unless ek_allowlist_path or allow_insecure is set`,
+		`devid_mode "tpm2" is not supported (want "ek_cert" or "devid")`,
+		`ca_path (or endorsement_ca_path) is required unless ek_allowlist_path or allow_insecure is set`,
 		`ek_denylist_path: stat /nonexistent/deny: no such file or directory`,
 		`pcr_bank: unknown PCR bank "md5" (want sha1, sha256 or sha384)`,
 		`pcr_selection: [7 0]: list distinct PCRs in ascending order`,
