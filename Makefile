@@ -17,7 +17,7 @@ tools:
 	@tools/build.sh
 
 build:
-	$(GO) build -o $(OMENS) ./cmd/omens
+	$(GO) build -o bin/ ./cmd/omens ./cmd/omens-attestor-server ./cmd/omens-attestor-agent ./cmd/omens-demo
 
 # Every test: unit tests, the reference simulator, swtpm and tpm2-tools interop, the
 # engines. Tests that need swtpm, SPIRE or step-ca fail instead of skipping when CI=true.

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )
@@ -84,7 +85,7 @@ func (l *Lab) Up(ctx context.Context) error {
 		}
 		l.progress("%s: simulated TPM up in %s", h, time.Since(start).Round(time.Millisecond))
 	}
-	return nil
+	return l.upTower(ctx)
 }
 
 func (l *Lab) tpmAnswers(host string) bool {
@@ -139,6 +140,16 @@ func (l *Lab) Down() error {
 	} else {
 		os.Remove(up.pidFile())
 	}
+	for _, p := range towerProcesses(l.Dir) {
+		if err := p.stop(20 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, h := range Hosts {
+		os.RemoveAll(filepath.Dir(l.AgentSocket(h)))
+		os.RemoveAll(filepath.Join(filepath.Dir(filepath.Dir(l.AgentSocket(h))), "private"))
+	}
+	os.Remove(l.ServerSocket())
 	for _, h := range Hosts {
 		if err := l.tpmProcess(h).stop(10 * time.Second); err != nil {
 			errs = append(errs, err)
@@ -151,8 +162,12 @@ func (l *Lab) Down() error {
 
 // HostStatus is one row of the lab's status table.
 type HostStatus struct {
-	Host      string            `json:"host"`
-	TPM       string            `json:"tpm"` // "up (pid N)" or "down"
+	Host string `json:"host"`
+	// Attestation is how the host's SPIRE agent attested: join_token, tpm-ek, tpm-devid;
+	// empty when it has not.
+	Attestation string            `json:"attestation,omitempty"`
+	AgentID     string            `json:"agent_id,omitempty"`
+	TPM         string            `json:"tpm"` // "up (pid N)" or "down"
 	EKHash    string            `json:"ek_hash,omitempty"`
 	EKCert    string            `json:"ek_certificate,omitempty"` // verification result against the host's manufacturer CA
 	BootState map[string]string `json:"boot_state,omitempty"`     // sha256 PCR index to value
@@ -162,9 +177,13 @@ type HostStatus struct {
 // Status reads every host's TPM: EK hash, EK certificate verified against the host's
 // manufacturer CA, and the boot PCRs.
 func (l *Lab) Status() []HostStatus {
+	agents := l.agents()
 	var out []HostStatus
 	for _, h := range Hosts {
 		st := HostStatus{Host: h, TPM: "down"}
+		if a, ok := agents[h]; ok {
+			st.Attestation, st.AgentID = string(a.Method), a.ID
+		}
 		if pid := l.tpmProcess(h).pid(); pid != 0 {
 			st.TPM = fmt.Sprintf("up (pid %d)", pid)
 			if err := l.readHost(h, &st); err != nil {
@@ -172,6 +191,32 @@ func (l *Lab) Status() []HostStatus {
 			}
 		}
 		out = append(out, st)
+	}
+	return out
+}
+
+// agents maps host to its live SPIRE agent, from the server API; empty when the server is
+// down.
+func (l *Lab) agents() map[string]registry.Agent {
+	out := map[string]registry.Agent{}
+	if _, err := os.Stat(l.ServerSocket()); err != nil {
+		return out
+	}
+	c, err := registry.Dial(l.ServerSocket())
+	if err != nil {
+		return out
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := c.Agents(ctx, nil)
+	if err != nil {
+		return out
+	}
+	for _, a := range list {
+		if a.Host != "" && a.Live(time.Now()) {
+			out[a.Host] = a
+		}
 	}
 	return out
 }

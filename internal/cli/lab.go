@@ -101,7 +101,7 @@ func newLabCmd() *cobra.Command {
 
 func printLabStatus(w io.Writer, hosts []lab.HostStatus) {
 	tb := newTable(w)
-	tb.row("HOST", "TPM", "EK HASH", "EK CERTIFICATE", "BOOT STATE (sha256 PCR 0,2,4,7)")
+	tb.row("HOST", "ATTESTATION", "AGENT ID", "TPM", "EK HASH", "EK CERTIFICATE", "BOOT STATE (sha256 PCR 0,2,4,7)")
 	for _, h := range hosts {
 		ek := h.EKHash
 		if len(ek) > 16 {
@@ -117,7 +117,11 @@ func printLabStatus(w io.Writer, hosts []lab.HostStatus) {
 		if h.Error != "" {
 			cert = "error: " + h.Error
 		}
-		tb.row(h.Host, h.TPM, ek, cert, strings.Join(boot, " "))
+		att, id := h.Attestation, h.AgentID
+		if att == "" {
+			att, id = "-", "-"
+		}
+		tb.row(h.Host, att, id, h.TPM, ek, cert, strings.Join(boot, " "))
 	}
 	tb.flush()
 }

@@ -1,0 +1,356 @@
+package lab
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/stepcatest"
+)
+
+// TrustDomain is the Tower's SPIRE trust domain.
+const TrustDomain = "funlab.casa"
+
+// ports are chosen at the first up and kept, so a resumed lab keeps its addresses.
+type ports struct {
+	StepCA int `json:"step_ca"`
+	RA     int `json:"ra"`
+	SPIRE  int `json:"spire_server"`
+}
+
+// caState is what the lab keeps of its step-ca.
+type caState struct {
+	URL, Address, CAConfig, RootPath, PasswordFile, ProvisionerPasswordFile, Provisioner string
+}
+
+func (l *Lab) path(parts ...string) string { return filepath.Join(append([]string{l.Dir}, parts...)...) }
+
+// Plugin returns the path of a binary that ships beside omens (the SPIRE plugins).
+func (l *Lab) sibling(name string) string { return filepath.Join(filepath.Dir(l.Omens), name) }
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (l *Lab) ports() (*ports, error) {
+	p := &ports{}
+	file := l.path("ports.json")
+	if b, err := os.ReadFile(file); err == nil {
+		return p, json.Unmarshal(b, p)
+	}
+	var err error
+	for _, f := range []*int{&p.StepCA, &p.RA, &p.SPIRE} {
+		if *f, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	b, _ := json.MarshalIndent(p, "", "  ")
+	return p, os.WriteFile(file, b, 0o644)
+}
+
+// upTower starts, after the TPMs, step-ca, the RA, the SPIRE server and one agent per host
+// (on a join token, as the Tower runs today).
+func (l *Lab) upTower(ctx context.Context) error {
+	for _, name := range []string{engines.SPIREServer, engines.SPIREAgent, engines.StepCA, engines.Step} {
+		if _, err := engines.Path(name); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+	}
+	p, err := l.ports()
+	if err != nil {
+		return err
+	}
+	ca, err := l.upStepCA(ctx, p)
+	if err != nil {
+		return err
+	}
+	if err := l.writeEKBundle(); err != nil {
+		return err
+	}
+	if err := l.upRA(ctx, p, ca); err != nil {
+		return err
+	}
+	if err := l.upSPIREServer(ctx, p); err != nil {
+		return err
+	}
+	for _, h := range Hosts {
+		if err := l.upAgent(ctx, p, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Lab) upStepCA(ctx context.Context, p *ports) (*caState, error) {
+	stateFile := l.path("ca", "lab.json")
+	var st caState
+	if b, err := os.ReadFile(stateFile); err == nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("lab: %s: %w", stateFile, err)
+		}
+	} else {
+		start := time.Now()
+		l.progress("step-ca: initialising a CA with the JWK provisioner tower-of-omens (step ca init)")
+		ca, err := stepcatest.Init(l.path("ca", "step"), stepcatest.Config{Address: fmt.Sprintf("127.0.0.1:%d", p.StepCA)})
+		if err != nil {
+			return nil, fmt.Errorf("lab: step-ca: %w", err)
+		}
+		st = caState{URL: ca.URL, Address: ca.Address, CAConfig: ca.CAConfig, RootPath: ca.RootPath, PasswordFile: ca.PasswordFile,
+			ProvisionerPasswordFile: l.path("ca", "provisioner-password"), Provisioner: ca.Provisioner}
+		if err := os.WriteFile(st.ProvisionerPasswordFile, []byte(ca.ProvisionerPassword), 0o600); err != nil {
+			return nil, err
+		}
+		b, _ := json.MarshalIndent(st, "", "  ")
+		if err := os.WriteFile(stateFile, b, 0o600); err != nil {
+			return nil, err
+		}
+		l.progress("step-ca: initialised in %s", time.Since(start).Round(time.Millisecond))
+	}
+	bin, _ := engines.Path(engines.StepCA)
+	err := l.ensure(ctx, process{name: "step-ca", dir: l.Dir}, []string{bin, st.CAConfig, "--password-file", st.PasswordFile},
+		func() error { return httpsHealthy(st.URL+"/health", st.RootPath) })
+	return &st, err
+}
+
+// writeEKBundle gathers the manufacturer CAs of the lab's TPMs: what the RA and the SPIRE
+// server trust for EK certificates.
+func (l *Lab) writeEKBundle() error {
+	var all []byte
+	for _, h := range Hosts {
+		b, err := os.ReadFile(filepath.Join(l.TPMState(h), "manufacturer-ca.pem"))
+		if err != nil {
+			return fmt.Errorf("lab: %s: %w", h, err)
+		}
+		all = append(all, b...)
+	}
+	return os.WriteFile(l.path("ek-ca.pem"), all, 0o644)
+}
+
+func (l *Lab) upRA(ctx context.Context, p *ports, ca *caState) error {
+	url := fmt.Sprintf("https://127.0.0.1:%d", p.RA)
+	return l.ensure(ctx, process{name: "ra", dir: l.Dir}, []string{l.Omens, "ra", "serve",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", p.RA), "--name", "ca.funlab.casa", "--state", l.path("ra"),
+		"--ek-ca", l.path("ek-ca.pem"), "--ca-url", ca.URL, "--ca-root", ca.RootPath, "--ca-config", ca.CAConfig,
+		"--provisioner", ca.Provisioner, "--provisioner-password-file", ca.ProvisionerPasswordFile},
+		func() error { return httpsHealthy(url+"/healthz", ca.RootPath) })
+}
+
+// ServerSocket is the SPIRE server API socket.
+func (l *Lab) ServerSocket() string { return l.path("spire", "api.sock") }
+
+// AgentSocket is host's Workload API socket.
+func (l *Lab) AgentSocket(host string) string {
+	return l.path("hosts", host, "agent", "public", "api.sock")
+}
+
+func (l *Lab) upSPIREServer(ctx context.Context, p *ports) error {
+	dir := l.path("spire")
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return err
+	}
+	conf := fmt.Sprintf(`server {
+    bind_address = "127.0.0.1"
+    bind_port = "%d"
+    socket_path = %q
+    trust_domain = %q
+    data_dir = %q
+    log_level = "INFO"
+    experimental {
+        cache_reload_interval = "1s"
+    }
+}
+plugins {
+    DataStore "sql" {
+        plugin_data {
+            database_type = "sqlite3"
+            connection_string = %q
+        }
+    }
+    KeyManager "disk" {
+        plugin_data {
+            keys_path = %q
+        }
+    }
+    NodeAttestor "tpm" {
+        plugin_cmd = %q
+        plugin_data {
+            devid_mode = "ek_cert"
+            ca_path = %q
+            allow_insecure = false
+            pcr_bank = "sha256"
+            pcr_selection = [0, 2, 4, 7]
+        }
+    }
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+}
+`, p.SPIRE, l.ServerSocket(), TrustDomain, filepath.Join(dir, "data"), filepath.Join(dir, "data", "datastore.sqlite3"),
+		filepath.Join(dir, "data", "keys.json"), l.sibling("omens-attestor-server"), l.path("ek-ca.pem"))
+	confPath := filepath.Join(dir, "server.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	bin, _ := engines.Path(engines.SPIREServer)
+	return l.ensure(ctx, process{name: "spire-server", dir: l.Dir}, []string{bin, "run", "-config", confPath},
+		func() error { return exec.Command(bin, "healthcheck", "-socketPath", l.ServerSocket()).Run() })
+}
+
+func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
+	dir := l.path("hosts", host, "agent")
+	for _, d := range []string{"data", "public", "private"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	server, _ := engines.Path(engines.SPIREServer)
+	agentBin, _ := engines.Path(engines.SPIREAgent)
+	proc := process{name: host + "-agent", dir: l.Dir}
+	if proc.pid() != 0 {
+		l.progress("%s: SPIRE agent already running (pid %d)", host, proc.pid())
+		return nil
+	}
+	bundle := filepath.Join(dir, "bundle.pem")
+	b, err := exec.Command(server, "bundle", "show", "-socketPath", l.ServerSocket()).Output()
+	if err != nil {
+		return fmt.Errorf("lab: spire-server bundle show: %w", err)
+	}
+	if err := os.WriteFile(bundle, b, 0o644); err != nil {
+		return err
+	}
+	token := ""
+	if _, err := os.Stat(filepath.Join(dir, "data", "agent_svid.der")); err != nil {
+		// A new agent joins as the Tower's agents do today: with a join token, aliased to
+		// the plan's node name.
+		out, err := exec.Command(server, "token", "generate", "-socketPath", l.ServerSocket(),
+			"-spiffeID", "spiffe://"+TrustDomain+"/agent/"+host, "-output", "json").Output()
+		if err != nil {
+			return fmt.Errorf("lab: spire-server token generate: %w", err)
+		}
+		var tok struct {
+			Value string `json:"value"`
+		}
+		if err := json.Unmarshal(out, &tok); err != nil || tok.Value == "" {
+			return fmt.Errorf("lab: token generate answered %q", out)
+		}
+		token = tok.Value
+	}
+	conf := fmt.Sprintf(`agent {
+    data_dir = %q
+    log_level = "INFO"
+    server_address = "127.0.0.1"
+    server_port = "%d"
+    socket_path = %q
+    admin_socket_path = %q
+    trust_bundle_path = %q
+    trust_domain = %q
+%s    experimental {
+        sync_interval = "1s"
+    }
+}
+plugins {
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    KeyManager "disk" {
+        plugin_data {
+            directory = %q
+        }
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {}
+    }
+}
+`, filepath.Join(dir, "data"), p.SPIRE, l.AgentSocket(host), filepath.Join(dir, "private", "admin.sock"), bundle, TrustDomain,
+		tokenLine(token), filepath.Join(dir, "data"))
+	confPath := filepath.Join(dir, "agent.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	return l.ensure(ctx, proc, []string{agentBin, "run", "-config", confPath},
+		func() error { return exec.Command(agentBin, "healthcheck", "-socketPath", l.AgentSocket(host)).Run() })
+}
+
+func tokenLine(token string) string {
+	if token == "" {
+		return ""
+	}
+	return fmt.Sprintf("    join_token = %q\n", token)
+}
+
+// ensure starts argv as process p unless it runs, and waits until ready passes.
+func (l *Lab) ensure(ctx context.Context, p process, argv []string, ready func() error) error {
+	if pid := p.pid(); pid != 0 && ready() == nil {
+		l.progress("%s: already running (pid %d)", p.name, pid)
+		return nil
+	}
+	p.stop(5 * time.Second)
+	start := time.Now()
+	l.progress("%s: starting", p.name)
+	if _, err := p.start(argv); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = ready(); err == nil {
+			l.progress("%s: up in %s", p.name, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if p.pid() == 0 {
+			return fmt.Errorf("lab: %s exited; its log %s ends:\n%s", p.name, p.logFile(), p.tail(15))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("lab: %s is not ready after 90s (%v); its log %s ends:\n%s", p.name, err, p.logFile(), p.tail(15))
+}
+
+func httpsHealthy(url, rootPath string) error {
+	b, err := os.ReadFile(rootPath)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return errors.New("no root")
+	}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// towerProcesses are the lab's processes after the TPMs, in the order they stop.
+func towerProcesses(dir string) []process {
+	var out []process
+	for _, h := range Hosts {
+		out = append(out, process{name: h + "-agent", dir: dir})
+	}
+	return append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})
+}
+
