@@ -168,10 +168,10 @@ type HostStatus struct {
 	Attestation string            `json:"attestation,omitempty"`
 	AgentID     string            `json:"agent_id,omitempty"`
 	TPM         string            `json:"tpm"` // "up (pid N)" or "down"
-	EKHash    string            `json:"ek_hash,omitempty"`
-	EKCert    string            `json:"ek_certificate,omitempty"` // verification result against the host's manufacturer CA
-	BootState map[string]string `json:"boot_state,omitempty"`     // sha256 PCR index to value
-	Error     string            `json:"error,omitempty"`
+	EKHash      string            `json:"ek_hash,omitempty"`
+	EKCert      string            `json:"ek_certificate,omitempty"` // verification result against the host's manufacturer CA
+	BootState   map[string]string `json:"boot_state,omitempty"`     // sha256 PCR index to value
+	Error       string            `json:"error,omitempty"`
 }
 
 // Status reads every host's TPM: EK hash, EK certificate verified against the host's

@@ -33,7 +33,9 @@ type caState struct {
 	URL, Address, CAConfig, RootPath, PasswordFile, ProvisionerPasswordFile, Provisioner string
 }
 
-func (l *Lab) path(parts ...string) string { return filepath.Join(append([]string{l.Dir}, parts...)...) }
+func (l *Lab) path(parts ...string) string {
+	return filepath.Join(append([]string{l.Dir}, parts...)...)
+}
 
 // Plugin returns the path of a binary that ships beside omens (the SPIRE plugins).
 func (l *Lab) sibling(name string) string { return filepath.Join(filepath.Dir(l.Omens), name) }
@@ -353,4 +355,3 @@ func towerProcesses(dir string) []process {
 	}
 	return append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})
 }
-
