@@ -77,7 +77,7 @@ func (l *Lab) Up(ctx context.Context) error {
 		p.stop(2 * time.Second) // a stale process that does not answer
 		start := time.Now()
 		l.progress("%s: starting simulated TPM", h)
-		if _, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h), "--ecc"}); err != nil {
+		if _, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)}); err != nil {
 			return err
 		}
 		if err := l.waitTPM(ctx, h, 30*time.Second); err != nil {
@@ -209,14 +209,21 @@ func (l *Lab) agents() map[string]registry.Agent {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	list, err := c.Agents(ctx, nil)
+	inv, _ := registry.LoadInventory(l.InventoryPath()) // nil before the migration
+	list, err := c.Agents(ctx, inv)
 	if err != nil {
 		return out
 	}
 	for _, a := range list {
-		if a.Host != "" && a.Live(time.Now()) {
-			out[a.Host] = a
+		if a.Host == "" || !a.Live(time.Now()) {
+			continue
 		}
+		// A host whose agent moved to its TPM may still have a live join-token agent until
+		// the migration bans it: show the TPM one.
+		if cur, ok := out[a.Host]; ok && cur.Method.TPM() && !a.Method.TPM() {
+			continue
+		}
+		out[a.Host] = a
 	}
 	return out
 }

@@ -76,6 +76,22 @@ func TestUpResumeDown(t *testing.T) {
 		}
 	}
 
+	// The plan's migration: every host's agent moves to its TPM, join_token goes.
+	var steps []string
+	if err := l.Migrate(context.Background(), func(step string, _ []lab.HostStatus) { steps = append(steps, step) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 4 || steps[3] != "migration finished: join_token removed" {
+		t.Errorf("migration steps %q", steps)
+	}
+	migrated := l.Status()
+	for _, h := range migrated {
+		if h.Attestation != "tpm-devid" || h.AgentID != "spiffe://funlab.casa/spire/agent/tpm/"+h.EKHash {
+			t.Errorf("%s after the migration: attestation %q agent %q, want tpm-devid with the EK-hash ID", h.Host, h.Attestation, h.AgentID)
+		}
+	}
+	first = migrated
+
 	pids := pidsOf(t, dir)
 	if err := l.Down(); err != nil {
 		t.Fatal(err)

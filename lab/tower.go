@@ -87,7 +87,7 @@ func (l *Lab) upTower(ctx context.Context) error {
 	if err := l.upRA(ctx, p, ca); err != nil {
 		return err
 	}
-	if err := l.upSPIREServer(ctx, p); err != nil {
+	if err := l.upSPIREServer(ctx, p, ca); err != nil {
 		return err
 	}
 	for _, h := range Hosts {
@@ -160,7 +160,7 @@ func (l *Lab) AgentSocket(host string) string {
 	return l.path("hosts", host, "agent", "public", "api.sock")
 }
 
-func (l *Lab) upSPIREServer(ctx context.Context, p *ports) error {
+func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
 	dir := l.path("spire")
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return err
@@ -191,9 +191,10 @@ plugins {
     NodeAttestor "tpm" {
         plugin_cmd = %q
         plugin_data {
-            devid_mode = "ek_cert"
-            ca_path = %q
-            allow_insecure = false
+            devid_mode = "devid"
+            endorsement_ca_path = %q
+            devid_ca_path = %q
+            devid_crl_url = %q
             pcr_bank = "sha256"
             pcr_selection = [0, 2, 4, 7]
         }
@@ -203,8 +204,11 @@ plugins {
     }
 }
 `, p.SPIRE, l.ServerSocket(), TrustDomain, filepath.Join(dir, "data"), filepath.Join(dir, "data", "datastore.sqlite3"),
-		filepath.Join(dir, "data", "keys.json"), l.sibling("omens-attestor-server"), l.path("ek-ca.pem"))
+		filepath.Join(dir, "data", "keys.json"), l.sibling("omens-attestor-server"), l.path("ek-ca.pem"), ca.RootPath, ca.URL+"/1.0/crl")
 	confPath := filepath.Join(dir, "server.conf")
+	if migrated, err := os.ReadFile(filepath.Join(dir, "server.conf.migrated")); err == nil {
+		conf = string(migrated) // join_token removed by the migration
+	}
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return err
 	}
@@ -236,7 +240,7 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 		return err
 	}
 	token := ""
-	if _, err := os.Stat(filepath.Join(dir, "data", "agent_svid.der")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "data", "agent_svid.der")); err != nil && !l.onTPM(host) {
 		// A new agent joins as the Tower's agents do today: with a join token, aliased to
 		// the plan's node name.
 		out, err := exec.Command(server, "token", "generate", "-socketPath", l.ServerSocket(),
@@ -266,9 +270,7 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
     }
 }
 plugins {
-    NodeAttestor "join_token" {
-        plugin_data {}
-    }
+%s
     KeyManager "disk" {
         plugin_data {
             directory = %q
@@ -279,7 +281,7 @@ plugins {
     }
 }
 `, filepath.Join(dir, "data"), p.SPIRE, l.AgentSocket(host), filepath.Join(dir, "private", "admin.sock"), bundle, TrustDomain,
-		tokenLine(token), filepath.Join(dir, "data"))
+		tokenLine(token), l.agentAttestor(host), filepath.Join(dir, "data"))
 	confPath := filepath.Join(dir, "agent.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return err
@@ -355,3 +357,33 @@ func towerProcesses(dir string) []process {
 	}
 	return append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})
 }
+
+// onTPM reports whether host's agent has moved to TPM attestation (DevID mode).
+func (l *Lab) onTPM(host string) bool {
+	_, err := os.Stat(l.path("hosts", host, "agent", "on-tpm"))
+	return err == nil
+}
+
+// DevIDDir is where host keeps its DevID certificate and key blobs.
+func (l *Lab) DevIDDir(host string) string { return l.path("hosts", host, "devid") }
+
+// DevIDHandle is where each host persists its DevID key: the plan's handle.
+const DevIDHandle = "0x81010002"
+
+func (l *Lab) agentAttestor(host string) string {
+	if !l.onTPM(host) {
+		return "    NodeAttestor \"join_token\" {\n        plugin_data {}\n    }"
+	}
+	return fmt.Sprintf(`    NodeAttestor "tpm" {
+        plugin_cmd = %q
+        plugin_data {
+            tpm_path = %q
+            devid_cert_path = %q
+            devid_priv_path = %q
+            pcr_bank = "sha256"
+            pcr_selection = [0, 2, 4, 7]
+        }
+    }`, l.sibling("omens-attestor-agent"), l.TPMSocket(host), filepath.Join(l.DevIDDir(host), "devid.crt"), DevIDHandle)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

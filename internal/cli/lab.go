@@ -28,7 +28,7 @@ func newLabCmd() *cobra.Command {
 		return &lab.Lab{Dir: dir, Omens: exe, Progress: cmd.ErrOrStderr()}, nil
 	}
 
-	var detach bool
+	var detach, noMigrate bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab (or resume it), print its status, and stay up until Ctrl-C or `omens lab down`",
@@ -43,7 +43,18 @@ func newLabCmd() *cobra.Command {
 			if err := l.Up(ctx); err != nil {
 				return fmt.Errorf("%w\nthe lab is partly up: see `omens lab status --dir %s`, stop it with `omens lab down --dir %s`", err, dir, dir)
 			}
-			printLabStatus(cmd.OutOrStdout(), l.Status())
+			if noMigrate {
+				printLabStatus(cmd.OutOrStdout(), l.Status())
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), "\nthe Tower today: every agent on a join token")
+				printLabStatus(cmd.OutOrStdout(), l.Status())
+				if err := l.Migrate(ctx, func(step string, st []lab.HostStatus) {
+					fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", step)
+					printLabStatus(cmd.OutOrStdout(), st)
+				}); err != nil {
+					return fmt.Errorf("%w\nthe lab is up but the migration stopped: see `omens lab status --dir %s`; `omens lab migrate` continues it", err, dir)
+				}
+			}
 			if detach {
 				fmt.Fprintf(cmd.OutOrStdout(), "\nthe lab runs in the background; stop it with: omens lab down --dir %s\n", dir)
 				return nil
@@ -58,6 +69,7 @@ func newLabCmd() *cobra.Command {
 		},
 	}
 	up.Flags().BoolVar(&detach, "detach", false, "leave the lab running in the background and return")
+	up.Flags().BoolVar(&noMigrate, "no-migrate", false, "stop at the Tower of today (agents on join tokens); `omens lab migrate` plays the rest")
 
 	var asJSON bool
 	status := &cobra.Command{
@@ -95,7 +107,22 @@ func newLabCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(up, status, down)
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Play the plan's migration: DevIDs, agents onto their TPMs, registration as code, join_token removed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := newLab(cmd)
+			if err != nil {
+				return err
+			}
+			return l.Migrate(cmd.Context(), func(step string, st []lab.HostStatus) {
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", step)
+				printLabStatus(cmd.OutOrStdout(), st)
+			})
+		},
+	}
+	cmd.AddCommand(up, status, down, migrate)
 	return cmd
 }
 
