@@ -27,7 +27,7 @@ func buildOmens(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	out, err := exec.Command("go", "build", "-o", dir+"/", "omens.dev/omens/cmd/omens",
-		"omens.dev/omens/cmd/omens-attestor-server", "omens.dev/omens/cmd/omens-attestor-agent").CombinedOutput()
+		"omens.dev/omens/cmd/omens-attestor-server", "omens.dev/omens/cmd/omens-attestor-agent", "omens.dev/omens/cmd/omens-demo").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -91,6 +91,19 @@ func TestUpResumeDown(t *testing.T) {
 		}
 	}
 	first = migrated
+
+	// The demo workloads: step-ca's stand-in calls OpenBao's over mTLS; a process without
+	// a registration entry gets no SVID.
+	call, refused, err := l.Demo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(call, "server  spiffe://funlab.casa/openbao") || !strings.Contains(call, "client  spiffe://funlab.casa/step-ca") {
+		t.Errorf("demo call:\n%s", call)
+	}
+	if !strings.Contains(refused, "is there a registration entry for this process?") {
+		t.Errorf("demo call without an entry:\n%s", refused)
+	}
 
 	pids := pidsOf(t, dir)
 	if err := l.Down(); err != nil {

@@ -26,6 +26,7 @@ type ports struct {
 	StepCA int `json:"step_ca"`
 	RA     int `json:"ra"`
 	SPIRE  int `json:"spire_server"`
+	Demo   int `json:"demo,omitempty"`
 }
 
 // caState is what the lab keeps of its step-ca.
@@ -61,8 +62,12 @@ func (l *Lab) ports() (*ports, error) {
 			return nil, err
 		}
 	}
+	return p, l.savePorts(p)
+}
+
+func (l *Lab) savePorts(p *ports) error {
 	b, _ := json.MarshalIndent(p, "", "  ")
-	return p, os.WriteFile(file, b, 0o644)
+	return os.WriteFile(l.path("ports.json"), b, 0o644)
 }
 
 // upTower starts, after the TPMs, step-ca, the RA, the SPIRE server and one agent per host
@@ -355,7 +360,7 @@ func towerProcesses(dir string) []process {
 	for _, h := range Hosts {
 		out = append(out, process{name: h + "-agent", dir: dir})
 	}
-	return append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})
+	return append([]process{{name: "openbao-demo", dir: dir}}, append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})...)
 }
 
 // onTPM reports whether host's agent has moved to TPM attestation (DevID mode).

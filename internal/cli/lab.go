@@ -54,6 +54,12 @@ func newLabCmd() *cobra.Command {
 				}); err != nil {
 					return fmt.Errorf("%w\nthe lab is up but the migration stopped: see `omens lab status --dir %s`; `omens lab migrate` continues it", err, dir)
 				}
+				call, refused, err := l.Demo(ctx)
+				if err != nil {
+					return fmt.Errorf("%w\nthe lab is up but the demo workloads failed: see %s/logs", err, dir)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "\nstep-ca (on ca) calls OpenBao (on spire) over mTLS with SVIDs:\n%s\n", call)
+				fmt.Fprintf(cmd.OutOrStdout(), "\na process without a registration entry (on auth) is refused:\n%s\n", refused)
 			}
 			if detach {
 				fmt.Fprintf(cmd.OutOrStdout(), "\nthe lab runs in the background; stop it with: omens lab down --dir %s\n", dir)
