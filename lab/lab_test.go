@@ -105,6 +105,20 @@ func TestUpResumeDown(t *testing.T) {
 		t.Errorf("demo call without an entry:\n%s", refused)
 	}
 
+	// A BIOS update on auth is rejected, naming PCR 0, then accepted and pinned in a window.
+	var sb strings.Builder
+	if err := l.ScenarioBIOSUpdate(context.Background(), &sb); err != nil {
+		t.Fatalf("bios-update: %v\n%s", err, sb.String())
+	}
+	if out := sb.String(); !strings.Contains(out, "(auth) PCR 0 is ") || !strings.Contains(out, "accepted and pinned") {
+		t.Errorf("bios-update scenario:\n%s", out)
+	}
+	for _, h := range l.Status() {
+		if h.Host == "auth" && h.Attestation != "tpm-devid" {
+			t.Errorf("auth after the BIOS update: %q", h.Attestation)
+		}
+	}
+
 	pids := pidsOf(t, dir)
 	if err := l.Down(); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"omens.dev/omens/tpm"
 
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/stepcatest"
@@ -170,6 +174,9 @@ func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return err
 	}
+	if err := l.writePolicy(); err != nil {
+		return err
+	}
 	conf := fmt.Sprintf(`server {
     bind_address = "127.0.0.1"
     bind_port = "%d"
@@ -202,6 +209,7 @@ plugins {
             devid_crl_url = %q
             pcr_bank = "sha256"
             pcr_selection = [0, 2, 4, 7]
+            pcr_policy_path = %q
         }
     }
     NodeAttestor "join_token" {
@@ -209,7 +217,7 @@ plugins {
     }
 }
 `, p.SPIRE, l.ServerSocket(), TrustDomain, filepath.Join(dir, "data"), filepath.Join(dir, "data", "datastore.sqlite3"),
-		filepath.Join(dir, "data", "keys.json"), l.sibling("omens-attestor-server"), l.path("ek-ca.pem"), ca.RootPath, ca.URL+"/1.0/crl")
+		filepath.Join(dir, "data", "keys.json"), l.sibling("omens-attestor-server"), l.path("ek-ca.pem"), ca.RootPath, ca.URL+"/1.0/crl", l.PolicyPath())
 	confPath := filepath.Join(dir, "server.conf")
 	if migrated, err := os.ReadFile(filepath.Join(dir, "server.conf.migrated")); err == nil {
 		conf = string(migrated) // join_token removed by the migration
@@ -392,3 +400,42 @@ func (l *Lab) agentAttestor(host string) string {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// PolicyPath is the lab's PCR boot-state policy.
+func (l *Lab) PolicyPath() string { return l.path("pcr-policy.hcl") }
+
+// writePolicy allows, the first time, the boot state the simulated hosts play (they share
+// one firmware) as group "tower", and lists each host in it by its EK hash.
+func (l *Lab) writePolicy() error {
+	if _, err := os.Stat(l.PolicyPath()); err == nil {
+		return nil
+	}
+	t, err := tpm.Open(l.TPMSocket(Hosts[0]))
+	if err != nil {
+		return err
+	}
+	bank, _ := tpm.ParseBank("sha256")
+	pcrs, err := tpm.ReadPCRs(t, bank, BootPCRs)
+	t.Close()
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("# The lab's boot-state policy: the firmware its simulated hosts boot.\nunknown_hosts = \"reject\"\n\ngroup \"tower\" {\n  set \"firmware-1.0\" {\n    pcrs = {\n")
+	for _, i := range BootPCRs {
+		fmt.Fprintf(&b, "      \"%d\" = %q\n", i, hex.EncodeToString(pcrs[i]))
+	}
+	b.WriteString("    }\n  }\n}\n")
+	for _, h := range Hosts {
+		hash, err := l.ekHash(h)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "\nhost %q {\n  name  = %q\n  group = \"tower\"\n}\n", hash, h)
+	}
+	return os.WriteFile(l.PolicyPath(), []byte(b.String()), 0o644)
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func enginePath(name string) (string, error) { return engines.Path(name) }

@@ -128,7 +128,27 @@ func newLabCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(up, status, down, migrate)
+	scenario := &cobra.Command{
+		Use:   "scenario NAME",
+		Short: "Play a failure from the plan on the running lab (bios-update)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			play, ok := lab.Scenarios[args[0]]
+			if !ok {
+				return fmt.Errorf("unknown scenario %q (known: bios-update)", args[0])
+			}
+			l, err := newLab(cmd)
+			if err != nil {
+				return err
+			}
+			if err := play(l, cmd.Context(), cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			printLabStatus(cmd.OutOrStdout(), l.Status())
+			return nil
+		},
+	}
+	cmd.AddCommand(up, status, down, migrate, scenario)
 	return cmd
 }
 
