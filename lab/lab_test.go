@@ -119,6 +119,16 @@ func TestUpResumeDown(t *testing.T) {
 		}
 	}
 
+	// A join token is refused once the migration removed join_token.
+	sb.Reset()
+	if err := l.ScenarioJoinTokenAfterMigration(context.Background(), &sb); err != nil {
+		t.Fatalf("join-token-after-migration: %v\n%s", err, sb.String())
+	}
+	if out := sb.String(); !strings.Contains(out, "2. it is refused:") || strings.Contains(out, "refused:\n   refused") {
+		t.Errorf("join-token-after-migration scenario:\n%s", out)
+	}
+	t.Log(sb.String())
+
 	pids := pidsOf(t, dir)
 	if err := l.Down(); err != nil {
 		t.Fatal(err)

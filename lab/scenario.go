@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 
 // Scenarios are the failures from the plan that `omens lab scenario NAME` plays.
 var Scenarios = map[string]func(*Lab, context.Context, io.Writer) error{
-	"bios-update": (*Lab).ScenarioBIOSUpdate,
+	"bios-update":                (*Lab).ScenarioBIOSUpdate,
+	"join-token-after-migration": (*Lab).ScenarioJoinTokenAfterMigration,
 }
 
 // ScenarioBIOSUpdate plays a BIOS update on host auth: new firmware in PCR 0, a reboot;
@@ -128,4 +130,83 @@ func reasonOf(line string) string {
 		return r
 	}
 	return line
+}
+
+// ScenarioJoinTokenAfterMigration: after the migration, an agent presenting a join token
+// from before it (used, expired or stolen) is refused.
+//
+// SPIRE v1.13 attests join tokens in its agent API whatever its NodeAttestor blocks say,
+// so removing NodeAttestor "join_token" from server.conf does not stop an operator from
+// issuing a new token. What the migration does about that: join-token agents are banned,
+// no registration entry matches a join-token agent (node aliases name TPM selectors), and
+// `omens migrate status` shows any join-token agent that appears.
+func (l *Lab) ScenarioJoinTokenAfterMigration(ctx context.Context, out io.Writer) error {
+	if _, err := os.Stat(l.path("spire", "server.conf.migrated")); err != nil {
+		return fmt.Errorf("lab: the migration is not finished: run `omens lab migrate` first")
+	}
+	p, err := l.ports()
+	if err != nil {
+		return err
+	}
+	dir := l.path("intruder")
+	os.RemoveAll(dir)
+	for _, d := range []string{"data", "public", "private"} {
+		if err := os.MkdirAll(dir+"/"+d, 0o700); err != nil {
+			return err
+		}
+	}
+	defer os.RemoveAll(dir)
+	bundle, err := os.ReadFile(l.path("hosts", Hosts[0], "agent", "bundle.pem"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(dir+"/bundle.pem", bundle, 0o644); err != nil {
+		return err
+	}
+	conf := fmt.Sprintf(`agent {
+    data_dir = %q
+    log_level = "INFO"
+    server_address = "127.0.0.1"
+    server_port = "%d"
+    socket_path = %q
+    admin_socket_path = %q
+    trust_bundle_path = %q
+    trust_domain = %q
+    join_token = "a-join-token-from-before-the-migration"
+    retry_bootstrap = false
+}
+plugins {
+    NodeAttestor "join_token" {
+        plugin_data {}
+    }
+    KeyManager "memory" {
+        plugin_data {}
+    }
+    WorkloadAttestor "unix" {
+        plugin_data {}
+    }
+}
+`, dir+"/data", p.SPIRE, dir+"/public/api.sock", dir+"/private/admin.sock", dir+"/bundle.pem", TrustDomain)
+	if err := os.WriteFile(dir+"/agent.conf", []byte(conf), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "1. an agent presents a join token from before the migration (used, expired or stolen)")
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	b, err := execCommand(cctx, mustEngine("spire-agent"), "run", "-config", dir+"/agent.conf")
+	if err == nil {
+		return fmt.Errorf("lab: an agent attested with a join token after the migration")
+	}
+	reason := "refused"
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Agent crashed") || strings.Contains(line, "failed to attest") {
+			reason = strings.TrimSpace(line)
+		}
+	}
+	fmt.Fprintf(out, "2. it is refused:\n   %s\n", reason)
+	return nil
+}
+
+func execCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
