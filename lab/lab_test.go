@@ -129,6 +129,18 @@ func TestUpResumeDown(t *testing.T) {
 	}
 	t.Log(sb.String())
 
+	// Decommissioning ca: its DevID is revoked and its agent banned.
+	sb.Reset()
+	if err := l.ScenarioRevoke(context.Background(), &sb); err != nil {
+		t.Fatalf("revoke: %v\n%s", err, sb.String())
+	}
+	for _, h := range l.Status() {
+		if h.Host == "ca" && h.Attestation != "" {
+			t.Errorf("ca after revoke still has a live agent: %q %q", h.Attestation, h.AgentID)
+		}
+	}
+	revoked := l.Status()
+
 	pids := pidsOf(t, dir)
 	if err := l.Down(); err != nil {
 		t.Fatal(err)
@@ -150,6 +162,7 @@ func TestUpResumeDown(t *testing.T) {
 		}
 	}
 
+	first = revoked
 	// Up after down brings back the same hosts with the same EKs.
 	if err := l.Up(context.Background()); err != nil {
 		t.Fatal(err)

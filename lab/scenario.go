@@ -2,12 +2,17 @@ package lab
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"time"
+
+	"omens.dev/omens/ra"
+	"omens.dev/omens/ra/stepca"
+	"omens.dev/omens/registry"
 
 	"omens.dev/omens/policy"
 	"omens.dev/omens/tpm/tpmsim"
@@ -17,6 +22,7 @@ import (
 var Scenarios = map[string]func(*Lab, context.Context, io.Writer) error{
 	"bios-update":                (*Lab).ScenarioBIOSUpdate,
 	"join-token-after-migration": (*Lab).ScenarioJoinTokenAfterMigration,
+	"revoke":                     (*Lab).ScenarioRevoke,
 }
 
 // ScenarioBIOSUpdate plays a BIOS update on host auth: new firmware in PCR 0, a reboot;
@@ -209,4 +215,49 @@ plugins {
 
 func execCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, name, args...).CombinedOutput()
+}
+
+// ScenarioRevoke decommissions host ca: its DevID certificate is revoked in step-ca (and
+// listed in the CRL the SPIRE server reads), the RA refuses it, and its agent is banned, so
+// its workloads get no new SVIDs.
+func (l *Lab) ScenarioRevoke(ctx context.Context, out io.Writer) error {
+	const host = "ca"
+	ca, err := l.caState()
+	if err != nil {
+		return err
+	}
+	pw, err := os.ReadFile(ca.ProvisionerPasswordFile)
+	if err != nil {
+		return err
+	}
+	prov, err := stepca.LoadProvisioner(ca.CAConfig, ca.Provisioner, pw)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	root, err := os.ReadFile(ca.RootPath)
+	if err != nil || !roots.AppendCertsFromPEM(root) {
+		return fmt.Errorf("lab: step-ca root: %v", err)
+	}
+	store, err := ra.OpenStore(l.path("ra"))
+	if err != nil {
+		return err
+	}
+	b, err := store.Decommission(ctx, stepca.New(ca.URL, roots, prov), host+"."+TrustDomain, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "1. omens devid revoke --host %s.%s: DevID serial %s revoked in step-ca (in its CRL now)\n", host, TrustDomain, b.Serial)
+	rc, err := registry.Dial(l.ServerSocket())
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	id := "spiffe://" + TrustDomain + "/spire/agent/tpm/" + b.EKHash
+	if err := rc.BanAgent(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "2. its SPIRE agent %s is banned: the workloads on %s get no new SVIDs\n", id, host)
+	// The host is gone from the Tower: the lab no longer starts its agent.
+	return os.WriteFile(l.path("hosts", host, "decommissioned"), nil, 0o644)
 }

@@ -240,6 +240,10 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 	server, _ := engines.Path(engines.SPIREServer)
 	agentBin, _ := engines.Path(engines.SPIREAgent)
 	proc := process{name: host + "-agent", dir: l.Dir}
+	if _, err := os.Stat(l.path("hosts", host, "decommissioned")); err == nil {
+		l.progress("%s: decommissioned (omens lab scenario revoke); its agent stays down", host)
+		return nil
+	}
 	if proc.pid() != 0 {
 		l.progress("%s: SPIRE agent already running (pid %d)", host, proc.pid())
 		return nil
