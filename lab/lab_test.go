@@ -129,6 +129,12 @@ func TestUpResumeDown(t *testing.T) {
 	}
 	t.Log(sb.String())
 
+	// The SPIRE server goes down: the workloads keep their SVIDs; it comes back.
+	sb.Reset()
+	if err := l.ScenarioServerDown(context.Background(), &sb); err != nil {
+		t.Fatalf("server-down: %v\n%s", err, sb.String())
+	}
+
 	// Decommissioning ca: its DevID is revoked and its agent banned.
 	sb.Reset()
 	if err := l.ScenarioRevoke(context.Background(), &sb); err != nil {

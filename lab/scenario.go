@@ -23,6 +23,7 @@ var Scenarios = map[string]func(*Lab, context.Context, io.Writer) error{
 	"bios-update":                (*Lab).ScenarioBIOSUpdate,
 	"join-token-after-migration": (*Lab).ScenarioJoinTokenAfterMigration,
 	"revoke":                     (*Lab).ScenarioRevoke,
+	"server-down":                (*Lab).ScenarioServerDown,
 }
 
 // ScenarioBIOSUpdate plays a BIOS update on host auth: new firmware in PCR 0, a reboot;
@@ -260,4 +261,52 @@ func (l *Lab) ScenarioRevoke(ctx context.Context, out io.Writer) error {
 	fmt.Fprintf(out, "2. its SPIRE agent %s is banned: the workloads on %s get no new SVIDs\n", id, host)
 	// The host is gone from the Tower: the lab no longer starts its agent.
 	return os.WriteFile(l.path("hosts", host, "decommissioned"), nil, 0o644)
+}
+
+// ScenarioServerDown stops the SPIRE server: the demo workload keeps its valid SVID (the
+// agent serves it from its cache), and when the server returns, the agents recover.
+func (l *Lab) ScenarioServerDown(ctx context.Context, out io.Writer) error {
+	p, err := l.ports()
+	if err != nil {
+		return err
+	}
+	ca, err := l.caState()
+	if err != nil {
+		return err
+	}
+	demo := l.sibling("omens-demo")
+	port, err := l.demoPort()
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d/hello", port)
+	call := func() error {
+		b, err := execCommand(ctx, demo, "call", "--socket", l.AgentSocket("ca"), "--url", url, "--expect", openbaoID, "--timeout", "5s")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b)))
+		}
+		return nil
+	}
+	server := process{name: "spire-server", dir: l.Dir}
+	if err := server.stop(20 * time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "1. the SPIRE server is down")
+	if err := call(); err != nil {
+		return fmt.Errorf("lab: with the server down, the workloads lost their SVIDs: %w", err)
+	}
+	fmt.Fprintln(out, "2. step-ca's stand-in still calls OpenBao's over mTLS: both hold valid SVIDs from their agents' caches")
+	if err := l.upSPIREServer(ctx, p, ca); err != nil {
+		return err
+	}
+	for _, h := range Hosts {
+		if err := l.upAgent(ctx, p, h); err != nil {
+			return err
+		}
+	}
+	if err := call(); err != nil {
+		return fmt.Errorf("lab: after the server returned: %w", err)
+	}
+	fmt.Fprintln(out, "3. the server is back; the agents and the workloads carry on")
+	return nil
 }

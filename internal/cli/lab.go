@@ -130,12 +130,12 @@ func newLabCmd() *cobra.Command {
 	}
 	scenario := &cobra.Command{
 		Use:   "scenario NAME",
-		Short: "Play a failure from the plan on the running lab (bios-update, join-token-after-migration, revoke)",
+		Short: "Play a failure from the plan on the running lab (bios-update, join-token-after-migration, revoke, server-down)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			play, ok := lab.Scenarios[args[0]]
 			if !ok {
-				return fmt.Errorf("unknown scenario %q (known: bios-update, join-token-after-migration, revoke)", args[0])
+				return fmt.Errorf("unknown scenario %q (known: bios-update, join-token-after-migration, revoke, server-down)", args[0])
 			}
 			l, err := newLab(cmd)
 			if err != nil {
