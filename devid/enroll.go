@@ -282,5 +282,3 @@ func writeFiles(dir string, key *tpm.DevIDKey, chain [][]byte, meta *Meta) error
 	}
 	return nil
 }
-
-func tpm2Handle(h uint32) tpm2.TPMHandle { return tpm2.TPMHandle(h) }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
 )
 
 // Current is the enrolled DevID in a directory.
@@ -75,7 +77,7 @@ func Renew(ctx context.Context, cfg Config, force bool, now time.Time) (*Meta, e
 	if cfg.Handle == 0 && cur.Meta.Handle != "" {
 		var h uint32
 		if _, err := fmt.Sscanf(cur.Meta.Handle, "0x%X", &h); err == nil {
-			cfg.Handle = tpm2Handle(h)
+			cfg.Handle = tpm2.TPMHandle(h)
 		}
 	}
 	return Enroll(ctx, cfg)

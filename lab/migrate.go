@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -142,7 +143,7 @@ func (l *Lab) caState() (*caState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lab: step-ca not initialised (run omens lab up): %w", err)
 	}
-	return &st, jsonUnmarshal(b, &st)
+	return &st, json.Unmarshal(b, &st)
 }
 
 func (l *Lab) ekHash(host string) (string, error) {
@@ -166,13 +167,14 @@ func (l *Lab) writeInventory(hashes map[string]string) error {
 	for _, h := range Hosts {
 		fmt.Fprintf(&b, "\nhost %q {\n  ek_hash       = %q\n  devid_subject = %q\n}\n", h, hashes[h], h+"."+TrustDomain)
 	}
-	fmt.Fprintf(&b, "\nworkload \"openbao\" {\n  host      = \"spire\"\n  spiffe_id = \"spiffe://%s/openbao\"\n  selectors = [%q]\n}\n", TrustDomain, l.workloadSelector("openbao"))
-	fmt.Fprintf(&b, "\nworkload \"step-ca\" {\n  host      = \"ca\"\n  spiffe_id = \"spiffe://%s/step-ca\"\n  selectors = [%q]\n}\n", TrustDomain, l.workloadSelector("step"))
+	fmt.Fprintf(&b, "\nworkload \"openbao\" {\n  host      = \"spire\"\n  spiffe_id = \"spiffe://%s/openbao\"\n  selectors = [%q]\n}\n", TrustDomain, l.workloadSelector())
+	fmt.Fprintf(&b, "\nworkload \"step-ca\" {\n  host      = \"ca\"\n  spiffe_id = \"spiffe://%s/step-ca\"\n  selectors = [%q]\n}\n", TrustDomain, l.workloadSelector())
 	return os.WriteFile(l.InventoryPath(), []byte(b.String()), 0o644)
 }
 
-// workloadSelector is the plan's unix:user selector; the lab's demo workloads run as the
-// lab's own user until they get users of their own, so it names that uid for now.
-func (l *Lab) workloadSelector(user string) string {
+// workloadSelector is what the lab's demo workloads are registered by: they run as the
+// lab's own user, so its uid (the plan's unix:user:openbao and unix:user:step need users
+// of their own, which the lab does not create yet).
+func (l *Lab) workloadSelector() string {
 	return fmt.Sprintf("unix:uid:%d", os.Getuid())
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"omens.dev/omens/internal/engines"
+
 	"omens.dev/omens/ra"
 	"omens.dev/omens/ra/stepca"
 	"omens.dev/omens/registry"
@@ -86,16 +88,20 @@ func (l *Lab) ScenarioBIOSUpdate(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, _ := jsonMarshal(rep)
-	if !strings.Contains(string(b), "pinned") {
+	pinned := false
+	for _, h := range rep.Hosts {
+		pinned = pinned || (h.EKHash == hash && len(h.Pins) > 0)
+	}
+	if !pinned {
 		return fmt.Errorf("lab: the new boot state of %s was not pinned", host)
 	}
 	fmt.Fprintf(out, "4. the new boot state is accepted and pinned; %s attests again with its TPM\n", host)
 	return nil
 }
 
+// mustEngine is the path of an engine; upTower has checked they are all there.
 func mustEngine(name string) string {
-	p, _ := enginePath(name)
+	p, _ := engines.Path(name)
 	return p
 }
 

@@ -403,8 +403,6 @@ func (l *Lab) agentAttestor(host string) string {
     }`, l.sibling("omens-attestor-agent"), l.TPMSocket(host), filepath.Join(l.DevIDDir(host), "devid.crt"), DevIDHandle)
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 // PolicyPath is the lab's PCR boot-state policy.
 func (l *Lab) PolicyPath() string { return l.path("pcr-policy.hcl") }
 
@@ -439,7 +437,3 @@ func (l *Lab) writePolicy() error {
 	}
 	return os.WriteFile(l.PolicyPath(), []byte(b.String()), 0o644)
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-func enginePath(name string) (string, error) { return engines.Path(name) }

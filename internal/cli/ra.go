@@ -5,8 +5,10 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -153,15 +155,8 @@ func newRAPendingCmd() *cobra.Command {
 }
 
 func sortedHosts(b *ra.Bindings) []*ra.Binding {
-	var out []*ra.Binding
-	for _, h := range b.Hosts {
-		out = append(out, h)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].Host < out[j-1].Host; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	out := slices.Collect(maps.Values(b.Hosts))
+	slices.SortFunc(out, func(x, y *ra.Binding) int { return strings.Compare(x.Host, y.Host) })
 	return out
 }
 
