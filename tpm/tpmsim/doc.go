@@ -4,10 +4,11 @@
 //
 // A simulated host has a state directory holding its primary seed and its manufacturer:
 // a root and intermediate CA (package mfgca) that issued its EK certificates, which are
-// written into the TCG NV indices at every start. The seed makes the EK the same after a
-// restart, so the host keeps its EK and certificate. What the reference simulator keeps
-// only in memory (persistent handles such as the AK, the SRK seed) lasts until the process
-// exits; a Reboot (PCRs reset, TPM2_Startup(CLEAR)) keeps it.
+// written into the TCG NV indices at its first start. The TPM's NV memory (seeds,
+// persistent keys such as the AK and a DevID, NV indices) is saved in the state directory
+// after every command that changed it and loaded at the next start, so a host whose process
+// stopped or was killed comes back as after a power cut: same EK, same persistent keys,
+// PCRs reset. A Reboot (TPM2_Shutdown, TPM2_Startup(CLEAR)) keeps the same.
 //
 // At every boot the simulator measures the host's boot profile (boot.json in the state
 // directory: PCR index to event strings) with TPM2_PCR_Event, as firmware would; a

@@ -65,7 +65,11 @@ type Sim struct {
 	boot Profile
 	// Boots counts TPM2_Startup(CLEAR) since the process started.
 	boots int
+	// savedNV is the NV image last written to the state directory.
+	savedNV []byte
 }
+
+func (s *Sim) nvPath() string { return filepath.Join(s.opts.StateDir, "nv") }
 
 // Profile is what firmware measures at boot: PCR index to the event data measured into
 // it, in order.
@@ -112,15 +116,32 @@ func Start(opts Options) (*Sim, error) {
 		return nil, fmt.Errorf("tpmsim: start reference simulator: %w", err)
 	}
 	s := &Sim{opts: opts, ca: ca, sim: sim, t: transport.FromReadWriter(sim), boot: boot}
-	if err := s.provision(); err != nil {
-		sim.Close()
-		return nil, err
-	}
-	if err := s.measureBoot(); err != nil {
+	if err := s.powerOn(); err != nil {
 		sim.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// powerOn brings the TPM up from its saved NV image, or provisions it the first time,
+// then plays the boot and saves the NV image.
+func (s *Sim) powerOn() error {
+	img, saved, err := loadNVImage(s.nvPath())
+	if err != nil {
+		return err
+	}
+	if saved {
+		powerOnWithNV(img)
+		if _, err := (tpm2.Startup{StartupType: tpm2.TPMSUClear}).Execute(s.t); err != nil {
+			return fmt.Errorf("tpmsim: TPM2_Startup from %s: %w", s.nvPath(), err)
+		}
+	} else if err := s.provision(); err != nil {
+		return err
+	}
+	if err := s.measureBoot(); err != nil {
+		return err
+	}
+	return s.saveNV()
 }
 
 // provision makes the fixed seeds durable and writes the EK certificates.
@@ -246,7 +267,14 @@ func (s *Sim) Send(cmd []byte) ([]byte, error) {
 	if s.sim == nil {
 		return nil, errors.New("tpmsim: TPM is powered off")
 	}
-	return s.t.Send(cmd)
+	rsp, err := s.t.Send(cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.saveNV(); err != nil {
+		return nil, err
+	}
+	return rsp, nil
 }
 
 // Reboot simulates a platform reset: TPM2_Shutdown, power cycle, TPM2_Startup(CLEAR), so
@@ -272,7 +300,10 @@ func (s *Sim) Reboot(set Profile) error {
 	if err := s.sim.Reset(); err != nil {
 		return fmt.Errorf("tpmsim: reset: %w", err)
 	}
-	return s.measureBoot()
+	if err := s.measureBoot(); err != nil {
+		return err
+	}
+	return s.saveNV()
 }
 
 // Status describes the simulated host.
