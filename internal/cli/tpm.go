@@ -67,8 +67,9 @@ go-tpm and SPIRE's tpm_devid agent open it like a device (--tpm PATH, tpm_path).
 
 The first start creates, in --state DIR, the host's seed and its manufacturer: a root and
 intermediate CA written to DIR/manufacturer-ca.pem (the bundle a verifier trusts) that
-issues the EK certificate (RSA-2048, plus ECC P-256 with --ecc) stored in NV. Later starts
-keep the same EK and certificate. At every boot the simulator measures DIR/boot.json into
+issues the EK certificate (RSA-2048, plus ECC P-256 with --ecc) stored in NV. The TPM's NV
+memory is saved to DIR/nv after every command that changed it, so a later start, even
+after the process was killed, keeps the EK, its certificate and the persistent keys. At every boot the simulator measures DIR/boot.json into
 the PCRs; 'omens tpm reboot' reboots it, optionally after a BIOS update.
 
 It runs until interrupted (Ctrl-C or SIGTERM).`,
