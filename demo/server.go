@@ -3,7 +3,6 @@ package demo
 import (
 	"context"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +68,10 @@ type ServerConfig struct {
 	// Timeout bounds the reading of a request and the writing of its answer
 	// (DefaultTimeout when zero).
 	Timeout time.Duration
+	// SVIDFile, when not "", is the path of an SVID file (see SVIDStatus) that Serve writes
+	// before it serves and rewrites on each renewal. Serve leaves it in place when it
+	// returns.
+	SVIDFile string
 }
 
 // Serve answers HTTPS requests on l with mutual TLS until ctx ends, then shuts down
@@ -92,6 +95,11 @@ func Serve(ctx context.Context, l net.Listener, cfg ServerConfig) error {
 	own, err := cfg.Source.GetX509SVID()
 	if err != nil {
 		return fmt.Errorf("demo: own SVID: %w", err)
+	}
+	if cfg.SVIDFile != "" {
+		if err := writeSVIDStatus(cfg.SVIDFile, own); err != nil {
+			return err
+		}
 	}
 
 	mux := http.NewServeMux()
@@ -121,13 +129,7 @@ func Serve(ctx context.Context, l net.Listener, cfg ServerConfig) error {
 	}
 	logger.Printf("serving %s on https://%s%s to %s; %s", own.ID, l.Addr(), HelloPath, joinIDs(cfg.Allow), describeSVID(own))
 
-	watchDone := make(chan struct{})
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer func() { stopWatch(); <-watchDone }()
-	go func() {
-		defer close(watchDone)
-		watchRenewals(watchCtx, cfg.Source, own, logger)
-	}()
+	defer watchRenewals(ctx, cfg.Source, own, logger, cfg.SVIDFile)()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(l, "", "") }()
@@ -154,37 +156,6 @@ func peerID(r *http.Request) (string, error) {
 		return "", err
 	}
 	return id.String(), nil
-}
-
-// describeSVID names an SVID's serial number and expiry.
-func describeSVID(s *x509svid.SVID) string {
-	leaf := s.Certificates[0]
-	return fmt.Sprintf("SVID serial %s valid until %s", hex.EncodeToString(leaf.SerialNumber.Bytes()), leaf.NotAfter.UTC().Format(time.RFC3339))
-}
-
-// watchRenewals logs each new SVID of a source that reports updates (as an X509Source
-// does), until ctx ends.
-func watchRenewals(ctx context.Context, src Source, current *x509svid.SVID, logger *log.Logger) {
-	u, ok := src.(interface{ Updated() <-chan struct{} })
-	if !ok {
-		return
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-u.Updated():
-		}
-		s, err := src.GetX509SVID()
-		if err != nil {
-			logger.Printf("SVID update: %v", err)
-			continue
-		}
-		if !s.Certificates[0].Equal(current.Certificates[0]) {
-			logger.Printf("SVID renewed: %s %s", s.ID, describeSVID(s))
-			current = s
-		}
-	}
 }
 
 // statusWriter remembers the status code of a response.

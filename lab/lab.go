@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"omens.dev/omens/devid"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
@@ -68,24 +69,36 @@ func (l *Lab) Up(ctx context.Context) error {
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
+	if err := l.ensureUsers(); err != nil {
+		return err
+	}
 	for _, h := range Hosts {
-		p := l.tpmProcess(h)
-		if pid := p.pid(); pid != 0 && l.tpmAnswers(h) {
-			l.progress("%s: simulated TPM already running (pid %d)", h, pid)
-			continue
-		}
-		p.stop(2 * time.Second) // a stale process that does not answer
-		start := time.Now()
-		l.progress("%s: starting simulated TPM", h)
-		if _, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)}); err != nil {
+		if err := l.upTPM(ctx, h); err != nil {
 			return err
 		}
-		if err := l.waitTPM(ctx, h, 30*time.Second); err != nil {
-			return fmt.Errorf("%w\n%s", err, p.tail(10))
-		}
-		l.progress("%s: simulated TPM up in %s", h, time.Since(start).Round(time.Millisecond))
 	}
 	return l.upTower(ctx)
+}
+
+// upTPM starts host's simulated TPM unless it runs. Its NV lives in its state directory,
+// so a TPM started again keeps its EK and its persistent keys.
+func (l *Lab) upTPM(ctx context.Context, h string) error {
+	p := l.tpmProcess(h)
+	if pid := p.pid(); pid != 0 && l.tpmAnswers(h) {
+		l.progress("%s: simulated TPM already running (pid %d)", h, pid)
+		return nil
+	}
+	p.stop(2 * time.Second) // a stale process that does not answer
+	start := time.Now()
+	l.progress("%s: starting simulated TPM", h)
+	if _, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)}); err != nil {
+		return err
+	}
+	if err := l.waitTPM(ctx, h, 30*time.Second); err != nil {
+		return fmt.Errorf("%w\n%s", err, p.tail(10))
+	}
+	l.progress("%s: simulated TPM up in %s", h, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func (l *Lab) tpmAnswers(host string) bool {
@@ -145,9 +158,9 @@ func (l *Lab) Down() error {
 			errs = append(errs, err)
 		}
 	}
+	os.RemoveAll(l.RuntimeDir()) // Workload API sockets, SVID files
 	for _, h := range Hosts {
-		os.RemoveAll(filepath.Dir(l.AgentSocket(h)))
-		os.RemoveAll(filepath.Join(filepath.Dir(filepath.Dir(l.AgentSocket(h))), "private"))
+		os.RemoveAll(l.path("hosts", h, "agent", "private"))
 	}
 	os.Remove(l.ServerSocket())
 	for _, h := range Hosts {
@@ -171,18 +184,26 @@ type HostStatus struct {
 	EKHash      string            `json:"ek_hash,omitempty"`
 	EKCert      string            `json:"ek_certificate,omitempty"` // verification result against the host's manufacturer CA
 	BootState   map[string]string `json:"boot_state,omitempty"`     // sha256 PCR index to value
-	Error       string            `json:"error,omitempty"`
+	// DevIDExpiry is when the host's DevID certificate expires; zero before enrollment.
+	DevIDExpiry time.Time `json:"devid_expires_at,omitzero"`
+	// Workloads are the demo workloads running on the host and the SVIDs they hold.
+	Workloads []WorkloadStatus `json:"workloads,omitempty"`
+	Error     string           `json:"error,omitempty"`
 }
 
 // Status reads every host's TPM: EK hash, EK certificate verified against the host's
 // manufacturer CA, and the boot PCRs.
 func (l *Lab) Status() []HostStatus {
 	agents := l.agents()
+	now := time.Now()
 	var out []HostStatus
 	for _, h := range Hosts {
-		st := HostStatus{Host: h, TPM: "down"}
+		st := HostStatus{Host: h, TPM: "down", Workloads: l.workloads(h, now)}
 		if a, ok := agents[h]; ok {
 			st.Attestation, st.AgentID = string(a.Method), a.ID
+		}
+		if d, err := devid.Load(l.DevIDDir(h)); err == nil {
+			st.DevIDExpiry = d.Leaf.NotAfter
 		}
 		if pid := l.tpmProcess(h).pid(); pid != 0 {
 			st.TPM = fmt.Sprintf("up (pid %d)", pid)

@@ -2,11 +2,16 @@ package lab_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/lab"
@@ -64,6 +69,12 @@ func TestUpResumeDown(t *testing.T) {
 			t.Errorf("%s: attestation %q agent %q, want a join-token agent", h.Host, h.Attestation, h.AgentID)
 		}
 	}
+	for _, h := range lab.Hosts {
+		checkTable(t, l, "up", map[string]map[string]string{h: {
+			"ATTESTATION": "=join_token", "AGENT": "spiffe://funlab.casa/spire/agent/join_token/", "TPM": "=up",
+			"EK": "=verified", "BOOT": "0:", "DEVID": "=-", "WORKLOADS": "=-",
+		}})
+	}
 
 	// A second Up on the same directory resumes: same processes, same EKs.
 	if err := l.Up(context.Background()); err != nil {
@@ -89,6 +100,16 @@ func TestUpResumeDown(t *testing.T) {
 		if h.Attestation != "tpm-devid" || h.AgentID != "spiffe://funlab.casa/spire/agent/tpm/"+h.EKHash {
 			t.Errorf("%s after the migration: attestation %q agent %q, want tpm-devid with the EK-hash ID", h.Host, h.Attestation, h.AgentID)
 		}
+		// The RA's profile: DevIDs for 2160h.
+		if left := time.Until(h.DevIDExpiry); left < 2159*time.Hour || left > 2161*time.Hour {
+			t.Errorf("%s: DevID expires %s, want in 2160h", h.Host, h.DevIDExpiry)
+		}
+	}
+	for _, h := range migrated {
+		checkTable(t, l, "migration", map[string]map[string]string{h.Host: {
+			"ATTESTATION": "=tpm-devid", "AGENT": "spiffe://funlab.casa/spire/agent/tpm/" + h.EKHash[:15],
+			"DEVID": "=" + h.DevIDExpiry.Local().Format("2006-01-02 15:04"),
+		}})
 	}
 	first = migrated
 
@@ -104,6 +125,39 @@ func TestUpResumeDown(t *testing.T) {
 	if !strings.Contains(refused, "is there a registration entry for this process?") {
 		t.Errorf("demo call without an entry:\n%s", refused)
 	}
+	// The workloads run, each as the plan's user when the lab runs as root, and hold SVIDs.
+	holding := map[string]string{}
+	for _, h := range l.Status() {
+		for _, w := range h.Workloads {
+			if w.Holding && time.Until(w.SVIDExpiry) > 0 {
+				holding[w.Name] = h.Host + " " + w.SPIFFEID
+			}
+		}
+	}
+	if holding["openbao"] != "spire spiffe://funlab.casa/openbao" || holding["step-ca"] != "ca spiffe://funlab.casa/step-ca" || len(holding) != 2 {
+		t.Errorf("workloads holding SVIDs: %v", holding)
+	}
+	checkTable(t, l, "demo", map[string]map[string]string{
+		"spire": {"ATTESTATION": "=tpm-devid", "WORKLOADS": "openbao ("},
+		"auth":  {"ATTESTATION": "=tpm-devid", "WORKLOADS": "=-"},
+		"ca":    {"ATTESTATION": "=tpm-devid", "WORKLOADS": "step-ca ("},
+	})
+	if os.Geteuid() == 0 {
+		inv, err := os.ReadFile(l.InventoryPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sel := range []string{`"unix:user:openbao"`, `"unix:user:step"`} {
+			if !strings.Contains(string(inv), sel) {
+				t.Errorf("as root the inventory registers by %s:\n%s", sel, inv)
+			}
+		}
+		for _, w := range []string{"openbao-demo", "step-ca-demo"} {
+			if u := processUser(t, dir, w); u != strings.TrimSuffix(strings.TrimSuffix(w, "-demo"), "-ca") {
+				t.Errorf("%s runs as %q", w, u)
+			}
+		}
+	}
 
 	// A BIOS update on auth is rejected, naming PCR 0, then accepted and pinned in a window.
 	var sb strings.Builder
@@ -113,11 +167,13 @@ func TestUpResumeDown(t *testing.T) {
 	if out := sb.String(); !strings.Contains(out, "(auth) PCR 0 is ") || !strings.Contains(out, "accepted and pinned") {
 		t.Errorf("bios-update scenario:\n%s", out)
 	}
-	for _, h := range l.Status() {
-		if h.Host == "auth" && h.Attestation != "tpm-devid" {
-			t.Errorf("auth after the BIOS update: %q", h.Attestation)
-		}
+	afterBIOS := l.Status()
+	if afterBIOS[1].Host != "auth" || afterBIOS[1].BootState["0"] == afterBIOS[0].BootState["0"] || afterBIOS[1].BootState["7"] != afterBIOS[0].BootState["7"] {
+		t.Errorf("boot state after auth's BIOS update: spire %v, auth %v; want PCR 0 alone to differ", afterBIOS[0].BootState, afterBIOS[1].BootState)
 	}
+	checkTable(t, l, "bios-update", map[string]map[string]string{
+		"auth": {"ATTESTATION": "=tpm-devid", "BOOT": "0:" + afterBIOS[1].BootState["0"][:8]},
+	})
 
 	// A join token is refused once the migration removed join_token.
 	sb.Reset()
@@ -134,6 +190,26 @@ func TestUpResumeDown(t *testing.T) {
 	if err := l.ScenarioServerDown(context.Background(), &sb); err != nil {
 		t.Fatalf("server-down: %v\n%s", err, sb.String())
 	}
+	checkTable(t, l, "server-down", map[string]map[string]string{
+		"spire": {"ATTESTATION": "=tpm-devid", "WORKLOADS": "openbao ("},
+		"auth":  {"ATTESTATION": "=tpm-devid"},
+		"ca":    {"ATTESTATION": "=tpm-devid", "WORKLOADS": "step-ca ("},
+	})
+
+	// spire's TPM disappears: the agent reports it, keeps serving, re-attests when it is back.
+	sb.Reset()
+	if err := l.ScenarioTPMFailure(context.Background(), &sb); err != nil {
+		t.Fatalf("tpm-failure: %v\n%s", err, sb.String())
+	}
+	if out := sb.String(); !strings.Contains(out, "2. at its next re-attestation the agent reports it, and keeps running:\n   nodeattestor(tpm): tpm: open ") ||
+		!strings.Contains(out, "Successfully reattested node spiffe://funlab.casa/spire/agent/tpm/"+migrated[0].EKHash) {
+		t.Errorf("tpm-failure scenario:\n%s", out)
+	}
+	t.Log(sb.String())
+	checkTable(t, l, "tpm-failure", map[string]map[string]string{
+		"spire": {"ATTESTATION": "=tpm-devid", "TPM": "=up", "WORKLOADS": "openbao ("},
+		"ca":    {"ATTESTATION": "=tpm-devid", "WORKLOADS": "step-ca ("},
+	})
 
 	// Decommissioning ca: its DevID is revoked and its agent banned.
 	sb.Reset()
@@ -141,10 +217,14 @@ func TestUpResumeDown(t *testing.T) {
 		t.Fatalf("revoke: %v\n%s", err, sb.String())
 	}
 	for _, h := range l.Status() {
-		if h.Host == "ca" && h.Attestation != "" {
-			t.Errorf("ca after revoke still has a live agent: %q %q", h.Attestation, h.AgentID)
+		if h.Host == "ca" && (h.Attestation != "" || len(h.Workloads) != 0) {
+			t.Errorf("ca after revoke still has a live agent or workloads: %q %q %v", h.Attestation, h.AgentID, h.Workloads)
 		}
 	}
+	checkTable(t, l, "revoke", map[string]map[string]string{
+		"spire": {"ATTESTATION": "=tpm-devid", "WORKLOADS": "openbao ("},
+		"ca":    {"ATTESTATION": "=-", "AGENT": "=-", "WORKLOADS": "=-"},
+	})
 	revoked := l.Status()
 
 	pids := pidsOf(t, dir)
@@ -159,6 +239,7 @@ func TestUpResumeDown(t *testing.T) {
 	socks, _ := filepath.Glob(filepath.Join(dir, "hosts", "*", "*.sock*"))
 	more, _ := filepath.Glob(filepath.Join(dir, "hosts", "*", "agent", "*", "*.sock"))
 	socks = append(append(socks, more...), globOr(filepath.Join(dir, "spire", "api.sock"))...)
+	socks = append(socks, globOr(l.RuntimeDir())...)
 	if len(socks) != 0 {
 		t.Errorf("sockets left after down: %v", socks)
 	}
@@ -182,6 +263,64 @@ func TestUpResumeDown(t *testing.T) {
 			t.Errorf("%s: agent after restart %q, want %q", h.Host, h.AgentID, first[i].AgentID)
 		}
 	}
+}
+
+// checkTable renders the status table and checks cells: want maps a host to column
+// headers (their first word) and what the cell holds; "=" before a value asks for the
+// whole cell.
+func checkTable(t *testing.T, l *lab.Lab, step string, want map[string]map[string]string) {
+	t.Helper()
+	var b strings.Builder
+	if err := lab.WriteStatus(&b, l.Status()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	// Cells hold single spaces at most; tabwriter pads columns with two or more.
+	split := regexp.MustCompile(`\s{2,}`).Split
+	var header []string
+	for _, h := range split(lines[0], -1) {
+		header = append(header, strings.Fields(h)[0])
+	}
+	rows := map[string]map[string]string{}
+	for _, line := range lines[1:] {
+		cells := split(strings.TrimSpace(line), -1)
+		if len(cells) != len(header) {
+			t.Fatalf("after %s: row %q has %d cells, want %d:\n%s", step, line, len(cells), len(header), b.String())
+		}
+		rows[cells[0]] = map[string]string{}
+		for i, c := range cells {
+			rows[cells[0]][header[i]] = c
+		}
+	}
+	for host, cols := range want {
+		for col, v := range cols {
+			got, ok := rows[host][col]
+			if !ok {
+				t.Fatalf("after %s: no column %s for %s:\n%s", step, col, host, b.String())
+			}
+			if exact, isExact := strings.CutPrefix(v, "="); (isExact && got != exact) || (!isExact && !strings.Contains(got, v)) {
+				t.Errorf("after %s: %s's %s is %q, want %q:\n%s", step, host, col, got, v, b.String())
+			}
+		}
+	}
+}
+
+// processUser is the user name a lab process runs as.
+func processUser(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "run", name+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join("/proc", strings.TrimSpace(string(b))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := user.LookupId(fmt.Sprint(st.Sys().(*syscall.Stat_t).Uid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
 }
 
 // running reports whether pid is a live process: not gone, and not a zombie waiting for

@@ -167,14 +167,8 @@ func (l *Lab) writeInventory(hashes map[string]string) error {
 	for _, h := range Hosts {
 		fmt.Fprintf(&b, "\nhost %q {\n  ek_hash       = %q\n  devid_subject = %q\n}\n", h, hashes[h], h+"."+TrustDomain)
 	}
-	fmt.Fprintf(&b, "\nworkload \"openbao\" {\n  host      = \"spire\"\n  spiffe_id = \"spiffe://%s/openbao\"\n  selectors = [%q]\n}\n", TrustDomain, l.workloadSelector())
-	fmt.Fprintf(&b, "\nworkload \"step-ca\" {\n  host      = \"ca\"\n  spiffe_id = \"spiffe://%s/step-ca\"\n  selectors = [%q]\n}\n", TrustDomain, l.workloadSelector())
+	for _, w := range Workloads {
+		fmt.Fprintf(&b, "\nworkload %q {\n  host      = %q\n  spiffe_id = %q\n  selectors = [%q]\n}\n", w.Name, w.Host, w.SPIFFEID, w.selector())
+	}
 	return os.WriteFile(l.InventoryPath(), []byte(b.String()), 0o644)
-}
-
-// workloadSelector is what the lab's demo workloads are registered by: they run as the
-// lab's own user, so its uid (the plan's unix:user:openbao and unix:user:step need users
-// of their own, which the lab does not create yet).
-func (l *Lab) workloadSelector() string {
-	return fmt.Sprintf("unix:uid:%d", os.Getuid())
 }

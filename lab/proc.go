@@ -20,6 +20,8 @@ type process struct {
 	// notLeader marks a process the lab did not start in a process group of its own (the
 	// foreground `omens lab up`): it is signalled alone, not as a group.
 	notLeader bool
+	// cred, when set, is the user the process runs as.
+	cred *syscall.Credential
 }
 
 func (p process) signal(pid int, sig syscall.Signal) {
@@ -77,7 +79,7 @@ func (p process) start(argv []string) (int, error) {
 	defer log.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: p.cred}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("lab: start %s: %w", p.name, err)
 	}

@@ -3,13 +3,17 @@ package lab
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"omens.dev/omens/demo"
 	"omens.dev/omens/internal/engines"
 
 	"omens.dev/omens/ra"
@@ -26,6 +30,17 @@ var Scenarios = map[string]func(*Lab, context.Context, io.Writer) error{
 	"join-token-after-migration": (*Lab).ScenarioJoinTokenAfterMigration,
 	"revoke":                     (*Lab).ScenarioRevoke,
 	"server-down":                (*Lab).ScenarioServerDown,
+	"tpm-failure":                (*Lab).ScenarioTPMFailure,
+}
+
+// ScenarioNames are the scenarios in the order `omens lab scenario --help` lists them.
+func ScenarioNames() []string {
+	names := make([]string, 0, len(Scenarios))
+	for n := range Scenarios {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // ScenarioBIOSUpdate plays a BIOS update on host auth: new firmware in PCR 0, a reboot;
@@ -265,8 +280,33 @@ func (l *Lab) ScenarioRevoke(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "2. its SPIRE agent %s is banned: the workloads on %s get no new SVIDs\n", id, host)
-	// The host is gone from the Tower: the lab no longer starts its agent.
-	return os.WriteFile(l.path("hosts", host, "decommissioned"), nil, 0o644)
+	// The host is gone from the Tower: the lab stops its agent and workloads and no longer
+	// starts them.
+	if err := os.WriteFile(l.path("hosts", host, "decommissioned"), nil, 0o644); err != nil {
+		return err
+	}
+	for _, w := range Workloads {
+		if w.Host == host {
+			if err := w.process(l.Dir).stop(10 * time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	if err := (process{name: host + "-agent", dir: l.Dir}).stop(20 * time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "3. %s is shut down: the lab stops its agent and workloads and will not start them again\n", host)
+	return nil
+}
+
+// needWorkloads checks that the demo workloads run (omens lab up starts them).
+func (l *Lab) needWorkloads() error {
+	for _, w := range Workloads {
+		if !l.decommissioned(w.Host) && w.process(l.Dir).pid() == 0 {
+			return fmt.Errorf("lab: the demo workload %s does not run: run `omens lab up` first", w.Name)
+		}
+	}
+	return nil
 }
 
 // ScenarioServerDown stops the SPIRE server: the demo workload keeps its valid SVID (the
@@ -280,18 +320,12 @@ func (l *Lab) ScenarioServerDown(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	demo := l.sibling("omens-demo")
-	port, err := l.demoPort()
-	if err != nil {
+	if err := l.needWorkloads(); err != nil {
 		return err
 	}
-	url := fmt.Sprintf("https://127.0.0.1:%d/hello", port)
 	call := func() error {
-		b, err := execCommand(ctx, demo, "call", "--socket", l.AgentSocket("ca"), "--url", url, "--expect", openbaoID, "--timeout", "5s")
-		if err != nil {
-			return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b)))
-		}
-		return nil
+		_, err := l.callOpenBao(ctx)
+		return err
 	}
 	server := process{name: "spire-server", dir: l.Dir}
 	if err := server.stop(20 * time.Second); err != nil {
@@ -315,4 +349,75 @@ func (l *Lab) ScenarioServerDown(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "3. the server is back; the agents and the workloads carry on")
 	return nil
+}
+
+// ScenarioTPMFailure takes host spire's TPM away while OpenBao's stand-in runs there: the
+// simulator stops and its device socket is gone. At its next re-attestation (the lab's
+// agents re-attest every minute) the agent reports the failure in its log and keeps
+// serving the SVIDs it holds; when the TPM returns, with its NV (the AK, the DevID key at
+// its handle), the agent re-attests with it.
+func (l *Lab) ScenarioTPMFailure(ctx context.Context, out io.Writer) error {
+	const host = "spire"
+	if !l.onTPM(host) {
+		return fmt.Errorf("lab: %s's agent is not on its TPM yet: run `omens lab migrate` first", host)
+	}
+	if err := l.needWorkloads(); err != nil {
+		return err
+	}
+	agentLog := process{name: host + "-agent", dir: l.Dir}.logFile()
+	const failed, reattested = "Could not reattest agent", "Successfully reattested node"
+	before := countLines(agentLog, failed)
+	if err := l.tpmProcess(host).stop(10 * time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "1. the TPM of %s disappears: %s is gone\n", host, l.TPMSocket(host))
+	line, err := waitLine(ctx, agentLog, failed, before, 3*time.Minute)
+	if err != nil {
+		return errors.Join(err, l.upTPM(ctx, host))
+	}
+	reason := logField(line, "error")
+	if _, desc, ok := strings.Cut(reason, "desc = "); ok {
+		reason = desc
+	}
+	fmt.Fprintf(out, "2. at its next re-attestation the agent reports it, and keeps running:\n   %s\n", reason)
+	w := Workloads[0]
+	s, err := demo.ReadSVIDFile(l.SVIDFile(w))
+	if err == nil && !s.Valid(time.Now()) {
+		err = fmt.Errorf("its SVID expired at %s", s.NotAfter.Format(time.RFC3339))
+	}
+	if err == nil && !l.decommissioned("ca") {
+		_, err = l.callOpenBao(ctx)
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("lab: with %s's TPM gone, %s lost its SVID: %w", host, w.Name, err), l.upTPM(ctx, host))
+	}
+	fmt.Fprintf(out, "3. it still serves the SVIDs it holds: OpenBao's stand-in, valid until %s, answers step-ca's over mTLS\n", s.NotAfter.Local().Format(time.TimeOnly))
+	before = countLines(agentLog, reattested)
+	if err := l.upTPM(ctx, host); err != nil {
+		return err
+	}
+	if line, err = waitLine(ctx, agentLog, reattested, before, 3*time.Minute); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "4. the TPM is back with its NV (the AK, the DevID key at %s); the agent re-attests with it:\n   %s %s\n", DevIDHandle, reattested, logField(line, "spiffe_id"))
+	return nil
+}
+
+// logField returns the value of key in a SPIRE log line (logrus text format), or the
+// whole line when it has none.
+func logField(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return line
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if q, err := strconv.QuotedPrefix(v); err == nil {
+			if u, err := strconv.Unquote(q); err == nil {
+				return u
+			}
+		}
+	}
+	v, _, _ = strings.Cut(v, " ")
+	return v
 }

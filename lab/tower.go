@@ -164,11 +164,6 @@ func (l *Lab) upRA(ctx context.Context, p *ports, ca *caState) error {
 // ServerSocket is the SPIRE server API socket.
 func (l *Lab) ServerSocket() string { return l.path("spire", "api.sock") }
 
-// AgentSocket is host's Workload API socket.
-func (l *Lab) AgentSocket(host string) string {
-	return l.path("hosts", host, "agent", "public", "api.sock")
-}
-
 func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
 	dir := l.path("spire")
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
@@ -184,6 +179,8 @@ func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
     trust_domain = %q
     data_dir = %q
     log_level = "INFO"
+    # Agents re-attest (a fresh quote of their boot state) at half their SVID's life.
+    agent_ttl = "2m"
     experimental {
         cache_reload_interval = "1s"
     }
@@ -232,10 +229,13 @@ plugins {
 
 func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 	dir := l.path("hosts", host, "agent")
-	for _, d := range []string{"data", "public", "private"} {
+	for _, d := range []string{"data", "private"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return err
 		}
+	}
+	if err := l.prepareRuntime(); err != nil {
+		return err
 	}
 	server, _ := engines.Path(engines.SPIREServer)
 	agentBin, _ := engines.Path(engines.SPIREAgent)
@@ -372,7 +372,11 @@ func towerProcesses(dir string) []process {
 	for _, h := range Hosts {
 		out = append(out, process{name: h + "-agent", dir: dir})
 	}
-	return append([]process{{name: "openbao-demo", dir: dir}}, append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})...)
+	var demos []process
+	for _, w := range Workloads {
+		demos = append(demos, w.process(dir))
+	}
+	return append(demos, append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})...)
 }
 
 // onTPM reports whether host's agent has moved to TPM attestation (DevID mode).

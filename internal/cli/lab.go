@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -44,13 +43,13 @@ func newLabCmd() *cobra.Command {
 				return fmt.Errorf("%w\nthe lab is partly up: see `omens lab status --dir %s`, stop it with `omens lab down --dir %s`", err, dir, dir)
 			}
 			if noMigrate {
-				printLabStatus(cmd.OutOrStdout(), l.Status())
+				lab.WriteStatus(cmd.OutOrStdout(), l.Status())
 			} else {
 				fmt.Fprintln(cmd.OutOrStdout(), "\nthe Tower today: every agent on a join token")
-				printLabStatus(cmd.OutOrStdout(), l.Status())
+				lab.WriteStatus(cmd.OutOrStdout(), l.Status())
 				if err := l.Migrate(ctx, func(step string, st []lab.HostStatus) {
 					fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", step)
-					printLabStatus(cmd.OutOrStdout(), st)
+					lab.WriteStatus(cmd.OutOrStdout(), st)
 				}); err != nil {
 					return fmt.Errorf("%w\nthe lab is up but the migration stopped: see `omens lab status --dir %s`; `omens lab migrate` continues it", err, dir)
 				}
@@ -91,7 +90,7 @@ func newLabCmd() *cobra.Command {
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), st)
 			}
-			printLabStatus(cmd.OutOrStdout(), st)
+			lab.WriteStatus(cmd.OutOrStdout(), st)
 			return nil
 		},
 	}
@@ -124,18 +123,30 @@ func newLabCmd() *cobra.Command {
 			}
 			return l.Migrate(cmd.Context(), func(step string, st []lab.HostStatus) {
 				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", step)
-				printLabStatus(cmd.OutOrStdout(), st)
+				lab.WriteStatus(cmd.OutOrStdout(), st)
 			})
 		},
 	}
 	scenario := &cobra.Command{
 		Use:   "scenario NAME",
-		Short: "Play a failure from the plan on the running lab (bios-update, join-token-after-migration, revoke, server-down)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Play a failure from the plan on the running lab and print what happened",
+		Long: `Play a failure from the Tower's plan on the running lab (omens lab up), print each step
+and what the Tower did, then the status table. The scenarios:
+
+  bios-update                 a BIOS update on auth: its new boot state is rejected, naming
+                              the PCR; in an allow-next window it is accepted and pinned
+  join-token-after-migration  an agent with a join token from before the migration is refused
+  revoke                      host ca is decommissioned: DevID revoked in step-ca, agent banned
+  server-down                 the SPIRE server stops: workloads keep their SVIDs; agents recover
+  tpm-failure                 spire's TPM disappears: its agent reports it, keeps serving
+                              SVIDs, and re-attests when the TPM returns (about a minute each)`,
+		Example:   "  omens lab scenario bios-update",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: lab.ScenarioNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			play, ok := lab.Scenarios[args[0]]
 			if !ok {
-				return fmt.Errorf("unknown scenario %q (known: bios-update, join-token-after-migration, revoke, server-down)", args[0])
+				return fmt.Errorf("unknown scenario %q (known: %s)", args[0], strings.Join(lab.ScenarioNames(), ", "))
 			}
 			l, err := newLab(cmd)
 			if err != nil {
@@ -144,37 +155,9 @@ func newLabCmd() *cobra.Command {
 			if err := play(l, cmd.Context(), cmd.OutOrStdout()); err != nil {
 				return err
 			}
-			printLabStatus(cmd.OutOrStdout(), l.Status())
-			return nil
+			return lab.WriteStatus(cmd.OutOrStdout(), l.Status())
 		},
 	}
 	cmd.AddCommand(up, status, down, migrate, scenario)
 	return cmd
-}
-
-func printLabStatus(w io.Writer, hosts []lab.HostStatus) {
-	tb := newTable(w)
-	tb.row("HOST", "ATTESTATION", "AGENT ID", "TPM", "EK HASH", "EK CERTIFICATE", "BOOT STATE (sha256 PCR 0,2,4,7)")
-	for _, h := range hosts {
-		ek := h.EKHash
-		if len(ek) > 16 {
-			ek = ek[:16] + "…"
-		}
-		var boot []string
-		for _, p := range lab.BootPCRs {
-			if v := h.BootState[fmt.Sprint(p)]; v != "" {
-				boot = append(boot, fmt.Sprintf("%d:%s", p, v[:8]))
-			}
-		}
-		cert := h.EKCert
-		if h.Error != "" {
-			cert = "error: " + h.Error
-		}
-		att, id := h.Attestation, h.AgentID
-		if att == "" {
-			att, id = "-", "-"
-		}
-		tb.row(h.Host, att, id, h.TPM, ek, cert, strings.Join(boot, " "))
-	}
-	tb.flush()
 }
