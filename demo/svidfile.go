@@ -185,7 +185,6 @@ func WriteSVIDFile(path string, s SVIDStatus) error {
 	return nil
 }
 
-
 // statusOf describes svid as held by process pid at now.
 func statusOf(svid *x509svid.SVID, pid int, now time.Time) SVIDStatus {
 	leaf := svid.Certificates[0]
