@@ -186,6 +186,8 @@ type HostStatus struct {
 	BootState   map[string]string `json:"boot_state,omitempty"`     // sha256 PCR index to value
 	// DevIDExpiry is when the host's DevID certificate expires; zero before enrollment.
 	DevIDExpiry time.Time `json:"devid_expires_at,omitzero"`
+	// DevIDRevoked is true once the host was decommissioned (omens lab scenario revoke).
+	DevIDRevoked bool `json:"devid_revoked,omitempty"`
 	// Workloads are the demo workloads running on the host and the SVIDs they hold.
 	Workloads []WorkloadStatus `json:"workloads,omitempty"`
 	Error     string           `json:"error,omitempty"`
@@ -203,7 +205,7 @@ func (l *Lab) Status() []HostStatus {
 			st.Attestation, st.AgentID = string(a.Method), a.ID
 		}
 		if d, err := devid.Load(l.DevIDDir(h)); err == nil {
-			st.DevIDExpiry = d.Leaf.NotAfter
+			st.DevIDExpiry, st.DevIDRevoked = d.Leaf.NotAfter, l.decommissioned(h)
 		}
 		if pid := l.tpmProcess(h).pid(); pid != 0 {
 			st.TPM = fmt.Sprintf("up (pid %d)", pid)

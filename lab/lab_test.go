@@ -190,6 +190,12 @@ func TestUpResumeDown(t *testing.T) {
 	if err := l.ScenarioServerDown(context.Background(), &sb); err != nil {
 		t.Fatalf("server-down: %v\n%s", err, sb.String())
 	}
+	if out := sb.String(); !strings.Contains(out, "2. spire's agent cannot re-attest, and keeps running:\n   ") ||
+		!strings.Contains(out, "3. step-ca's stand-in still calls OpenBao's") ||
+		!strings.Contains(out, "4. the server is back; spire's agent re-attests:\n   Successfully reattested node spiffe://funlab.casa/spire/agent/tpm/"+migrated[0].EKHash) {
+		t.Errorf("server-down scenario:\n%s", out)
+	}
+	t.Log(sb.String())
 	checkTable(t, l, "server-down", map[string]map[string]string{
 		"spire": {"ATTESTATION": "=tpm-devid", "WORKLOADS": "openbao ("},
 		"auth":  {"ATTESTATION": "=tpm-devid"},
@@ -223,7 +229,7 @@ func TestUpResumeDown(t *testing.T) {
 	}
 	checkTable(t, l, "revoke", map[string]map[string]string{
 		"spire": {"ATTESTATION": "=tpm-devid", "WORKLOADS": "openbao ("},
-		"ca":    {"ATTESTATION": "=-", "AGENT": "=-", "WORKLOADS": "=-"},
+		"ca":    {"ATTESTATION": "=-", "AGENT": "=-", "DEVID": "=revoked", "WORKLOADS": "=-"},
 	})
 	revoked := l.Status()
 

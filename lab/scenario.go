@@ -228,7 +228,7 @@ plugins {
 	reason := "refused"
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.Contains(line, "Agent crashed") || strings.Contains(line, "failed to attest") {
-			reason = strings.TrimSpace(line)
+			reason = logField(strings.TrimSpace(line), "error")
 		}
 	}
 	fmt.Fprintf(out, "2. it is refused:\n   %s\n", reason)
@@ -309,9 +309,11 @@ func (l *Lab) needWorkloads() error {
 	return nil
 }
 
-// ScenarioServerDown stops the SPIRE server: the demo workload keeps its valid SVID (the
-// agent serves it from its cache), and when the server returns, the agents recover.
+// ScenarioServerDown stops the SPIRE server until an agent (spire's) fails to re-attest:
+// the workloads keep their valid SVIDs, served from their agents' caches; then the server
+// returns and the agent re-attests.
 func (l *Lab) ScenarioServerDown(ctx context.Context, out io.Writer) error {
+	const host = "spire"
 	p, err := l.ports()
 	if err != nil {
 		return err
@@ -323,31 +325,43 @@ func (l *Lab) ScenarioServerDown(ctx context.Context, out io.Writer) error {
 	if err := l.needWorkloads(); err != nil {
 		return err
 	}
-	call := func() error {
-		_, err := l.callOpenBao(ctx)
-		return err
-	}
+	agentLog := process{name: host + "-agent", dir: l.Dir}.logFile()
+	const failed, reattested = "Could not reattest agent", "Successfully reattested node"
+	before := countLines(agentLog, failed)
 	server := process{name: "spire-server", dir: l.Dir}
 	if err := server.stop(20 * time.Second); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "1. the SPIRE server is down")
-	if err := call(); err != nil {
-		return fmt.Errorf("lab: with the server down, the workloads lost their SVIDs: %w", err)
+	line, err := waitLine(ctx, agentLog, failed, before, 3*time.Minute)
+	if err != nil {
+		return errors.Join(err, l.upSPIREServer(ctx, p, ca))
 	}
-	fmt.Fprintln(out, "2. step-ca's stand-in still calls OpenBao's over mTLS: both hold valid SVIDs from their agents' caches")
+	reason := logField(line, "error")
+	if _, desc, ok := strings.Cut(reason, "desc = "); ok {
+		reason = desc
+	}
+	fmt.Fprintf(out, "2. %s's agent cannot re-attest, and keeps running:\n   %s\n", host, reason)
+	if !l.decommissioned("ca") {
+		if _, err := l.callOpenBao(ctx); err != nil {
+			return errors.Join(fmt.Errorf("lab: with the server down, the workloads lost their SVIDs: %w", err), l.upSPIREServer(ctx, p, ca))
+		}
+		fmt.Fprintln(out, "3. step-ca's stand-in still calls OpenBao's over mTLS: both hold valid SVIDs from their agents' caches")
+	}
+	before = countLines(agentLog, reattested)
 	if err := l.upSPIREServer(ctx, p, ca); err != nil {
 		return err
 	}
 	for _, h := range Hosts {
+		// An agent whose own SVID ran out while the server was away has exited.
 		if err := l.upAgent(ctx, p, h); err != nil {
 			return err
 		}
 	}
-	if err := call(); err != nil {
-		return fmt.Errorf("lab: after the server returned: %w", err)
+	if line, err = waitLine(ctx, agentLog, reattested, before, 3*time.Minute); err != nil {
+		return err
 	}
-	fmt.Fprintln(out, "3. the server is back; the agents and the workloads carry on")
+	fmt.Fprintf(out, "4. the server is back; %s's agent re-attests:\n   %s %s\n", host, reattested, logField(line, "spiffe_id"))
 	return nil
 }
 

@@ -44,6 +44,9 @@ func statusRow(h HostStatus) []string {
 	if !h.DevIDExpiry.IsZero() {
 		devidExp = h.DevIDExpiry.Local().Format("2006-01-02 15:04")
 	}
+	if h.DevIDRevoked {
+		devidExp = "revoked"
+	}
 	var wl []string
 	for _, w := range h.Workloads {
 		switch {

@@ -59,6 +59,8 @@ func newLabCmd() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "\nstep-ca (on ca) calls OpenBao (on spire) over mTLS with SVIDs:\n%s\n", call)
 				fmt.Fprintf(cmd.OutOrStdout(), "\na process without a registration entry (on auth) is refused:\n%s\n", refused)
+				fmt.Fprintln(cmd.OutOrStdout(), "\nthe Tower now: every agent on its TPM, the workloads holding SVIDs")
+				lab.WriteStatus(cmd.OutOrStdout(), l.Status())
 			}
 			if detach {
 				fmt.Fprintf(cmd.OutOrStdout(), "\nthe lab runs in the background; stop it with: omens lab down --dir %s\n", dir)
