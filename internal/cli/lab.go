@@ -139,9 +139,12 @@ and what the Tower did, then the status table. The scenarios:
                               the PCR; in an allow-next window it is accepted and pinned
   join-token-after-migration  an agent with a join token from before the migration is refused
   revoke                      host ca is decommissioned: DevID revoked in step-ca, agent banned
-  server-down                 the SPIRE server stops: workloads keep their SVIDs; agents recover
+  server-down                 the SPIRE server stops until spire's agent fails to re-attest:
+                              workloads keep their SVIDs; the agent re-attests when it returns
   tpm-failure                 spire's TPM disappears: its agent reports it, keeps serving
-                              SVIDs, and re-attests when the TPM returns (about a minute each)`,
+                              SVIDs, and re-attests when the TPM returns
+
+server-down and tpm-failure wait for the agent's next re-attestation: up to a minute.`,
 		Example:   "  omens lab scenario bios-update",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: lab.ScenarioNames(),
