@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/proc"
 )
 
 // AgentConfig shapes the agent.conf that StartAgent writes.
@@ -42,7 +43,7 @@ type Agent struct {
 	name    string
 	bin     string
 	logPath string
-	proc    *process
+	proc    *proc.Process
 }
 
 // Agent socket names, relative to Agent.Dir. SPIRE refuses an admin socket in the
@@ -92,12 +93,12 @@ func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 	}
 	t.Cleanup(func() {
 		if a.proc != nil {
-			if err := a.proc.stop(); err != nil {
-				t.Error(err)
+			if err := a.proc.Stop(stopTimeout); err != nil {
+				t.Errorf("spiretest: %v", err)
 			}
 		}
 		if t.Failed() {
-			t.Log(logTail(a.logPath))
+			t.Log(proc.Tail(a.logPath))
 		}
 	})
 	a.launch(t)
@@ -155,7 +156,7 @@ func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string,
 func (a *Agent) launch(t testing.TB) {
 	t.Helper()
 	if a.proc != nil {
-		if done, _ := a.proc.exited(); !done {
+		if done, _ := a.proc.Exited(); !done {
 			t.Fatalf("spiretest: %s already running", a.name)
 		}
 	}
@@ -168,7 +169,7 @@ func (a *Agent) launch(t testing.TB) {
 
 func (a *Agent) waitHealthy(t testing.TB) {
 	t.Helper()
-	waitReady(t, a.proc, a.logPath, readyTimeout, func(ctx context.Context) error {
+	waitReady(t, a.proc, a.bin, a.logPath, func(ctx context.Context) error {
 		_, err := runTool(ctx, a.bin, "healthcheck", "-socketPath", a.WorkloadSocket)
 		return err
 	})
@@ -188,8 +189,8 @@ func (a *Agent) Stop(t testing.TB) {
 	if a.proc == nil {
 		return
 	}
-	if err := a.proc.stop(); err != nil {
-		t.Fatal(err)
+	if err := a.proc.Stop(stopTimeout); err != nil {
+		t.Fatalf("spiretest: %v", err)
 	}
 }
 
@@ -199,10 +200,11 @@ func (a *Agent) Stop(t testing.TB) {
 func (a *Agent) WaitExit(t testing.TB, timeout time.Duration) error {
 	t.Helper()
 	select {
-	case <-a.proc.done:
-		return a.proc.err
+	case <-a.proc.Done():
+		_, err := a.proc.Exited()
+		return err
 	case <-time.After(timeout):
-		t.Fatalf("spiretest: %s still running after %v\n%s", a.name, timeout, logTail(a.logPath))
+		t.Fatalf("spiretest: %s still running after %v\n%s", a.name, timeout, proc.Tail(a.logPath))
 		return nil
 	}
 }
@@ -225,7 +227,7 @@ func (a *Agent) SPIFFEID(t testing.TB) string {
 	t.Helper()
 	m := svidLine.FindAllStringSubmatch(a.Log(), -1)
 	if m == nil {
-		t.Fatalf("spiretest: %s has not logged its SPIFFE ID\n%s", a.name, logTail(a.logPath))
+		t.Fatalf("spiretest: %s has not logged its SPIFFE ID\n%s", a.name, proc.Tail(a.logPath))
 	}
 	return m[len(m)-1][1]
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/proc"
 )
 
 // DefaultTrustDomain is the trust domain of a server whose config names none.
@@ -49,7 +50,7 @@ type Server struct {
 	port    int
 	bin     string
 	logPath string
-	proc    *process
+	proc    *proc.Process
 }
 
 // StartServer starts a SPIRE server and waits until `spire-server healthcheck` passes. The
@@ -73,12 +74,12 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 	}
 	t.Cleanup(func() {
 		if s.proc != nil {
-			if err := s.proc.stop(); err != nil {
-				t.Error(err)
+			if err := s.proc.Stop(stopTimeout); err != nil {
+				t.Errorf("spiretest: %v", err)
 			}
 		}
 		if t.Failed() {
-			t.Log(logTail(s.logPath))
+			t.Log(proc.Tail(s.logPath))
 		}
 	})
 	s.Start(t)
@@ -140,7 +141,7 @@ func (s *Server) config(cfg ServerConfig) string {
 func (s *Server) Start(t testing.TB) {
 	t.Helper()
 	if s.proc != nil {
-		if done, _ := s.proc.exited(); !done {
+		if done, _ := s.proc.Exited(); !done {
 			t.Fatal("spiretest: server already running")
 		}
 	}
@@ -149,7 +150,7 @@ func (s *Server) Start(t testing.TB) {
 		t.Fatal(err)
 	}
 	s.proc = p
-	waitReady(t, p, s.logPath, readyTimeout, func(ctx context.Context) error {
+	waitReady(t, p, s.bin, s.logPath, func(ctx context.Context) error {
 		_, err := runTool(ctx, s.bin, "healthcheck", "-socketPath", s.SocketPath)
 		return err
 	})
@@ -161,8 +162,8 @@ func (s *Server) Stop(t testing.TB) {
 	if s.proc == nil {
 		return
 	}
-	if err := s.proc.stop(); err != nil {
-		t.Fatal(err)
+	if err := s.proc.Stop(stopTimeout); err != nil {
+		t.Fatalf("spiretest: %v", err)
 	}
 }
 

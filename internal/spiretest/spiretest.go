@@ -13,18 +13,17 @@ package spiretest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/proc"
 )
 
 // How long to wait for an engine to become healthy, and to stop after SIGTERM. Generous:
@@ -90,103 +89,40 @@ func freePort(t testing.TB) int {
 // hclString quotes s as an HCL string.
 func hclString(s string) string { return fmt.Sprintf("%q", s) }
 
-// process is a running engine whose output goes to a log file.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited and err is set
-	err  error
-}
-
-// startProcess runs bin with args in dir, appending its standard output and error to
-// logPath.
-func startProcess(name, dir, logPath, bin string, args ...string) (*process, error) {
-	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout = log
-	cmd.Stderr = log
-	ownProcess(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("spiretest: start %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// exited reports whether the process has ended, and how.
-func (p *process) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
-// stop sends SIGTERM and waits for the process to end, then kills what is left of its
-// process group (plugin processes), sending SIGKILL first if it did not end in time.
-func (p *process) stop() error {
-	pid := p.cmd.Process.Pid
-	defer killGroup(pid)
-	if done, _ := p.exited(); done {
-		return nil
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("spiretest: stop %s: %w", p.name, err)
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(stopTimeout):
-	}
-	killGroup(pid)
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("spiretest: %s did not stop within %v of SIGTERM; killed", p.name, stopTimeout)
-}
-
 // noCGO is what a spire-server built with CGO_ENABLED=0 logs when it is given a sqlite3
 // datastore: its sqlite driver needs cgo.
 const noCGO = "sqlite3 is not a supported dialect when CGO is not enabled"
 
-// waitReady polls check until it succeeds, failing the test when timeout passes or the
-// process exits first. logPath is shown on failure. An engine built without the sqlite
-// driver counts as a missing engine: the test skips, or fails when CI is "true".
-func waitReady(t testing.TB, p *process, logPath string, timeout time.Duration, check func(context.Context) error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		if done, err := p.exited(); done {
-			if strings.Contains(readLog(logPath), noCGO) {
-				msg := fmt.Sprintf("spiretest: %s %s was built without cgo and cannot open its sqlite datastore: build it with CGO_ENABLED=1", p.name, p.cmd.Path)
-				if os.Getenv("CI") == "true" {
-					t.Fatal(msg)
-				}
-				t.Skip(msg)
-			}
-			t.Fatalf("spiretest: %s exited before it was healthy (%v)\n%s", p.name, err, logTail(logPath))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		last = check(ctx)
-		cancel()
-		if last == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("spiretest: %s not healthy after %v: %v\n%s", p.name, timeout, last, logTail(logPath))
-		}
-		time.Sleep(4 * pollInterval)
+// startProcess runs bin with args in dir, appending its standard output and error to
+// logPath.
+func startProcess(name, dir, logPath, bin string, args ...string) (*proc.Process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	p, err := proc.Start(name, cmd, logPath)
+	if err != nil {
+		return nil, fmt.Errorf("spiretest: %w", err)
 	}
+	return p, nil
+}
+
+// waitReady polls check until it succeeds, failing the test, with the end of the log at
+// logPath, when readyTimeout passes or the process exits first. An engine bin built
+// without the sqlite driver counts as a missing engine: the test skips, or fails when CI
+// is "true".
+func waitReady(t testing.TB, p *proc.Process, bin, logPath string, check func(context.Context) error) {
+	t.Helper()
+	err := p.WaitReady(readyTimeout, 4*pollInterval, check)
+	if err == nil {
+		return
+	}
+	if done, _ := p.Exited(); done && strings.Contains(readLog(logPath), noCGO) {
+		msg := fmt.Sprintf("spiretest: %s was built without cgo and cannot open its sqlite datastore: build it with CGO_ENABLED=1", bin)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Fatalf("spiretest: %v", err)
 }
 
 // runTool runs bin args and returns its standard output; on failure the error holds the
@@ -208,23 +144,13 @@ func readLog(path string) string {
 	return string(b)
 }
 
-// logTail returns the last lines of a log file, for failure messages.
-func logTail(path string) string {
-	const keep = 60
-	lines := strings.Split(strings.TrimRight(readLog(path), "\n"), "\n")
-	if len(lines) > keep {
-		lines = lines[len(lines)-keep:]
-	}
-	return "--- last lines of " + path + " ---\n" + strings.Join(lines, "\n")
-}
-
 // waitLog polls the log file at path until it contains substr.
 func waitLog(t testing.TB, path, substr string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(readLog(path), substr) {
 		if time.Now().After(deadline) {
-			t.Fatalf("spiretest: %q not logged within %v\n%s", substr, timeout, logTail(path))
+			t.Fatalf("spiretest: %q not logged within %v\n%s", substr, timeout, proc.Tail(path))
 		}
 		time.Sleep(pollInterval)
 	}

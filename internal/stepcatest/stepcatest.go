@@ -33,10 +33,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/proc"
 )
 
 // Defaults of Config.
@@ -96,8 +96,8 @@ type CA struct {
 	PasswordFile        string // the intermediate key's password, read by step-ca at each start
 	LogPath             string // step-ca's standard output and error, appended at each start
 
-	bin  string   // step-ca
-	proc *process // the step-ca last started, nil before the first start
+	bin  string        // step-ca
+	proc *proc.Process // the step-ca last started, nil before the first start
 }
 
 // Init creates a new CA in dir (created if missing, and which must not hold a CA yet)
@@ -271,21 +271,28 @@ func (c *CA) loadRoot() error {
 // it after a while). A CA that was stopped starts again with the same address, keys and
 // database.
 func (c *CA) Run() (stop func() error, err error) {
-	if c.proc != nil {
-		if done, _ := c.proc.exited(); !done {
-			return nil, errors.New("stepcatest: step-ca already running")
-		}
+	if c.Running() {
+		return nil, errors.New("stepcatest: step-ca already running")
 	}
-	p, err := startProcess(c.Dir, c.LogPath, c.bin, "--password-file", c.PasswordFile, c.CAConfig)
+	cmd := exec.Command(c.bin, "--password-file", c.PasswordFile, c.CAConfig)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), "STEPPATH="+c.Dir)
+	p, err := proc.Start("step-ca", cmd, c.LogPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stepcatest: %w", err)
 	}
 	c.proc = p
-	if err := c.waitHealthy(ReadyTimeout); err != nil {
-		_ = p.stop()
-		return nil, err
+	stop = func() error {
+		if err := p.Stop(stopTimeout); err != nil {
+			return fmt.Errorf("stepcatest: %w", err)
+		}
+		return nil
 	}
-	return p.stop, nil
+	if err := p.WaitReady(ReadyTimeout, 100*time.Millisecond, c.Healthy); err != nil {
+		_ = stop()
+		return nil, fmt.Errorf("stepcatest: %w", err)
+	}
+	return stop, nil
 }
 
 // Healthy asks step-ca's GET /health once.
@@ -313,31 +320,12 @@ func (c *CA) Healthy(ctx context.Context) error {
 	return nil
 }
 
-func (c *CA) waitHealthy(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if done, err := c.proc.exited(); done {
-			return fmt.Errorf("stepcatest: step-ca exited before it was healthy (%v)\n%s", err, c.logTail())
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		last := c.Healthy(ctx)
-		cancel()
-		if last == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("stepcatest: step-ca not healthy after %v: %v\n%s", timeout, last, c.logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Running reports whether step-ca, as Run started it, is running.
 func (c *CA) Running() bool {
 	if c.proc == nil {
 		return false
 	}
-	done, _ := c.proc.exited()
+	done, _ := c.proc.Exited()
 	return !done
 }
 
@@ -345,16 +333,6 @@ func (c *CA) Running() bool {
 func (c *CA) Log() string {
 	b, _ := os.ReadFile(c.LogPath)
 	return string(b)
-}
-
-// logTail returns the last lines of the log, for error messages.
-func (c *CA) logTail() string {
-	const keep = 40
-	lines := strings.Split(strings.TrimRight(c.Log(), "\n"), "\n")
-	if len(lines) > keep {
-		lines = lines[len(lines)-keep:]
-	}
-	return "--- last lines of " + c.LogPath + " ---\n" + strings.Join(lines, "\n")
 }
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
@@ -374,63 +352,4 @@ func randomPassword() (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// process is a running step-ca whose output goes to a log file.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited and err is set
-	err  error
-}
-
-func startProcess(dir, logPath, bin string, args ...string) (*process, error) {
-	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "STEPPATH="+dir)
-	cmd.Stdout = log
-	cmd.Stderr = log
-	ownProcess(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("stepcatest: start step-ca: %w", err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
-// stop sends SIGTERM and waits for the process to end, killing its process group if it
-// does not within stopTimeout. It may be called again once the process has ended.
-func (p *process) stop() error {
-	if done, _ := p.exited(); done {
-		return nil
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stepcatest: stop step-ca: %w", err)
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(stopTimeout):
-	}
-	killGroup(p.cmd.Process.Pid)
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("stepcatest: step-ca did not stop within %v of SIGTERM; killed", stopTimeout)
 }

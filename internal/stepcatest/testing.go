@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/proc"
 )
 
 // Start creates a CA in a new temporary directory, starts it and waits until it is
@@ -35,12 +36,12 @@ func Start(t testing.TB, cfg Config) *CA {
 	}
 	t.Cleanup(func() {
 		if c.proc != nil {
-			if err := c.proc.stop(); err != nil {
-				t.Error(err)
+			if err := c.proc.Stop(stopTimeout); err != nil {
+				t.Errorf("stepcatest: %v", err)
 			}
 		}
 		if t.Failed() {
-			t.Log(c.logTail())
+			t.Log(proc.Tail(c.LogPath))
 		}
 	})
 	c.Start(t)
@@ -61,7 +62,7 @@ func (c *CA) Stop(t testing.TB) {
 	if c.proc == nil {
 		return
 	}
-	if err := c.proc.stop(); err != nil {
-		t.Fatal(err)
+	if err := c.proc.Stop(stopTimeout); err != nil {
+		t.Fatalf("stepcatest: %v", err)
 	}
 }

@@ -19,10 +19,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"omens.dev/omens/internal/proc"
 )
 
 const installHint = "apt-get install swtpm swtpm-tools tpm2-tools"
@@ -45,8 +45,7 @@ type Swtpm struct {
 	// (Dir/swtpm_setup.log, Dir/swtpm.log).
 	Dir string
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd.Wait returned
+	proc *proc.Process // swtpm, nil until it starts
 }
 
 // StartSwtpm creates a fresh TPM state in t.TempDir() with swtpm_setup (RSA-2048 and
@@ -173,7 +172,7 @@ func (s *Swtpm) manufacture() error {
 	// swtpm_setup makes a scratch directory under TMPDIR; keep it inside Dir.
 	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Join(s.Dir, "tmp"))
 	// swtpm_setup runs its own swtpm; a timeout must kill both.
-	ownProcess(cmd, true)
+	proc.Own(cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		log, _ := os.ReadFile(logFile)
@@ -193,67 +192,30 @@ func (s *Swtpm) manufacture() error {
 
 // start runs swtpm and waits until it answers a command.
 func (s *Swtpm) start() error {
+	// swtpm's standard output and error go to the file of its --log, which it too opens
+	// for appending.
 	logFile := filepath.Join(s.Dir, "swtpm.log")
-	s.cmd = exec.Command("swtpm", "socket", "--tpm2",
+	cmd := exec.Command("swtpm", "socket", "--tpm2",
 		"--tpmstate", "dir="+filepath.Join(s.Dir, "state"),
 		"--server", "type=unixio,path="+s.Socket,
 		"--ctrl", "type=unixio,path="+s.CtrlSocket,
 		"--flags", "not-need-init,startup-clear",
 		"--log", "file="+logFile+",level=1",
 	)
-	var out strings.Builder
-	s.cmd.Stdout = &out
-	s.cmd.Stderr = &out
-	ownProcess(s.cmd, false)
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("starting swtpm: %w", err)
+	p, err := proc.Start("swtpm", cmd, logFile)
+	if err != nil {
+		return err
 	}
-	s.done = make(chan struct{})
-	go func() {
-		s.cmd.Wait()
-		close(s.done)
-	}()
-
-	deadline := time.Now().Add(30 * time.Second)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			log, _ := os.ReadFile(logFile)
-			return fmt.Errorf("swtpm exited: %v\n%s%s", s.cmd.ProcessState, out.String(), log)
-		default:
-		}
-		if lastErr = probe(s.Socket); lastErr == nil {
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("swtpm did not answer on %s: %v", s.Socket, lastErr)
+	s.proc = p
+	return p.WaitReady(30*time.Second, 10*time.Millisecond, func(context.Context) error { return probe(s.Socket) })
 }
 
-// stop terminates swtpm and waits for it to exit.
+// stop terminates swtpm (SIGTERM, SIGKILL after 5s) and waits for it to exit.
 func (s *Swtpm) stop() error {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.proc == nil {
 		return nil
 	}
-	select {
-	case <-s.done:
-		return nil
-	default:
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(5 * time.Second):
-	}
-	s.cmd.Process.Kill()
-	select {
-	case <-s.done:
-		return fmt.Errorf("swtpm ignored SIGTERM and was killed")
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("swtpm (pid %d) did not exit after SIGKILL", s.cmd.Process.Pid)
-	}
+	return s.proc.Stop(5 * time.Second)
 }
 
 // probe sends TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MANUFACTURER, 1) on a new
