@@ -180,7 +180,9 @@ func TestUpResumeDown(t *testing.T) {
 	if err := l.ScenarioJoinTokenAfterMigration(context.Background(), &sb); err != nil {
 		t.Fatalf("join-token-after-migration: %v\n%s", err, sb.String())
 	}
-	if out := sb.String(); !strings.Contains(out, "2. it is refused:") || strings.Contains(out, "refused:\n   refused") {
+	if out := sb.String(); !strings.Contains(out, "2. it is refused:\n   failed to receive attestation response: rpc error: code = InvalidArgument desc = failed to attest: join token does not exist or has already been used") ||
+		!strings.Contains(out, "SPIRE attests it whatever its config:\n   spiffe://funlab.casa/spire/agent/join_token/") ||
+		!strings.Contains(out, "4. omens migrate status shows it: join_token, no host;") || !strings.Contains(out, "5. it is banned") {
 		t.Errorf("join-token-after-migration scenario:\n%s", out)
 	}
 	t.Log(sb.String())

@@ -3,11 +3,13 @@ package lab
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,36 +162,135 @@ func reasonOf(line string) string {
 	return line
 }
 
-// ScenarioJoinTokenAfterMigration: after the migration, an agent presenting a join token
-// from before it (used, expired or stolen) is refused.
-//
-// SPIRE v1.13 attests join tokens in its agent API whatever its NodeAttestor blocks say,
-// so removing NodeAttestor "join_token" from server.conf does not stop an operator from
-// issuing a new token. What the migration does about that: join-token agents are banned,
-// no registration entry matches a join-token agent (node aliases name TPM selectors), and
-// `omens migrate status` shows any join-token agent that appears.
+// ScenarioJoinTokenAfterMigration plays join tokens after the migration. The token auth
+// joined with before it is refused: tokens are single-use. A token an operator issues
+// after it is not: SPIRE v1.13 attests join tokens in its agent API whatever its
+// NodeAttestor blocks say. What the migration does about such an agent: no registration
+// entry matches it (node aliases name TPM selectors), `omens migrate status` shows it as
+// a join-token agent of no host, and it is banned as `omens migrate finish` bans every
+// join-token agent.
 func (l *Lab) ScenarioJoinTokenAfterMigration(ctx context.Context, out io.Writer) error {
 	if _, err := os.Stat(l.path("spire", "server.conf.migrated")); err != nil {
 		return fmt.Errorf("lab: the migration is not finished: run `omens lab migrate` first")
 	}
-	p, err := l.ports()
+	old, err := os.ReadFile(l.path("hosts", "auth", "agent", "join-token"))
 	if err != nil {
-		return err
+		return fmt.Errorf("lab: auth's join token from before the migration: %w", err)
 	}
 	dir := l.path("intruder")
-	os.RemoveAll(dir)
-	for _, d := range []string{"data", "public", "private"} {
-		if err := os.MkdirAll(dir+"/"+d, 0o700); err != nil {
-			return err
-		}
-	}
 	defer os.RemoveAll(dir)
-	bundle, err := os.ReadFile(l.path("hosts", Hosts[0], "agent", "bundle.pem"))
+	fmt.Fprintln(out, "1. an agent presents auth's join token from before the migration (used when auth joined)")
+	conf, err := l.intruderConfig(dir, string(old))
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(dir+"/bundle.pem", bundle, 0o644); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	b, err := execCommand(cctx, mustEngine("spire-agent"), "run", "-config", conf)
+	if err == nil {
+		return fmt.Errorf("lab: an agent attested with a used join token")
+	}
+	reason := "refused"
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Agent crashed") || strings.Contains(line, "failed to attest") {
+			reason = logField(strings.TrimSpace(line), "error")
+		}
+	}
+	fmt.Fprintf(out, "2. it is refused:\n   %s\n", reason)
+
+	token, err := exec.Command(mustEngine("spire-server"), "token", "generate", "-socketPath", l.ServerSocket(), "-output", "json").Output()
+	if err != nil {
+		return fmt.Errorf("lab: spire-server token generate: %w", err)
+	}
+	var tok struct {
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal(token, &tok); err != nil || tok.Value == "" {
+		return fmt.Errorf("lab: token generate answered %q", token)
+	}
+	if conf, err = l.intruderConfig(dir, tok.Value); err != nil {
 		return err
+	}
+	logPath := filepath.Join(dir, "agent.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	agent := exec.CommandContext(ctx, mustEngine("spire-agent"), "run", "-config", conf)
+	agent.Stdout, agent.Stderr = log, log
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { agent.Wait(); close(exited) }()
+	defer func() {
+		agent.Process.Kill()
+		<-exited
+	}()
+	line, err := waitLine(ctx, logPath, "Node attestation was successful", 0, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	id := logField(line, "spiffe_id")
+	fmt.Fprintf(out, "3. an operator issues a new token (spire-server token generate); SPIRE attests it whatever its config:\n   %s\n", id)
+
+	rc, err := registry.Dial(l.ServerSocket())
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	inv, err := registry.LoadInventory(l.InventoryPath())
+	if err != nil {
+		return err
+	}
+	agents, err := rc.Agents(ctx, inv)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(agents, func(a registry.Agent) bool { return a.ID == id })
+	if i < 0 || agents[i].Method != registry.MethodJoinToken || agents[i].Host != "" {
+		return fmt.Errorf("lab: omens migrate status does not show %s as a join-token agent of no host", id)
+	}
+	bin, err := l.demoBinary()
+	if err != nil {
+		return err
+	}
+	url, _ := l.openbaoURL()
+	if b, err := execCommand(ctx, bin, "call", "--socket", filepath.Join(dir, "public", "api.sock"), "--url", url, "--expect", openbaoID, "--timeout", "3s"); err == nil {
+		return fmt.Errorf("lab: a workload under the join-token agent got an SVID: %s", b)
+	}
+	fmt.Fprintln(out, "4. omens migrate status shows it: join_token, no host; no entry matches it: its workloads get no SVID")
+	if err := rc.BanAgent(ctx, id); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("lab: the banned join-token agent %s still runs after 60s", id)
+	}
+	fmt.Fprintln(out, "5. it is banned, as omens migrate finish bans every join-token agent: the agent shuts down")
+	return nil
+}
+
+// intruderConfig writes the config of an agent that joins with token, under dir.
+func (l *Lab) intruderConfig(dir, token string) (string, error) {
+	p, err := l.ports()
+	if err != nil {
+		return "", err
+	}
+	os.RemoveAll(dir)
+	for _, d := range []string{"data", "public", "private"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return "", err
+		}
+	}
+	bundle, err := os.ReadFile(l.path("hosts", Hosts[0], "agent", "bundle.pem"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bundle.pem"), bundle, 0o644); err != nil {
+		return "", err
 	}
 	conf := fmt.Sprintf(`agent {
     data_dir = %q
@@ -200,7 +301,7 @@ func (l *Lab) ScenarioJoinTokenAfterMigration(ctx context.Context, out io.Writer
     admin_socket_path = %q
     trust_bundle_path = %q
     trust_domain = %q
-    join_token = "a-join-token-from-before-the-migration"
+    join_token = %q
     retry_bootstrap = false
 }
 plugins {
@@ -214,25 +315,10 @@ plugins {
         plugin_data {}
     }
 }
-`, dir+"/data", p.SPIRE, dir+"/public/api.sock", dir+"/private/admin.sock", dir+"/bundle.pem", TrustDomain)
-	if err := os.WriteFile(dir+"/agent.conf", []byte(conf), 0o600); err != nil {
-		return err
-	}
-	fmt.Fprintln(out, "1. an agent presents a join token from before the migration (used, expired or stolen)")
-	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	b, err := execCommand(cctx, mustEngine("spire-agent"), "run", "-config", dir+"/agent.conf")
-	if err == nil {
-		return fmt.Errorf("lab: an agent attested with a join token after the migration")
-	}
-	reason := "refused"
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, "Agent crashed") || strings.Contains(line, "failed to attest") {
-			reason = logField(strings.TrimSpace(line), "error")
-		}
-	}
-	fmt.Fprintf(out, "2. it is refused:\n   %s\n", reason)
-	return nil
+`, filepath.Join(dir, "data"), p.SPIRE, filepath.Join(dir, "public", "api.sock"), filepath.Join(dir, "private", "admin.sock"),
+		filepath.Join(dir, "bundle.pem"), TrustDomain, token)
+	path := filepath.Join(dir, "agent.conf")
+	return path, os.WriteFile(path, []byte(conf), 0o600)
 }
 
 func execCommand(ctx context.Context, name string, args ...string) ([]byte, error) {

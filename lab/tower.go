@@ -272,6 +272,10 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 			return fmt.Errorf("lab: token generate answered %q", out)
 		}
 		token = tok.Value
+		// Kept to show, after the migration, that a used token is refused.
+		if err := os.WriteFile(filepath.Join(dir, "join-token"), []byte(token), 0o600); err != nil {
+			return err
+		}
 	}
 	conf := fmt.Sprintf(`agent {
     data_dir = %q
