@@ -34,11 +34,13 @@ type Workload struct {
 	SPIFFEID string
 }
 
-// Workloads are the plan's two workloads.
-var Workloads = []Workload{
-	{Name: "openbao", Host: "spire", User: "openbao", SPIFFEID: openbaoID},
-	{Name: "step-ca", Host: "ca", User: "step", SPIFFEID: stepCAID},
-}
+// The plan's two workloads.
+var (
+	openbao = Workload{Name: "openbao", Host: "spire", User: "openbao", SPIFFEID: openbaoID}
+	stepCA  = Workload{Name: "step-ca", Host: "ca", User: "step", SPIFFEID: stepCAID}
+	// Workloads are the plan's workloads, in the order the lab starts them.
+	Workloads = []Workload{openbao, stepCA}
+)
 
 func (w Workload) process(dir string) process { return process{name: w.Name + "-demo", dir: dir} }
 
@@ -259,7 +261,7 @@ func (l *Lab) startWorkloads(ctx context.Context) error {
 		p.cred = cred
 		argv := []string{bin, "call", "--socket", l.AgentSocket(w.Host), "--url", url, "--expect", openbaoID,
 			"--every", callInterval.String(), "--svid-file", l.SVIDFile(w)}
-		if w.Name == "openbao" {
+		if w == openbao {
 			argv = []string{bin, "serve", "--socket", l.AgentSocket(w.Host), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 				"--allow", stepCAID, "--svid-file", l.SVIDFile(w)}
 		}
@@ -285,8 +287,7 @@ func (l *Lab) startWorkloads(ctx context.Context) error {
 
 // callOpenBao makes one call from step-ca's host, as step-ca's user, to OpenBao's stand-in.
 func (l *Lab) callOpenBao(ctx context.Context) (string, error) {
-	w := Workloads[1]
-	return l.runDemo(ctx, w, "call", "--socket", l.AgentSocket(w.Host), "--expect", openbaoID, "--timeout", "5s")
+	return l.runDemo(ctx, stepCA, "call", "--socket", l.AgentSocket(stepCA.Host), "--expect", openbaoID, "--timeout", "5s")
 }
 
 // runDemo runs omens-demo with args (and --url) as w's user and returns its output.

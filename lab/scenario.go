@@ -480,7 +480,7 @@ func (l *Lab) ScenarioTPMFailure(ctx context.Context, out io.Writer) error {
 		reason = desc
 	}
 	fmt.Fprintf(out, "2. at its next re-attestation the agent reports it, and keeps running:\n   %s\n", reason)
-	w := Workloads[0]
+	w := openbao
 	s, err := demo.ReadSVIDFile(l.SVIDFile(w))
 	if err == nil && !s.Valid(time.Now()) {
 		err = fmt.Errorf("its SVID expired at %s", s.NotAfter.Format(time.RFC3339))
