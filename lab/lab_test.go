@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -364,4 +365,107 @@ func pidsOf(t *testing.T, dir string) []string {
 		t.Fatal("no pid files")
 	}
 	return out
+}
+
+// TestUpAsAnotherUser runs the lab as a user other than root (nobody when the test runs as
+// root): the plan's users cannot be created, so the workloads run as that user, registered
+// by its uid, and the lab says so.
+func TestUpAsAnotherUser(t *testing.T) {
+	omens := buildOmens(t)
+	dir, err := os.MkdirTemp("", "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// The binaries and engines, where the user may run them.
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"omens", "omens-attestor-server", "omens-attestor-agent", "omens-demo"} {
+		linkOrCopy(t, filepath.Join(filepath.Dir(omens), name), filepath.Join(bin, name))
+	}
+	for _, name := range engines.All {
+		p, _ := engines.Path(name)
+		linkOrCopy(t, p, filepath.Join(bin, name))
+	}
+	labDir := filepath.Join(dir, "lab")
+	cred, uid := (*syscall.Credential)(nil), os.Getuid()
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(labDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(labDir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "omens"), append(args, "--dir", labDir)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Env = append(os.Environ(), "OMENS_TOOLS="+bin, "HOME="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("omens %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() { run("lab", "down") })
+
+	out := run("lab", "up", "--detach")
+	sel := fmt.Sprintf("unix:uid:%d", uid)
+	for _, want := range []string{
+		fmt.Sprintf("lab: not root: the demo workloads run as uid %d and are registered by %s", uid, sel),
+		"server  spiffe://funlab.casa/openbao\nclient  spiffe://funlab.casa/step-ca\n",
+		"the lab runs in the background",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lab up output lacks %q:\n%s", want, out)
+		}
+	}
+	inv, err := os.ReadFile(filepath.Join(labDir, "tower.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(inv), `selectors = ["`+sel+`"]`); n != 2 {
+		t.Errorf("tower.hcl registers %d workloads by %s, want 2:\n%s", n, sel, inv)
+	}
+	for _, w := range []string{"openbao-demo", "step-ca-demo"} {
+		if u := processUser(t, labDir, w); u != "nobody" && os.Geteuid() == 0 {
+			t.Errorf("%s runs as %q, want nobody", w, u)
+		}
+	}
+	pids := pidsOf(t, labDir)
+	run("lab", "down")
+	for _, pid := range pids {
+		if running(pid) {
+			t.Errorf("process %s still runs after down", pid)
+		}
+	}
+}
+
+func linkOrCopy(t *testing.T, from, to string) {
+	t.Helper()
+	if os.Link(from, to) == nil {
+		return
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
