@@ -678,7 +678,7 @@ func TestReadSVIDFileRefuses(t *testing.T) {
 	}
 
 	missing := filepath.Join(dir, "none.json")
-	want := "demo: SVID file: stat " + missing + ": no such file or directory"
+	want := "demo: SVID file: lstat " + missing + ": no such file or directory"
 	if _, err := demo.ReadSVIDFile(missing); err == nil || err.Error() != want || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: %v, want %s (fs.ErrNotExist)", err, want)
 	}
@@ -689,6 +689,20 @@ func TestReadSVIDFileRefuses(t *testing.T) {
 	want = fmt.Sprintf("demo: SVID file %s: not a regular file (mode %v)", dir, fi.Mode())
 	if _, err := demo.ReadSVIDFile(dir); err == nil || err.Error() != want {
 		t.Errorf("directory: %v, want %s", err, want)
+	}
+
+	// A symbolic link is refused, even to a good file: its writer may not read the target.
+	link := filepath.Join(dir, "link.json")
+	if err := os.Symlink(writeTemp(t, string(good)), link); err != nil {
+		t.Fatal(err)
+	}
+	fi, err = os.Lstat(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf("demo: SVID file %s: not a regular file (mode %v)", link, fi.Mode())
+	if _, err := demo.ReadSVIDFile(link); err == nil || err.Error() != want {
+		t.Errorf("symbolic link: %v, want %s", err, want)
 	}
 
 	// Fields a later writer may add are ignored.

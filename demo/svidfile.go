@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -88,23 +89,29 @@ func (s SVIDStatus) check() error {
 }
 
 // ReadSVIDFile reads the SVIDStatus a workload wrote to path. The file is untrusted input:
-// one larger than MaxSVIDFileSize, not a regular file, not JSON, or with a field missing or
-// malformed is refused with an error naming path and the field. A missing file gives an
+// one larger than MaxSVIDFileSize, not a regular file (a symbolic link included), not JSON,
+// or with a field missing or malformed is refused with an error naming path and the field. A missing file gives an
 // error that matches fs.ErrNotExist. Fields it does not know are ignored.
 func ReadSVIDFile(path string) (SVIDStatus, error) {
-	// Stat first: opening a FIFO would block until someone writes to it.
-	fi, err := os.Stat(path)
+	// Lstat first: the file is written by another user, who could put a symbolic link to
+	// a file they may not read, or a FIFO that would block the reader, in its place.
+	fi, err := os.Lstat(path)
 	if err != nil {
 		return SVIDStatus{}, fmt.Errorf("demo: SVID file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
 		return SVIDStatus{}, fmt.Errorf("demo: SVID file %s: not a regular file (mode %v)", path, fi.Mode())
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK, and the same file as the one checked: a swap after Lstat is refused
+	// rather than followed or waited on.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return SVIDStatus{}, fmt.Errorf("demo: SVID file: %w", err)
 	}
 	defer f.Close()
+	if opened, err := f.Stat(); err != nil || !os.SameFile(fi, opened) {
+		return SVIDStatus{}, fmt.Errorf("demo: SVID file %s: replaced while being read", path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxSVIDFileSize+1))
 	if err != nil {
 		return SVIDStatus{}, fmt.Errorf("demo: SVID file: %w", err)
