@@ -19,6 +19,7 @@ import (
 
 	"omens.dev/omens/internal/cli"
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/spiretest"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
@@ -519,14 +520,7 @@ host "auth" {
 // requireEngines skips without SPIRE (fails when CI=true), before anything slow is built.
 func requireEngines(t *testing.T) {
 	t.Helper()
-	for _, name := range []string{engines.SPIREServer, engines.SPIREAgent} {
-		if _, err := engines.Path(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal(err)
-			}
-			t.Skip(err)
-		}
-	}
+	enginetest.Require(t, engines.SPIREServer, engines.SPIREAgent)
 }
 
 // buildPlugin builds one of the NodeAttestor "tpm" plugin binaries into dir.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/enginetest"
 )
 
 // pinned reads the version tools/go.mod pins for module.
@@ -44,13 +45,7 @@ func TestEnginesArePinnedVersions(t *testing.T) {
 		{engines.Step, "github.com/smallstep/cli", []string{"version"}, "Smallstep CLI/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path, err := engines.Path(tc.name)
-			if err != nil {
-				if os.Getenv("CI") == "true" {
-					t.Fatal(err)
-				}
-				t.Skip(err)
-			}
+			path := enginetest.Path(t, tc.name)
 			out, err := exec.Command(path, tc.args...).CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s %v: %v\n%s", path, tc.args, err, out)

@@ -40,10 +40,7 @@ type Agent struct {
 	WorkloadSocket string // the Workload API socket
 	AdminSocket    string // the admin API socket
 
-	name    string
-	bin     string
-	logPath string
-	proc    *proc.Process
+	engine
 }
 
 // Agent socket names, relative to Agent.Dir. SPIRE refuses an admin socket in the
@@ -67,7 +64,7 @@ func StartAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 // fail: see WaitExit.
 func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 	t.Helper()
-	a := &Agent{name: "spire-agent", bin: enginePath(t, engines.SPIREAgent)}
+	a := &Agent{engine: engine{name: "spire-agent", bin: enginePath(t, engines.SPIREAgent)}}
 	if cfg.Name != "" {
 		a.name += " " + cfg.Name
 	}
@@ -88,19 +85,11 @@ func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(a.Dir, "agent.conf"), []byte(conf), 0o600); err != nil {
+	a.conf = filepath.Join(a.Dir, "agent.conf")
+	if err := os.WriteFile(a.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if a.proc != nil {
-			if err := a.proc.Stop(stopTimeout); err != nil {
-				t.Errorf("spiretest: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Log(proc.Tail(a.logPath))
-		}
-	})
+	a.stopAtCleanup(t)
 	a.launch(t)
 	return a
 }
@@ -153,20 +142,6 @@ func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string,
 	return b.String(), nil
 }
 
-func (a *Agent) launch(t testing.TB) {
-	t.Helper()
-	if a.proc != nil {
-		if done, _ := a.proc.Exited(); !done {
-			t.Fatalf("spiretest: %s already running", a.name)
-		}
-	}
-	p, err := startProcess(a.name, a.Dir, a.logPath, a.bin, "run", "-config", filepath.Join(a.Dir, "agent.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.proc = p
-}
-
 func (a *Agent) waitHealthy(t testing.TB) {
 	t.Helper()
 	waitReady(t, a.proc, a.bin, a.logPath, func(ctx context.Context) error {
@@ -186,11 +161,8 @@ func (a *Agent) Start(t testing.TB) {
 // Stop stops the agent (SIGTERM, then waits) and leaves its directory in place for Start.
 func (a *Agent) Stop(t testing.TB) {
 	t.Helper()
-	if a.proc == nil {
-		return
-	}
-	if err := a.proc.Stop(stopTimeout); err != nil {
-		t.Fatalf("spiretest: %v", err)
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 

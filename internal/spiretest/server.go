@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/proc"
 )
 
 // DefaultTrustDomain is the trust domain of a server whose config names none.
@@ -47,10 +46,8 @@ type Server struct {
 	SocketPath  string // the server API socket, for the spire-server CLI
 	TrustDomain string
 
-	port    int
-	bin     string
-	logPath string
-	proc    *proc.Process
+	port int
+	engine
 }
 
 // StartServer starts a SPIRE server and waits until `spire-server healthcheck` passes. The
@@ -59,7 +56,7 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 	t.Helper()
 	s := &Server{
 		TrustDomain: cfg.TrustDomain,
-		bin:         enginePath(t, engines.SPIREServer),
+		engine:      engine{name: "spire-server", bin: enginePath(t, engines.SPIREServer)},
 	}
 	if s.TrustDomain == "" {
 		s.TrustDomain = DefaultTrustDomain
@@ -69,19 +66,11 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 	s.logPath = filepath.Join(s.Dir, "server.log")
 	s.port = freePort(t)
 	s.Address = fmt.Sprintf("127.0.0.1:%d", s.port)
-	if err := os.WriteFile(filepath.Join(s.Dir, "server.conf"), []byte(s.config(cfg)), 0o600); err != nil {
+	s.conf = filepath.Join(s.Dir, "server.conf")
+	if err := os.WriteFile(s.conf, []byte(s.config(cfg)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if s.proc != nil {
-			if err := s.proc.Stop(stopTimeout); err != nil {
-				t.Errorf("spiretest: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Log(proc.Tail(s.logPath))
-		}
-	})
+	s.stopAtCleanup(t)
 	s.Start(t)
 	return s
 }
@@ -140,17 +129,8 @@ func (s *Server) config(cfg ServerConfig) string {
 // address, data and keys.
 func (s *Server) Start(t testing.TB) {
 	t.Helper()
-	if s.proc != nil {
-		if done, _ := s.proc.Exited(); !done {
-			t.Fatal("spiretest: server already running")
-		}
-	}
-	p, err := startProcess("spire-server", s.Dir, s.logPath, s.bin, "run", "-config", filepath.Join(s.Dir, "server.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.proc = p
-	waitReady(t, p, s.bin, s.logPath, func(ctx context.Context) error {
+	s.launch(t)
+	waitReady(t, s.proc, s.bin, s.logPath, func(ctx context.Context) error {
 		_, err := runTool(ctx, s.bin, "healthcheck", "-socketPath", s.SocketPath)
 		return err
 	})
@@ -159,11 +139,8 @@ func (s *Server) Start(t testing.TB) {
 // Stop stops the server (SIGTERM, then waits) and leaves its directory in place for Start.
 func (s *Server) Stop(t testing.TB) {
 	t.Helper()
-	if s.proc == nil {
-		return
-	}
-	if err := s.proc.Stop(stopTimeout); err != nil {
-		t.Fatalf("spiretest: %v", err)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 

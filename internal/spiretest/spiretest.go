@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/proc"
 )
 
@@ -42,14 +42,7 @@ const maxSocketPath = 103
 // failing it when CI is "true").
 func enginePath(t testing.TB, name string) string {
 	t.Helper()
-	p, err := engines.Path(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	return p
+	return enginetest.Path(t, name)
 }
 
 // tempDir makes a directory for one engine, short enough to hold its unix sockets, and
@@ -95,14 +88,51 @@ const noCGO = "sqlite3 is not a supported dialect when CGO is not enabled"
 
 // startProcess runs bin with args in dir, appending its standard output and error to
 // logPath.
-func startProcess(name, dir, logPath, bin string, args ...string) (*proc.Process, error) {
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	p, err := proc.Start(name, cmd, logPath)
-	if err != nil {
-		return nil, fmt.Errorf("spiretest: %w", err)
+// engine is one SPIRE process of a test, server or agent: `BIN run -config CONF` in the
+// directory of CONF, its output in logPath, and the process while it runs.
+type engine struct {
+	name, bin, conf, logPath string
+	proc                     *proc.Process
+}
+
+// launch starts the engine; it must not be running.
+func (e *engine) launch(t testing.TB) {
+	t.Helper()
+	if e.proc != nil {
+		if done, _ := e.proc.Exited(); !done {
+			t.Fatalf("spiretest: %s already running", e.name)
+		}
 	}
-	return p, nil
+	cmd := exec.Command(e.bin, "run", "-config", e.conf)
+	cmd.Dir = filepath.Dir(e.conf)
+	p, err := proc.Start(e.name, cmd, e.logPath)
+	if err != nil {
+		t.Fatalf("spiretest: %v", err)
+	}
+	e.proc = p
+}
+
+// stop stops the engine (SIGTERM, then waits) if it runs.
+func (e *engine) stop() error {
+	if e.proc == nil {
+		return nil
+	}
+	if err := e.proc.Stop(stopTimeout); err != nil {
+		return fmt.Errorf("spiretest: %w", err)
+	}
+	return nil
+}
+
+// stopAtCleanup stops the engine when the test ends, and shows its log if the test failed.
+func (e *engine) stopAtCleanup(t testing.TB) {
+	t.Cleanup(func() {
+		if err := e.stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Log(proc.Tail(e.logPath))
+		}
+	})
 }
 
 // waitReady polls check until it succeeds, failing the test, with the end of the log at
@@ -116,11 +146,7 @@ func waitReady(t testing.TB, p *proc.Process, bin, logPath string, check func(co
 		return
 	}
 	if done, _ := p.Exited(); done && strings.Contains(readLog(logPath), noCGO) {
-		msg := fmt.Sprintf("spiretest: %s was built without cgo and cannot open its sqlite datastore: build it with CGO_ENABLED=1", bin)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		enginetest.Missing(t, fmt.Sprintf("spiretest: %s was built without cgo and cannot open its sqlite datastore: build it with CGO_ENABLED=1", bin))
 	}
 	t.Fatalf("spiretest: %v", err)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/stepcatest"
 )
 
@@ -193,14 +194,7 @@ func fetchCRL(t *testing.T, ca *stepcatest.CA) *x509.RevocationList {
 // TestInitRun drives the non-test API, as the lab does: a CA in a directory of the
 // caller's, named only localhost, started and stopped with Run.
 func TestInitRun(t *testing.T) {
-	for _, name := range []string{engines.Step, engines.StepCA} {
-		if _, err := engines.Path(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal(err)
-			}
-			t.Skip(err)
-		}
-	}
+	enginetest.Require(t, engines.Step, engines.StepCA)
 	dir := t.TempDir()
 	ca, err := stepcatest.Init(filepath.Join(dir, "ca"), stepcatest.Config{Name: "Lab CA", DNSNames: []string{"localhost"}})
 	if err != nil {

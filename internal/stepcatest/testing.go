@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/proc"
 )
 
@@ -13,14 +14,7 @@ import (
 // shown if the test failed.
 func Start(t testing.TB, cfg Config) *CA {
 	t.Helper()
-	for _, name := range []string{engines.Step, engines.StepCA} {
-		if _, err := engines.Path(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal(err)
-			}
-			t.Skip(err)
-		}
-	}
+	enginetest.Require(t, engines.Step, engines.StepCA)
 	dir, err := os.MkdirTemp("", "step-ca-")
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/proc"
 )
 
@@ -121,11 +122,7 @@ func (s *Swtpm) TCTI() string { return "swtpm:path=" + s.Socket }
 func RequireTool(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		msg := fmt.Sprintf("%s not found in PATH; install it with: %s", name, installHint)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		enginetest.Missing(t, fmt.Sprintf("%s not found in PATH; install it with: %s", name, installHint))
 	}
 }
 

@@ -16,20 +16,14 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/spiretest"
 	"omens.dev/omens/internal/stepcatest"
 )
 
 func requireStepCA(t *testing.T) {
 	t.Helper()
-	for _, name := range []string{engines.StepCA, engines.Step} {
-		if _, err := engines.Path(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal(err)
-			}
-			t.Skip(err)
-		}
-	}
+	enginetest.Require(t, engines.StepCA, engines.Step)
 }
 
 // startRA runs `omens ra serve` in front of ca, trusting host's manufacturer, and returns

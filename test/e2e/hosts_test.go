@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )
@@ -66,14 +67,7 @@ func build(t *testing.T) binaries {
 // requireEngines skips without SPIRE (fails when CI=true).
 func requireEngines(t *testing.T) {
 	t.Helper()
-	for _, name := range []string{engines.SPIREServer, engines.SPIREAgent} {
-		if _, err := engines.Path(name); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal(err)
-			}
-			t.Skip(err)
-		}
-	}
+	enginetest.Require(t, engines.SPIREServer, engines.SPIREAgent)
 }
 
 // simHost is a simulated TPM in its own `omens tpm simulate` process (the reference
