@@ -285,13 +285,23 @@ func (l *Lab) startWorkloads(ctx context.Context) error {
 	return nil
 }
 
-// callOpenBao makes one call from step-ca's host, as step-ca's user, to OpenBao's stand-in.
-func (l *Lab) callOpenBao(ctx context.Context) (string, error) {
-	return l.runDemo(ctx, stepCA, "call", "--socket", l.AgentSocket(stepCA.Host), "--expect", openbaoID, "--timeout", "5s")
+// stepCACall makes one call from step-ca's host, as step-ca's user, to OpenBao's stand-in.
+func (l *Lab) stepCACall(ctx context.Context) (string, error) {
+	cred, err := stepCA.credential()
+	if err != nil {
+		return "", err
+	}
+	out, err := l.callOpenBao(ctx, l.AgentSocket(stepCA.Host), cred, 5*time.Second)
+	if err != nil {
+		return "", fmt.Errorf("%v: %s", err, out)
+	}
+	return out, nil
 }
 
-// runDemo runs omens-demo with args (and --url) as w's user and returns its output.
-func (l *Lab) runDemo(ctx context.Context, w Workload, args ...string) (string, error) {
+// callOpenBao runs `omens-demo call` once against OpenBao's stand-in, through the Workload
+// API at socket, as cred's user (nil: the lab's own), waiting at most wait for an SVID. It
+// returns the command's output, and its error when it failed.
+func (l *Lab) callOpenBao(ctx context.Context, socket string, cred *syscall.Credential, wait time.Duration) (string, error) {
 	bin, err := l.demoBinary()
 	if err != nil {
 		return "", err
@@ -300,19 +310,12 @@ func (l *Lab) runDemo(ctx context.Context, w Workload, args ...string) (string, 
 	if err != nil {
 		return "", err
 	}
-	cred, err := w.credential()
-	if err != nil {
-		return "", err
-	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, wait+25*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, bin, append(args, "--url", url)...)
+	cmd := exec.CommandContext(cctx, bin, "call", "--socket", socket, "--url", url, "--expect", openbaoID, "--timeout", wait.String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return strings.TrimSpace(string(out)), nil
+	return strings.TrimSpace(string(out)), err
 }
 
 // Demo starts the workloads (unless they run) and returns what one call from step-ca's
@@ -324,19 +327,12 @@ func (l *Lab) Demo(ctx context.Context) (call, refused string, err error) {
 	}
 	if l.decommissioned("ca") {
 		call = "host ca is decommissioned (omens lab scenario revoke): step-ca's stand-in no longer runs"
-	} else if call, err = l.callOpenBao(ctx); err != nil {
+	} else if call, err = l.stepCACall(ctx); err != nil {
 		return "", "", err
 	}
-	bin, err := l.demoBinary()
-	if err != nil {
-		return "", "", err
+	refused, err = l.callOpenBao(ctx, l.AgentSocket("auth"), nil, 3*time.Second)
+	if err == nil {
+		return call, "", fmt.Errorf("lab: a process without a registration entry got an SVID: %s", refused)
 	}
-	url, _ := l.openbaoURL()
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	out, rerr := exec.CommandContext(cctx, bin, "call", "--socket", l.AgentSocket("auth"), "--url", url, "--expect", openbaoID, "--timeout", "3s").CombinedOutput()
-	if rerr == nil {
-		return call, "", fmt.Errorf("lab: a process without a registration entry got an SVID: %s", out)
-	}
-	return call, strings.TrimSpace(string(out)), nil
+	return call, refused, nil
 }

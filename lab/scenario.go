@@ -86,7 +86,7 @@ func (l *Lab) ScenarioBIOSUpdate(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "2. its attestation is rejected:\n   %s\n", reasonOf(line))
+	fmt.Fprintf(out, "2. its attestation is rejected:\n   %s\n", logReason(line, "reason"))
 	st, err := policy.Open(l.PolicyPath(), "")
 	if err != nil {
 		return err
@@ -150,16 +150,14 @@ func waitLine(ctx context.Context, path, substr string, n int, limit time.Durati
 	return "", fmt.Errorf("lab: no %q in %s within %s", substr, path, limit)
 }
 
-// reasonOf extracts the reason field of a SPIRE log line.
-func reasonOf(line string) string {
-	if i := strings.Index(line, "desc = "); i >= 0 {
-		r := line[i+len("desc = "):]
-		if j := strings.Index(r, `" result=`); j >= 0 {
-			r = r[:j]
-		}
-		return r
+// logReason returns the error in field key of a SPIRE log line, without its gRPC
+// wrapping ("rpc error: code = … desc = ").
+func logReason(line, key string) string {
+	r := logField(line, key)
+	if _, desc, ok := strings.Cut(r, "desc = "); ok {
+		return desc
 	}
-	return line
+	return r
 }
 
 // ScenarioJoinTokenAfterMigration plays join tokens after the migration. The token auth
@@ -186,14 +184,14 @@ func (l *Lab) ScenarioJoinTokenAfterMigration(ctx context.Context, out io.Writer
 	}
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	b, err := execCommand(cctx, mustEngine("spire-agent"), "run", "-config", conf)
+	b, err := exec.CommandContext(cctx, mustEngine("spire-agent"), "run", "-config", conf).CombinedOutput()
 	if err == nil {
 		return fmt.Errorf("lab: an agent attested with a used join token")
 	}
 	reason := "refused"
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.Contains(line, "Agent crashed") || strings.Contains(line, "failed to attest") {
-			reason = logField(strings.TrimSpace(line), "error")
+			reason = logReason(strings.TrimSpace(line), "error")
 		}
 	}
 	fmt.Fprintf(out, "2. it is refused:\n   %s\n", reason)
@@ -252,12 +250,7 @@ func (l *Lab) ScenarioJoinTokenAfterMigration(ctx context.Context, out io.Writer
 	if i < 0 || agents[i].Method != registry.MethodJoinToken || agents[i].Host != "" {
 		return fmt.Errorf("lab: omens migrate status does not show %s as a join-token agent of no host", id)
 	}
-	bin, err := l.demoBinary()
-	if err != nil {
-		return err
-	}
-	url, _ := l.openbaoURL()
-	if b, err := execCommand(ctx, bin, "call", "--socket", filepath.Join(dir, "public", "api.sock"), "--url", url, "--expect", openbaoID, "--timeout", "3s"); err == nil {
+	if b, err := l.callOpenBao(ctx, filepath.Join(dir, "public", "api.sock"), nil, 3*time.Second); err == nil {
 		return fmt.Errorf("lab: a workload under the join-token agent got an SVID: %s", b)
 	}
 	fmt.Fprintln(out, "4. omens migrate status shows it: join_token, no host; no entry matches it: its workloads get no SVID")
@@ -319,10 +312,6 @@ plugins {
 		filepath.Join(dir, "bundle.pem"), TrustDomain, token)
 	path := filepath.Join(dir, "agent.conf")
 	return path, os.WriteFile(path, []byte(conf), 0o600)
-}
-
-func execCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
-	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
 
 // ScenarioRevoke decommissions host ca: its DevID certificate is revoked in step-ca (and
@@ -423,13 +412,10 @@ func (l *Lab) ScenarioServerDown(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return errors.Join(err, l.upSPIREServer(ctx, p, ca))
 	}
-	reason := logField(line, "error")
-	if _, desc, ok := strings.Cut(reason, "desc = "); ok {
-		reason = desc
-	}
+	reason := logReason(line, "error")
 	fmt.Fprintf(out, "2. %s's agent cannot re-attest, and keeps running:\n   %s\n", host, reason)
 	if !l.decommissioned("ca") {
-		if _, err := l.callOpenBao(ctx); err != nil {
+		if _, err := l.stepCACall(ctx); err != nil {
 			return errors.Join(fmt.Errorf("lab: with the server down, the workloads lost their SVIDs: %w", err), l.upSPIREServer(ctx, p, ca))
 		}
 		fmt.Fprintln(out, "3. step-ca's stand-in still calls OpenBao's over mTLS: both hold valid SVIDs from their agents' caches")
@@ -475,10 +461,7 @@ func (l *Lab) ScenarioTPMFailure(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return errors.Join(err, l.upTPM(ctx, host))
 	}
-	reason := logField(line, "error")
-	if _, desc, ok := strings.Cut(reason, "desc = "); ok {
-		reason = desc
-	}
+	reason := logReason(line, "error")
 	fmt.Fprintf(out, "2. at its next re-attestation the agent reports it, and keeps running:\n   %s\n", reason)
 	w := openbao
 	s, err := demo.ReadSVIDFile(l.SVIDFile(w))
@@ -486,7 +469,7 @@ func (l *Lab) ScenarioTPMFailure(ctx context.Context, out io.Writer) error {
 		err = fmt.Errorf("its SVID expired at %s", s.NotAfter.Format(time.RFC3339))
 	}
 	if err == nil && !l.decommissioned("ca") {
-		_, err = l.callOpenBao(ctx)
+		_, err = l.stepCACall(ctx)
 	}
 	if err != nil {
 		return errors.Join(fmt.Errorf("lab: with %s's TPM gone, %s lost its SVID: %w", host, w.Name, err), l.upTPM(ctx, host))
