@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/hcl/hcl/ast"
 	hclparser "github.com/hashicorp/hcl/hcl/parser"
 	"github.com/hashicorp/hcl/hcl/token"
+
+	"omens.dev/omens/internal/limits"
 )
 
 // NumPCRs is the number of PCRs in a bank of a PC Client TPM (TCG PC Client Platform TPM
@@ -78,10 +80,15 @@ func (p *Policy) Host(ekHash string) *Host { return p.hosts[ekHash] }
 func (p *Policy) HostByName(name string) *Host { return p.names[name] }
 
 // ParsePolicy parses a policy file; filename is used in error messages only. Every error
-// names the file, the line and the offending key or value.
+// names the file, the line and the offending key or value. A file over the size or
+// nesting limit of limits.PolicyFile is refused before the HCL parser sees it.
 func ParsePolicy(filename string, src []byte) (pol *Policy, err error) {
+	if err := limits.Check(filename, src, limits.PolicyFile); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
 	// The HCL parser is third-party code fed with operator input: whatever it does, the
-	// caller gets an error, not a crash.
+	// caller gets an error, not a crash. (A recover cannot catch a stack overflow: that
+	// is why the nesting is limited first.)
 	defer func() {
 		if r := recover(); r != nil {
 			pol, err = nil, fmt.Errorf("policy: %s: cannot parse: %v", filename, r)

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sort"
 	"strconv"
 	"time"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/internal/statefile"
 )
 
@@ -101,8 +101,13 @@ func (v *PCRValues) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ParseState parses and checks a state file; filename is used in error messages only.
+// ParseState parses and checks a state file; filename is used in error messages only. A
+// file over the size or nesting limit of limits.PolicyState is refused before it is
+// decoded.
 func ParseState(filename string, data []byte) (*State, error) {
+	if err := limits.Check(filename, data, limits.PolicyState); err != nil {
+		return nil, fmt.Errorf("policy: state file: %w", err)
+	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("policy: state file %s is corrupt: %s (fix or move it away; it holds pins)", filename, fmt.Sprintf(format, args...))
 	}
@@ -203,7 +208,7 @@ func lowerHex(s string) string {
 
 // readState reads the state file; a missing file is an empty state.
 func readState(path string) (*State, error) {
-	data, err := os.ReadFile(path)
+	data, err := limits.ReadFile(path, limits.PolicyState)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &State{Version: StateVersion, Hosts: map[string]*HostState{}}, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/internal/statefile"
 )
 
@@ -95,7 +96,7 @@ func (s *Store) Policy() (*Policy, error) {
 	if s.pol != nil && os.SameFile(fi, s.polInfo) && fi.Size() == s.polInfo.Size() && fi.ModTime().Equal(s.polInfo.ModTime()) {
 		return s.pol, nil
 	}
-	data, err := os.ReadFile(s.policyPath)
+	data, err := limits.ReadFile(s.policyPath, limits.PolicyFile)
 	if err != nil {
 		s.pol = nil
 		return nil, fmt.Errorf("policy: policy file: %w", err)
