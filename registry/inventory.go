@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	hclparser "github.com/hashicorp/hcl/hcl/parser"
 	"github.com/hashicorp/hcl/hcl/token"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"omens.dev/omens/internal/limits"
 )
 
 // Inventory is the trust domain, hosts and workloads an inventory file names (see the
@@ -105,7 +106,7 @@ func (inv *Inventory) HostOf(selectors []string) *Host {
 
 // LoadInventory reads and checks the inventory file at path.
 func LoadInventory(path string) (*Inventory, error) {
-	src, err := os.ReadFile(path)
+	src, err := limits.ReadFile(path, limits.Inventory)
 	if err != nil {
 		return nil, fmt.Errorf("registry: inventory: %w", err)
 	}
@@ -113,8 +114,13 @@ func LoadInventory(path string) (*Inventory, error) {
 }
 
 // ParseInventory parses and checks an inventory; name labels its errors. Every problem
-// is reported, each as "registry: <name>:<line>: <block>: <key>: <what is wrong>".
+// is reported, each as "registry: <name>:<line>: <block>: <key>: <what is wrong>". An
+// inventory over the size or nesting limit of limits.Inventory is refused before the HCL
+// parser sees it.
 func ParseInventory(name string, src []byte) (*Inventory, error) {
+	if err := limits.Check(name, src, limits.Inventory); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
 	f, err := hclparser.ParseDontErrorOnDuplicateKeys(src)
 	if err != nil {
 		var pe *hclparser.PosError

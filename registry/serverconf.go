@@ -7,13 +7,21 @@ import (
 
 	"github.com/hashicorp/hcl/hcl/ast"
 	hclparser "github.com/hashicorp/hcl/hcl/parser"
+
+	"omens.dev/omens/internal/limits"
 )
 
 // RemoveNodeAttestor returns the SPIRE server configuration src (HCL) without its
 // `NodeAttestor "<name>" { ... }` blocks in the plugins section, with the comment lines
 // directly above each. Everything else is kept byte for byte. found is false, and src is
 // returned as it is, when there is no such block.
+//
+// A configuration over the size or nesting limit of limits.ServerConfig is refused before
+// the HCL parser sees it; read the file with limits.ReadFile, whose errors name it.
 func RemoveNodeAttestor(src []byte, name string) (out []byte, found bool, err error) {
+	if err := limits.Check("server config", src, limits.ServerConfig); err != nil {
+		return nil, false, fmt.Errorf("registry: %w", err)
+	}
 	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
 	f, err := hclparser.Parse(src)
 	if err != nil {

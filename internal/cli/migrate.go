@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/registry"
 )
 
@@ -130,7 +131,7 @@ until then the server still accepts new join tokens.`,
 			}
 			// Render first, so that a configuration omens cannot edit stops it before
 			// any agent is banned.
-			src, err := os.ReadFile(serverConfig)
+			src, err := limits.ReadFile(serverConfig, limits.ServerConfig)
 			if err != nil {
 				return err
 			}
