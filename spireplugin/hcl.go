@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
+
+	"omens.dev/omens/internal/limits"
 )
 
 // PluginName is the name SPIRE configures the plugins under: NodeAttestor "tpm".
@@ -17,8 +19,12 @@ const PluginName = "tpm"
 
 // DecodeHCL decodes plugin_data into v (a pointer to a struct with hcl tags) and returns a
 // note for each key that v does not have, so that a misspelt key is reported instead of
-// silently ignored.
+// silently ignored. plugin_data over the size or nesting limit of limits.PluginConfig is
+// refused before the HCL parser sees it.
 func DecodeHCL(src string, v any) ([]string, error) {
+	if err := limits.Check("plugin_data", []byte(src), limits.PluginConfig); err != nil {
+		return nil, err
+	}
 	file, err := hcl.Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("plugin_data is not valid HCL: %v", err)

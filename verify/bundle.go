@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"omens.dev/omens/internal/limits"
 )
 
 // Bundle is a set of TPM manufacturer CA certificates that EK certificates are verified
@@ -85,7 +87,8 @@ type loadedCert struct {
 // blocks), a DER file (one certificate, trailing 0x00/0xFF padding tolerated), or a
 // directory, walked recursively, every file of which is read (a subdirectory such as
 // _malformed is read too, and what cannot be used in it is reported). Identical
-// certificates are loaded once.
+// certificates are loaded once. Each file is read through limits.ReadFile: a regular
+// file of at most limits.CABundle.MaxBytes, or it is reported as unreadable.
 //
 // A self-signed certificate becomes a root; a self-signature that crypto/x509 refuses
 // only because of its algorithm (SHA-1) does not matter for a root, whose signature is
@@ -107,7 +110,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 		problems []BundleProblem
 	)
 	if !info.IsDir() {
-		b, err := os.ReadFile(path)
+		b, err := limits.ReadFile(path, limits.CABundle)
 		if err != nil {
 			return nil, nil, fmt.Errorf("verify: CA bundle: %w", err)
 		}
@@ -127,7 +130,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 			if d.IsDir() {
 				return nil
 			}
-			b, err := os.ReadFile(p) // follows a symbolic link to a file
+			b, err := limits.ReadFile(p, limits.CABundle) // follows a symbolic link to a file
 			if err != nil {
 				problems = append(problems, BundleProblem{File: p, Reason: "unreadable: " + err.Error()})
 				return nil

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io/fs"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/spireplugin"
 	"omens.dev/omens/verify"
@@ -219,30 +219,39 @@ func fileStamp(path string) (string, error) {
 	return b.String(), err
 }
 
-// loadHashList reads a file of EK hashes: one lower-case hex SHA-256 per line, blank
-// lines and # comments ignored.
+// loadHashList reads a file of EK hashes (parseHashList), capped by limits.HashList.
 func loadHashList(path string) (map[string]bool, error) {
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.HashList)
 	if err != nil {
 		return nil, err
 	}
+	return parseHashList(path, b)
+}
+
+// parseHashList parses a list of EK hashes: one hex SHA-256 per line (either case, kept
+// in lower case), blank lines and # comments ignored; name labels its errors.
+func parseHashList(name string, b []byte) (map[string]bool, error) {
 	out := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
+	for n, rest := 1, b; len(rest) > 0; n++ {
+		var raw []byte
+		raw, rest, _ = bytes.Cut(rest, []byte("\n"))
+		line := string(raw)
 		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = strings.TrimSpace(line[:i])
+			line = line[:i]
 		}
+		line = strings.ToLower(strings.TrimSpace(line))
 		if line == "" {
 			continue
 		}
-		line = strings.ToLower(line)
 		if len(line) != 64 || strings.Trim(line, "0123456789abcdef") != "" {
-			return nil, fmt.Errorf("%s line %d: %q is not an EK hash (64 hex digits)", path, n, line)
+			if len(line) > 80 {
+				line = line[:80] + "..."
+			}
+			return nil, fmt.Errorf("%s line %d: %q is not an EK hash (64 hex digits)", name, n, line)
 		}
 		out[line] = true
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 func loadBundle(path string) (*verify.Bundle, error) {

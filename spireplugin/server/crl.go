@@ -16,9 +16,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sync"
 	"time"
+
+	"omens.dev/omens/internal/limits"
 )
 
 const (
@@ -28,9 +29,8 @@ const (
 	// crlRetry spaces the fetches after a failure, so that attestations during an outage
 	// of the CA do not each wait for it.
 	crlRetry = 30 * time.Second
-	// crlFetchTimeout bounds one fetch; maxCRLSize one CRL.
+	// crlFetchTimeout bounds one fetch; limits.CRL bounds one CRL, fetched or read.
 	crlFetchTimeout = 10 * time.Second
-	maxCRLSize      = 8 << 20
 )
 
 // parseCRL reads a CRL in DER or in PEM ("X509 CRL").
@@ -46,7 +46,7 @@ func parseCRL(b []byte) (*x509.RevocationList, error) {
 }
 
 func loadCRL(path string) (*x509.RevocationList, error) {
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.CRL)
 	if err != nil {
 		return nil, err
 	}
@@ -148,12 +148,12 @@ func (f *crlFetcher) fetch(roots []*x509.Certificate) (*x509.RevocationList, err
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP status %s", resp.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxCRLSize+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limits.CRL.MaxBytes+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxCRLSize {
-		return nil, fmt.Errorf("CRL is over %d bytes", maxCRLSize)
+	if int64(len(b)) > limits.CRL.MaxBytes {
+		return nil, fmt.Errorf("CRL is over the %d-byte limit for a CRL", limits.CRL.MaxBytes)
 	}
 	return parseCRL(b)
 }
