@@ -5,12 +5,15 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"omens.dev/omens/internal/limits"
 )
 
 // Current is the enrolled DevID in a directory.
@@ -19,17 +22,21 @@ type Current struct {
 	Leaf *x509.Certificate
 }
 
-// Load reads the DevID enrolled in dir.
+// Load reads the DevID enrolled in dir. Its files are capped by limits.DevIDMeta and
+// limits.DevIDCert.
 func Load(dir string) (*Current, error) {
-	b, err := os.ReadFile(filepath.Join(dir, MetaFile))
-	if err != nil {
+	b, err := limits.ReadFile(filepath.Join(dir, MetaFile), limits.DevIDMeta)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("devid: no DevID enrolled in %s (%v): run omens devid enroll", dir, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devid: %w", err)
 	}
 	var c Current
 	if err := json.Unmarshal(b, &c.Meta); err != nil {
 		return nil, fmt.Errorf("devid: %s: %w", MetaFile, err)
 	}
-	certPEM, err := os.ReadFile(filepath.Join(dir, CertFile))
+	certPEM, err := limits.ReadFile(filepath.Join(dir, CertFile), limits.DevIDCert)
 	if err != nil {
 		return nil, fmt.Errorf("devid: %w", err)
 	}

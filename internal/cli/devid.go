@@ -3,8 +3,6 @@ package cli
 import (
 	"crypto"
 	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"omens.dev/omens/devid"
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/tpm"
 )
 
@@ -114,26 +113,11 @@ func newDevIDStatusCmd() *cobra.Command {
 		Short: "Show the DevID certificate (subject, issuer, expiry) and whether its key is in this TPM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st DevIDStatus
-			b, err := os.ReadFile(filepath.Join(dir, devid.MetaFile))
-			if err != nil {
-				return fmt.Errorf("no DevID in %s (%v): enroll with omens devid enroll", dir, err)
-			}
-			if err := json.Unmarshal(b, &st.Meta); err != nil {
-				return fmt.Errorf("%s: %w", devid.MetaFile, err)
-			}
-			certPEM, err := os.ReadFile(filepath.Join(dir, devid.CertFile))
+			cur, err := devid.Load(dir)
 			if err != nil {
 				return err
 			}
-			blk, _ := pem.Decode(certPEM)
-			if blk == nil {
-				return fmt.Errorf("%s holds no certificate", devid.CertFile)
-			}
-			leaf, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return err
-			}
+			st, leaf := DevIDStatus{Meta: cur.Meta}, cur.Leaf
 			st.Subject, st.Issuer, st.NotAfter = leaf.Subject.String(), leaf.Issuer.String(), leaf.NotAfter.UTC()
 			st.Renew = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3).UTC().Format(time.RFC3339)
 			st.InTPM, st.TPMCheck = keyInTPM(path, dir, &st.Meta, leaf)
@@ -176,10 +160,13 @@ func keyInTPM(path, dir string, meta *devid.Meta, leaf *x509.Certificate) (bool,
 			return false, err.Error()
 		}
 	} else {
-		pub, err1 := os.ReadFile(filepath.Join(dir, devid.PubFile))
-		priv, err2 := os.ReadFile(filepath.Join(dir, devid.PrivFile))
-		if err1 != nil || err2 != nil {
-			return false, "key blobs missing"
+		pub, err := limits.ReadFile(filepath.Join(dir, devid.PubFile), limits.KeyBlob)
+		if err != nil {
+			return false, err.Error()
+		}
+		priv, err := limits.ReadFile(filepath.Join(dir, devid.PrivFile), limits.KeyBlob)
+		if err != nil {
+			return false, err.Error()
 		}
 		alg := tpm2.TPMAlgECC
 		if meta.KeyAlg == "rsa" {
