@@ -12,10 +12,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/google/go-tpm/tpm2"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 )
@@ -61,7 +61,7 @@ type devidFiles struct {
 
 // readChain reads PEM CERTIFICATE blocks, leaf first.
 func readChain(path string) ([][]byte, *x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.DevIDCert)
 	if err != nil {
 		return nil, nil, fmt.Errorf("prover: DevID certificate: %w", err)
 	}
@@ -117,7 +117,7 @@ func (x *Exchange) readDevIDOnce() (*devidFiles, error) {
 		return nil, err
 	}
 	if c.PubPath != "" {
-		if f.pub, err = os.ReadFile(c.PubPath); err != nil {
+		if f.pub, err = limits.ReadFile(c.PubPath, limits.KeyBlob); err != nil {
 			return nil, fmt.Errorf("prover: DevID public blob: %w", err)
 		}
 	}
@@ -130,7 +130,7 @@ func (x *Exchange) readDevIDOnce() (*devidFiles, error) {
 		}
 		f.pub, f.pubContent = f.key.PublicBlob, &f.key.Public
 	} else {
-		if f.priv, err = os.ReadFile(c.PrivPath); err != nil {
+		if f.priv, err = limits.ReadFile(c.PrivPath, limits.KeyBlob); err != nil {
 			return nil, fmt.Errorf("prover: DevID private blob: %w", err)
 		}
 		if f.pubContent, err = tpm2.Unmarshal[tpm2.TPMTPublic](f.pub); err != nil {

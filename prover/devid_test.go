@@ -189,6 +189,13 @@ func TestDevIDConfigAndFiles(t *testing.T) {
 	if _, _, err := p.Begin(); err == nil || !strings.HasSuffix(err.Error(), "no PEM CERTIFICATE block") {
 		t.Errorf("certificate file without PEM: %v", err)
 	}
+	if err := os.Truncate(h.certPath, 1<<20+1); err != nil { // sparse
+		t.Fatal(err)
+	}
+	want = "prover: DevID certificate: limits: " + h.certPath + " is 1048577 bytes, over the 1048576-byte limit for a DevID certificate file"
+	if _, _, err := p.Begin(); err == nil || err.Error() != want {
+		t.Errorf("oversize certificate file: %v\nwant %s", err, want)
+	}
 	if hs, err := tpm.TransientHandles(h.sim); err != nil || len(hs) != 0 {
 		t.Errorf("transient handles left: %x %v", hs, err)
 	}
