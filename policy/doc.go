@@ -9,6 +9,9 @@
 //
 // The policy file is HCL (version 1, the dialect of SPIRE's own configuration), written by
 // the operator. See example.hcl in this directory for a complete file.
+// A policy file of more than 1 MiB or nested more than 32 levels deep (package
+// internal/limits) is refused before the HCL parser reads it, as is a state file of more
+// than 64 MiB or 32 levels; the error names the file and the limit.
 //
 //	unknown_hosts = "reject"          # or the name of a group
 //

@@ -108,6 +108,11 @@ func ParseState(filename string, data []byte) (*State, error) {
 	if err := limits.Check(filename, data, limits.PolicyState); err != nil {
 		return nil, fmt.Errorf("policy: state file: %w", err)
 	}
+	return parseState(filename, data)
+}
+
+// parseState is ParseState for data that limits.ReadFile has already checked.
+func parseState(filename string, data []byte) (*State, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("policy: state file %s is corrupt: %s (fix or move it away; it holds pins)", filename, fmt.Sprintf(format, args...))
 	}
@@ -215,7 +220,7 @@ func readState(path string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: reading state file: %w", err)
 	}
-	return ParseState(path, data)
+	return parseState(path, data)
 }
 
 // writeState replaces the state file atomically (statefile.WriteAtomic). The caller holds

@@ -5,7 +5,8 @@
 // # Inventory
 //
 // An inventory is an HCL file, in the syntax of SPIRE's own configuration, that names the
-// trust domain, the hosts and the workloads:
+// trust domain, the hosts and the workloads (at most 4 MiB and 32 levels of nesting,
+// package internal/limits):
 //
 //	trust_domain = "funlab.casa"
 //
