@@ -9,21 +9,26 @@
 //
 // The caps, far above any real file:
 //
-//	kind                          size     depth  syntax
-//	PCR policy file               1 MiB    32     HCL
-//	PCR policy state file         64 MiB   32     JSON
-//	inventory                     4 MiB    32     HCL
-//	SPIRE server configuration    1 MiB    32     HCL
-//	plugin configuration          1 MiB    32     HCL or JSON (plugin_data, from SPIRE)
-//	EK hash list                  16 MiB   -      lines (250,000 hashes)
-//	CA bundle file                16 MiB   -      PEM or DER, per file of a directory
-//	CRL                           8 MiB    -      PEM or DER, from a file or over HTTPS
-//	DevID metadata file           64 KiB   32     JSON
-//	DevID certificate file        1 MiB    -      PEM
-//	TPM key blob                  64 KiB   -      TPM2B_PUBLIC, TPM2B_PRIVATE
-//	step-ca configuration         16 MiB   32     JSON (ca.json or a JWK file)
-//	password file                 64 KiB   -      bytes
-//	RA bindings file              64 MiB   32     JSON
+//	Kind          what                         size    depth  syntax
+//	PolicyFile    PCR policy file              1 MiB   32     HCL
+//	PolicyState   PCR policy state file        64 MiB  32     JSON
+//	Inventory     inventory                    4 MiB   32     HCL
+//	ServerConfig  SPIRE server configuration   1 MiB   32     HCL
+//	PluginConfig  plugin_data, from SPIRE      1 MiB   32     HCL or JSON
+//	HashList      EK allow or deny list        16 MiB  -      lines (250,000 hashes)
+//	CABundle      CA bundle file               16 MiB  -      PEM or DER, each file of a directory
+//	CRL           CRL                          8 MiB   -      PEM or DER, from a file or over HTTPS
+//	DevIDMeta     DevID metadata file          64 KiB  32     JSON
+//	DevIDCert     DevID certificate file       1 MiB   -      PEM
+//	KeyBlob       TPM key blob                 64 KiB  -      TPM2B_PUBLIC, TPM2B_PRIVATE
+//	StepCAConfig  step-ca configuration        16 MiB  32     JSON (ca.json or a JWK file)
+//	PasswordFile  password file                64 KiB  -      bytes
+//	RABindings    RA bindings file             64 MiB  32     JSON
+//
+// Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
+// the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
+// brace in a string, an interpolation, a comment or a heredoc is not counted, exactly as
+// the parser does not see it; for JSON, outside strings, whose escapes are followed.
 //
 // Refusals name the file and the limit:
 //
