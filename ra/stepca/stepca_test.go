@@ -106,7 +106,7 @@ func TestSign(t *testing.T) {
 	csr := newCSR(t, host, host)
 
 	start := time.Now()
-	leaf, chain, err := client.Sign(ctx, csr, 0)
+	leaf, chain, err := client.SignDevID(ctx, csr, host, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestSign(t *testing.T) {
 		t.Errorf("leaf chains to %q, want the CA's root", top.Subject)
 	}
 
-	leaf, _, err = client.Sign(ctx, newCSR(t, host, host), 24*time.Hour)
+	leaf, _, err = client.SignDevID(ctx, newCSR(t, host, host), host, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestSign(t *testing.T) {
 	}
 
 	skip := len(ca.Log())
-	_, _, err = client.Sign(ctx, newCSR(t, host, host), stepcatest.CertDuration+time.Hour)
+	_, _, err = client.SignDevID(ctx, newCSR(t, host, host), host, stepcatest.CertDuration+time.Hour)
 	// step-ca backdates certificates by a minute, and counts it.
 	wantErr := "stepca: sign: 403 Forbidden: The request was forbidden by the certificate authority: requested duration of 2161h1m0s is more than the authorized maximum certificate duration of 2160h1m0s."
 	if err == nil || err.Error() != wantErr {
@@ -248,7 +248,7 @@ func TestRevokeCRLRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, err := client.Sign(ctx, newCSR(t, "spire.funlab.casa", "spire.funlab.casa"), 0)
+	other, _, err := client.SignDevID(ctx, newCSR(t, "spire.funlab.casa", "spire.funlab.casa"), "spire.funlab.casa", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +414,7 @@ func TestLoadProvisioner(t *testing.T) {
 			}
 			// The key signs tokens that step-ca accepts.
 			client := stepca.New(ca.URL, ca.RootPool, p)
-			if _, _, err := client.Sign(context.Background(), newCSR(t, host, host), 0); err != nil {
+			if _, _, err := client.SignDevID(context.Background(), newCSR(t, host, host), host, 0); err != nil {
 				t.Fatal(err)
 			}
 		})
