@@ -504,6 +504,16 @@ func TestToken(t *testing.T) {
 	if nbf.Before(before) || nbf.After(time.Now()) || exp.Sub(nbf) != stepca.TokenValidity || !claims.IssuedAt.Time().Equal(nbf) {
 		t.Errorf("iat %v nbf %v exp %v", claims.IssuedAt.Time(), nbf, exp)
 	}
+	if raw := rawClaims(t, ott, &pub); raw[stepca.ProfileClaim] != nil {
+		t.Errorf("Token: claim %s = %v, want none", stepca.ProfileClaim, raw[stepca.ProfileClaim])
+	}
+	profiled, err := prov.ProfileToken(client.SignAudience(), subject, sans, stepca.ProfileServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := rawClaims(t, profiled, &pub); raw[stepca.ProfileClaim] != stepca.ProfileServer {
+		t.Errorf("ProfileToken: claim %s = %v, want %s", stepca.ProfileClaim, raw[stepca.ProfileClaim], stepca.ProfileServer)
+	}
 	again, err := prov.Token(client.SignAudience(), subject, sans)
 	if err != nil {
 		t.Fatal(err)
@@ -513,4 +523,18 @@ func TestToken(t *testing.T) {
 	if err := tok.Claims(&pub, &second); err != nil || second.ID == claims.ID {
 		t.Errorf("second token's jti %q (%v), first's %q: want a fresh one", second.ID, err, claims.ID)
 	}
+}
+
+// rawClaims returns the claims of token, checked with key.
+func rawClaims(t *testing.T, token string, key *jose.JSONWebKey) map[string]any {
+	t.Helper()
+	tok, err := jose.ParseSigned(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := tok.Claims(key, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims
 }
