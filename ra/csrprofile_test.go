@@ -103,3 +103,23 @@ func TestCSRProfile(t *testing.T) {
 		t.Errorf("DevID certificate: subject %s, KU %v, EKU %v, basic constraints %t", leaf.Subject, leaf.KeyUsage, leaf.ExtKeyUsage, leaf.BasicConstraintsValid)
 	}
 }
+
+// TestCSRProfileNotQueued: a host the RA does not know yet, whose request asks for more
+// than a DevID certificate, is refused before it would wait for an operator: it is not
+// queued.
+func TestCSRProfileNotQueued(t *testing.T) {
+	r := newRig(t, nil)
+	d := newDevice(t, r)
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: host, Organization: []string{"Evil Corp"}}, DNSNames: []string{host}}
+	status, e := d.refusal("/v1/enroll/finish", d.finishWith(d.begin(tpm2.Marshal(d.key.Public)), tmpl))
+	if status != http.StatusForbidden || e.Check != stepca.CheckDevIDCSRProfile {
+		t.Errorf("%d %+v, want 403 %s", status, e, stepca.CheckDevIDCSRProfile)
+	}
+	b, err := r.store.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := b.PendingList(); len(p) != 0 {
+		t.Errorf("%d requests pending after a refused request, want none", len(p))
+	}
+}

@@ -274,11 +274,13 @@ func (s *Server) finish(ctx context.Context, body []byte) (any, *audit, error) {
 	if err != nil {
 		return nil, a, err
 	}
-	if err := s.checkBinding(e.Host, a.ekHash, true); err != nil {
-		return nil, a, err
-	}
+	// Before the binding check, which queues an unknown host: a request for more than a
+	// DevID certificate is not queued.
 	if err := stepca.CheckDevIDCSR(csr, e.Host); err != nil {
 		return nil, a, refuse(http.StatusForbidden, stepca.CheckDevIDCSRProfile, "ra: %v", err)
+	}
+	if err := s.checkBinding(e.Host, a.ekHash, true); err != nil {
+		return nil, a, err
 	}
 	leaf, chain, err := s.cfg.Signer.SignDevID(ctx, csr, e.Host, s.cfg.Lifetime)
 	if err != nil {
