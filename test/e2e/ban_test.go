@@ -70,8 +70,8 @@ func storedSVID(t *testing.T, a *spiretest.Agent) bool {
 // plugin accepts, and SPIRE refuses the attestation (also with its data wiped, a first
 // attestation); restarted with its SVID still on disk (banned while stopped), it is
 // refused at its first call. `spire-server agent evict`
-// lifts the ban (SPIRE 1.13 has no `agent delete`, and `agent purge` removes only agents
-// whose SVID expired): the agent attests again.
+// lifts the ban (SPIRE 1.13 has no `agent delete`): the agent attests again; so does
+// `agent purge`, once the banned agent's last SVID has expired.
 //
 // The same TPM's other EK is another agent ID, which the ban does not reach: see the
 // known gap at the end.
@@ -80,7 +80,7 @@ func TestBannedAgentStaysOut(t *testing.T) {
 	auth := startSimHost(t, "auth", "--ecc")
 	srv := spiretest.StartServer(t, spiretest.ServerConfig{
 		NodeAttestors: tpmServerBlock(t, auth.bundle(), ""),
-		AgentTTL:      "1m",
+		AgentTTL:      "20s",
 	})
 	agentID := "spiffe://funlab.casa/spire/agent/tpm/" + auth.ekHash(t)
 	agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{
@@ -231,5 +231,37 @@ func TestBannedAgentStaysOut(t *testing.T) {
 		wantShutOut(srvSkip, agentSkip)
 		wantLogged(t, "agent", agent.Log(), agentSkip, `msg="SVID loaded"`, `spiffe_id="`+agentID+`"`)
 		evictAndAttest()
+	})
+
+	// `spire-server agent purge` deletes every re-attestable agent whose SVID expired
+	// more than -expiredFor ago, banned or not (SPIRE 1.13.3's purge lists agents by
+	// can_reattest only; the server's own pruning, prune_attested_nodes_expired_for,
+	// skips banned agents): a purge lifts the bans of agents banned long enough. An
+	// operator who keeps a chip out keeps it in the plugin's EK deny list as well.
+	t.Run("agent purge lifts the ban once the banned SVID has expired", func(t *testing.T) {
+		srvSkip, agentSkip := len(srv.Log()), len(agent.Log())
+		ban()
+		wantShutOut(srvSkip, agentSkip)
+		expires := srv.Agent(t, agentID).ExpiresAt
+		time.Sleep(time.Until(expires.Add(2 * time.Second)))
+		out := srv.Run(t, "agent", "purge", "-expiredFor", "1s")
+		if !strings.Contains(out, agentID) {
+			t.Errorf("agent purge did not name %s:\n%s", agentID, out)
+		}
+		for _, a := range srv.Agents(t) {
+			if a.ID == agentID {
+				t.Fatalf("banned agent %s still listed after agent purge (banned %t)", agentID, a.Banned)
+			}
+		}
+		if storedSVID(t, agent) {
+			agent.Launch(t)
+			if err := agent.WaitExit(t, 60*time.Second); err == nil {
+				t.Error("agent with a purged SVID exited cleanly")
+			}
+		}
+		agent.Start(t)
+		if info := srv.Agent(t, agentID); info.Banned {
+			t.Errorf("agent %s banned after purge and restart", agentID)
+		}
 	})
 }
