@@ -60,6 +60,9 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.StepCA.CheckTemplate(ctx); err != nil {
+		return fmt.Errorf("ra: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("ra: %w", err)
@@ -138,7 +141,7 @@ func (c *tlsCert) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	leaf, chain, err := c.client.Sign(ctx, csr, 24*time.Hour)
+	leaf, chain, err := c.client.SignServer(ctx, csr, 24*time.Hour)
 	if err != nil {
 		return fmt.Errorf("ra: TLS certificate from step-ca: %w", err)
 	}

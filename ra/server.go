@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"omens.dev/omens/protocol"
+	"omens.dev/omens/ra/stepca"
 	"omens.dev/omens/verify"
 )
 
@@ -35,9 +36,9 @@ const (
 	CheckMethod  = "method"
 )
 
-// Signer issues a certificate for a CSR: step-ca, through ra/stepca.
+// Signer issues a DevID certificate of host for a CSR's key: step-ca, through ra/stepca.
 type Signer interface {
-	Sign(ctx context.Context, csr *x509.CertificateRequest, lifetime time.Duration) (*x509.Certificate, []*x509.Certificate, error)
+	SignDevID(ctx context.Context, csr *x509.CertificateRequest, host string, lifetime time.Duration) (*x509.Certificate, []*x509.Certificate, error)
 }
 
 // Config configures a Server.
@@ -273,10 +274,15 @@ func (s *Server) finish(ctx context.Context, body []byte) (any, *audit, error) {
 	if err != nil {
 		return nil, a, err
 	}
+	// Before the binding check, which queues an unknown host: a request for more than a
+	// DevID certificate is not queued.
+	if err := stepca.CheckDevIDCSR(csr, e.Host); err != nil {
+		return nil, a, refuse(http.StatusForbidden, stepca.CheckDevIDCSRProfile, "ra: %v", err)
+	}
 	if err := s.checkBinding(e.Host, a.ekHash, true); err != nil {
 		return nil, a, err
 	}
-	leaf, chain, err := s.cfg.Signer.Sign(ctx, csr, s.cfg.Lifetime)
+	leaf, chain, err := s.cfg.Signer.SignDevID(ctx, csr, e.Host, s.cfg.Lifetime)
 	if err != nil {
 		return nil, a, refuse(http.StatusBadGateway, CheckIssue, "ra: step-ca did not issue the certificate: %v", err)
 	}

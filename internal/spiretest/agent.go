@@ -158,6 +158,13 @@ func (a *Agent) Start(t testing.TB) {
 	a.waitHealthy(t)
 }
 
+// Launch starts a stopped agent again from its directory without waiting, for a restart
+// in which attestation is meant to fail: see WaitExit.
+func (a *Agent) Launch(t testing.TB) {
+	t.Helper()
+	a.launch(t)
+}
+
 // Stop stops the agent (SIGTERM, then waits) and leaves its directory in place for Start.
 func (a *Agent) Stop(t testing.TB) {
 	t.Helper()

@@ -3,8 +3,9 @@
 // Init lays out a new CA with `step ca init` (non-interactive, standalone, badger
 // database) in a directory used as its STEPPATH, then shapes its ca.json the way omens
 // expects the user's step-ca to be: a JWK provisioner "tower-of-omens" whose TLS
-// certificates last 90 days by default, and CRL generation on, regenerated at each
-// revocation. Run starts `step-ca --password-file` on that directory and waits until GET
+// certificates last 90 days by default and whose X.509 template is omens' DevID template
+// (stepca.DevIDTemplate, installed with `step ca provisioner update --x509-template` as an
+// operator does), and CRL generation on, regenerated at each revocation. Run starts `step-ca --password-file` on that directory and waits until GET
 // /health answers over TLS that trusts the new root.
 //
 // Start, with the CA's Start and Stop methods, wraps Init and Run for tests: the CA runs
@@ -37,6 +38,7 @@ import (
 
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/proc"
+	"omens.dev/omens/ra/stepca"
 )
 
 // Defaults of Config.
@@ -78,6 +80,10 @@ type Config struct {
 	Address string
 	// Provisioner is the name of the JWK provisioner (DefaultProvisioner).
 	Provisioner string
+	// NoTemplate leaves the provisioner without omens' X.509 template
+	// (stepca.DevIDTemplate), on step-ca's default: only for tests that show what the
+	// template changes.
+	NoTemplate bool
 }
 
 // CA is a step-ca with its own directory (its STEPPATH).
@@ -192,6 +198,20 @@ func Init(dir string, cfg Config) (*CA, error) {
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("stepcatest: step %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	if !cfg.NoTemplate {
+		// As an operator installs it (stepca.DevIDTemplate's doc).
+		tpl := filepath.Join(dir, "devid.tpl")
+		if err := os.WriteFile(tpl, []byte(stepca.DevIDTemplate), 0o600); err != nil {
+			return nil, err
+		}
+		args := stepca.TemplateCommand(cfg.Provisioner, tpl, c.CAConfig)
+		cmd := exec.CommandContext(ctx, step, args...)
+		cmd.Env = append(os.Environ(), "STEPPATH="+dir)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("stepcatest: step %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 	if err := configure(c.CAConfig, cfg.Provisioner, c.URL); err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/ra/stepca"
 )
 
 // TestStartIssueRestart starts a CA with the defaults, checks the ca.json settings it
@@ -120,8 +121,13 @@ func checkCAJSON(t *testing.T, ca *stepcatest.CA) {
 		Authority struct {
 			Provisioners []struct {
 				Type, Name   string
-				EncryptedKey string            `json:"encryptedKey"`
-				Claims       map[string]string `json:"claims"`
+				EncryptedKey string         `json:"encryptedKey"`
+				Claims       map[string]any `json:"claims"`
+				Options      struct {
+					X509 struct {
+						Template string `json:"template"`
+					} `json:"x509"`
+				} `json:"options"`
 			}
 		}
 		CRL map[string]any `json:"crl"`
@@ -141,6 +147,9 @@ func checkCAJSON(t *testing.T, ca *stepcatest.CA) {
 	}
 	if p.Claims["defaultTLSCertDuration"] != "2160h0m0s" || p.Claims["maxTLSCertDuration"] != "2160h0m0s" {
 		t.Errorf("provisioner claims %v", p.Claims)
+	}
+	if p.Options.X509.Template != stepca.DevIDTemplate {
+		t.Errorf("provisioner X.509 template %q, want omens' DevID template", p.Options.X509.Template)
 	}
 	want := map[string]any{
 		"enabled": true, "generateOnRevoke": true, "cacheDuration": "24h0m0s",

@@ -3,9 +3,10 @@
 // fetches the CRL.
 //
 // Every request is authorized by a token that the client makes for it alone: a sign token
-// names the identity of the certificate request (common name and SANs), so step-ca signs
-// that request and no other; a revoke token names one serial number. step-ca accepts each
-// token once.
+// names the identity of the certificate (common name and SANs) and its profile, which
+// step-ca's X.509 template for the provisioner (DevIDTemplate) turns into the certificate,
+// so the request contributes only its key; a revoke token names one serial number.
+// step-ca accepts each token once.
 //
 // Errors are prefixed "stepca: " and the operation; an answer of step-ca that is not a
 // success is an *Error, which holds the HTTP status and step-ca's message.
@@ -89,18 +90,33 @@ func (c *Client) SignAudience() string { return c.URL + "/1.0/sign" }
 // RevokeAudience is the audience of the client's revoke tokens.
 func (c *Client) RevokeAudience() string { return c.URL + "/1.0/revoke" }
 
-// Sign gets a certificate for csr from step-ca, with a token pinned to the request's
-// identity: its subject is the common name (or, without one, the first SAN) and its SANs
-// are the request's DNS names, IP addresses, email addresses and URIs. lifetime 0 takes
-// the provisioner's default; step-ca refuses one beyond the provisioner's maximum. It
-// returns the certificate and the chain above it (the intermediate(s)), having checked
-// that the certificate is for the request's key and chains to Roots.
-func (c *Client) Sign(ctx context.Context, csr *x509.CertificateRequest, lifetime time.Duration) (leaf *x509.Certificate, chain []*x509.Certificate, err error) {
+// SignDevID gets a DevID certificate for host from step-ca (profile ProfileDevID of
+// DevIDTemplate), for csr's key. It first refuses a csr that asks for more than a DevID
+// certificate of host (CheckDevIDCSR); the token then names what the RA decided, host as
+// the subject and the one SAN, whatever csr holds. lifetime 0 takes the provisioner's
+// default; step-ca refuses one beyond the provisioner's maximum. It returns the
+// certificate and the chain above it (the intermediate(s)), having checked that the
+// certificate is for the request's key and chains to Roots.
+func (c *Client) SignDevID(ctx context.Context, csr *x509.CertificateRequest, host string, lifetime time.Duration) (leaf *x509.Certificate, chain []*x509.Certificate, err error) {
+	if err := CheckDevIDCSR(csr, host); err != nil {
+		return nil, nil, err
+	}
+	ott, err := c.Prov.ProfileToken(c.SignAudience(), host, []string{host}, ProfileDevID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.SignWithToken(ctx, csr, ott, lifetime)
+}
+
+// SignServer gets a TLS server certificate (profile ProfileServer of DevIDTemplate) for
+// csr, with a token pinned to the request's identity (Identity): the RA's own TLS
+// certificate, whose request the RA makes itself.
+func (c *Client) SignServer(ctx context.Context, csr *x509.CertificateRequest, lifetime time.Duration) (leaf *x509.Certificate, chain []*x509.Certificate, err error) {
 	subject, sans := Identity(csr)
 	if subject == "" {
 		return nil, nil, errors.New("stepca: sign: certificate request has neither a common name nor a SAN")
 	}
-	ott, err := c.Prov.Token(c.SignAudience(), subject, sans)
+	ott, err := c.Prov.ProfileToken(c.SignAudience(), subject, sans, ProfileServer)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -130,6 +130,12 @@ func newProvisioner(name string, key *jose.JSONWebKey) (*Provisioner, error) {
 // subject or one of them. The token is valid for TokenValidity and carries a random ID
 // (jti), which step-ca accepts only once.
 func (p *Provisioner) Token(audience, subject string, sans []string) (string, error) {
+	return p.ProfileToken(audience, subject, sans, "")
+}
+
+// ProfileToken is Token with the claim ProfileClaim set to profile (none when profile is
+// empty), which picks the certificate profile of DevIDTemplate.
+func (p *Provisioner) ProfileToken(audience, subject string, sans []string, profile string) (string, error) {
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(p.key.Algorithm), Key: p.key},
 		new(jose.SignerOptions).WithType("JWT"))
@@ -143,7 +149,8 @@ func (p *Provisioner) Token(audience, subject string, sans []string) (string, er
 	now := time.Now()
 	claims := struct {
 		jose.Claims
-		SANs []string `json:"sans,omitempty"`
+		SANs    []string `json:"sans,omitempty"`
+		Profile string   `json:"omens_profile,omitempty"`
 	}{
 		Claims: jose.Claims{
 			ID:        hex.EncodeToString(id),
@@ -154,7 +161,8 @@ func (p *Provisioner) Token(audience, subject string, sans []string) (string, er
 			NotBefore: jose.NewNumericDate(now),
 			Expiry:    jose.NewNumericDate(now.Add(TokenValidity)),
 		},
-		SANs: sans,
+		SANs:    sans,
+		Profile: profile,
 	}
 	tok, err := jose.Signed(signer).Claims(claims).Serialize()
 	if err != nil {

@@ -106,7 +106,7 @@ func TestSign(t *testing.T) {
 	csr := newCSR(t, host, host)
 
 	start := time.Now()
-	leaf, chain, err := client.Sign(ctx, csr, 0)
+	leaf, chain, err := client.SignDevID(ctx, csr, host, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestSign(t *testing.T) {
 		t.Errorf("leaf chains to %q, want the CA's root", top.Subject)
 	}
 
-	leaf, _, err = client.Sign(ctx, newCSR(t, host, host), 24*time.Hour)
+	leaf, _, err = client.SignDevID(ctx, newCSR(t, host, host), host, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestSign(t *testing.T) {
 	}
 
 	skip := len(ca.Log())
-	_, _, err = client.Sign(ctx, newCSR(t, host, host), stepcatest.CertDuration+time.Hour)
+	_, _, err = client.SignDevID(ctx, newCSR(t, host, host), host, stepcatest.CertDuration+time.Hour)
 	// step-ca backdates certificates by a minute, and counts it.
 	wantErr := "stepca: sign: 403 Forbidden: The request was forbidden by the certificate authority: requested duration of 2161h1m0s is more than the authorized maximum certificate duration of 2160h1m0s."
 	if err == nil || err.Error() != wantErr {
@@ -248,7 +248,7 @@ func TestRevokeCRLRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, err := client.Sign(ctx, newCSR(t, "spire.funlab.casa", "spire.funlab.casa"), 0)
+	other, _, err := client.SignDevID(ctx, newCSR(t, "spire.funlab.casa", "spire.funlab.casa"), "spire.funlab.casa", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +414,7 @@ func TestLoadProvisioner(t *testing.T) {
 			}
 			// The key signs tokens that step-ca accepts.
 			client := stepca.New(ca.URL, ca.RootPool, p)
-			if _, _, err := client.Sign(context.Background(), newCSR(t, host, host), 0); err != nil {
+			if _, _, err := client.SignDevID(context.Background(), newCSR(t, host, host), host, 0); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -504,6 +504,16 @@ func TestToken(t *testing.T) {
 	if nbf.Before(before) || nbf.After(time.Now()) || exp.Sub(nbf) != stepca.TokenValidity || !claims.IssuedAt.Time().Equal(nbf) {
 		t.Errorf("iat %v nbf %v exp %v", claims.IssuedAt.Time(), nbf, exp)
 	}
+	if raw := rawClaims(t, ott, &pub); raw[stepca.ProfileClaim] != nil {
+		t.Errorf("Token: claim %s = %v, want none", stepca.ProfileClaim, raw[stepca.ProfileClaim])
+	}
+	profiled, err := prov.ProfileToken(client.SignAudience(), subject, sans, stepca.ProfileServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw := rawClaims(t, profiled, &pub); raw[stepca.ProfileClaim] != stepca.ProfileServer {
+		t.Errorf("ProfileToken: claim %s = %v, want %s", stepca.ProfileClaim, raw[stepca.ProfileClaim], stepca.ProfileServer)
+	}
 	again, err := prov.Token(client.SignAudience(), subject, sans)
 	if err != nil {
 		t.Fatal(err)
@@ -513,4 +523,18 @@ func TestToken(t *testing.T) {
 	if err := tok.Claims(&pub, &second); err != nil || second.ID == claims.ID {
 		t.Errorf("second token's jti %q (%v), first's %q: want a fresh one", second.ID, err, claims.ID)
 	}
+}
+
+// rawClaims returns the claims of token, checked with key.
+func rawClaims(t *testing.T, token string, key *jose.JSONWebKey) map[string]any {
+	t.Helper()
+	tok, err := jose.ParseSigned(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := tok.Claims(key, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims
 }

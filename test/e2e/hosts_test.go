@@ -77,7 +77,9 @@ type simHost struct {
 	cmd               *exec.Cmd
 }
 
-func startSimHost(t *testing.T, name string) *simHost {
+// startSimHost starts the simulated TPM of host name; flags go to `omens tpm simulate`
+// (such as --ecc).
+func startSimHost(t *testing.T, name string, flags ...string) *simHost {
 	t.Helper()
 	bin := build(t)
 	dir, err := os.MkdirTemp("", "omens-"+name)
@@ -85,7 +87,7 @@ func startSimHost(t *testing.T, name string) *simHost {
 		t.Fatal(err)
 	}
 	h := &simHost{name: name, dir: dir, socket: filepath.Join(dir, "tpm.sock")}
-	h.cmd = exec.Command(bin.omens, "tpm", "simulate", "--state", filepath.Join(dir, "state"), "--socket", h.socket)
+	h.cmd = exec.Command(bin.omens, append([]string{"tpm", "simulate", "--state", filepath.Join(dir, "state"), "--socket", h.socket}, flags...)...)
 	log, _ := os.Create(filepath.Join(dir, "sim.log"))
 	h.cmd.Stdout, h.cmd.Stderr = log, log
 	if err := h.cmd.Start(); err != nil {
