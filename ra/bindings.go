@@ -50,8 +50,8 @@ type Binding struct {
 
 // Issued is one DevID certificate issued to a host.
 type Issued struct {
-	Serial   string    `json:"serial"` // hexadecimal
-	Issued   time.Time `json:"issued"`
+	Serial   string    `json:"serial"`          // hexadecimal
+	Issued   time.Time `json:"issued,omitzero"` // zero for a certificate upgraded from version 1
 	NotAfter time.Time `json:"not_after"`
 	// Superseded is when a newer certificate was issued to the host; the RA revokes a
 	// superseded certificate once the supersede grace has passed (Config.SupersedeGrace).

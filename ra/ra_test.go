@@ -12,8 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -46,6 +46,7 @@ func (nopCloser) Close() error { return nil }
 // step-ca, and one simulated TPM in this process.
 type rig struct {
 	sim    *tpmsim.Sim
+	simDir string
 	store  *ra.Store
 	srv    *ra.Server
 	url    string
@@ -68,7 +69,8 @@ func newRigWith(t *testing.T, ekCA *verify.Bundle, edit func(*ra.Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := tpmsim.Start(tpmsim.Options{StateDir: t.TempDir()})
+	simDir := t.TempDir()
+	sim, err := tpmsim.Start(tpmsim.Options{StateDir: simDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +92,7 @@ func newRigWith(t *testing.T, ekCA *verify.Bundle, edit func(*ra.Config)) *rig {
 		Store:    store,
 		Signer:   client,
 		Revoker:  client,
-		Log:      slog.New(slog.NewJSONHandler(log, nil)),
+		Log:      slogJSON(log),
 		Now:      clk.now,
 	}
 	if edit != nil {
@@ -104,7 +106,7 @@ func newRigWith(t *testing.T, ekCA *verify.Bundle, edit func(*ra.Config)) *rig {
 		t.Fatal(err)
 	}
 	h, _ := verify.EKHash(eks[0].PublicKey)
-	return &rig{sim: sim, store: store, srv: srv, url: hs.URL, ekHash: h, ca: ca, client: client, log: log, clock: clk}
+	return &rig{sim: sim, simDir: simDir, store: store, srv: srv, url: hs.URL, ekHash: h, ca: ca, client: client, log: log, clock: clk}
 }
 
 // clock is the RA's time: the wall clock moved forward by skip.
@@ -124,6 +126,8 @@ func (c *clock) advance(d time.Duration) {
 	c.skip += d
 	c.mu.Unlock()
 }
+
+func slogJSON(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
 
 // logBuffer holds the RA's JSON log lines.
 type logBuffer struct {
@@ -287,7 +291,13 @@ func TestHostBoundToAnotherEK(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := r.enroll(t, t.TempDir(), 0)
-	wantRefusal(t, r, err, 403, ra.CheckBinding, "ra: host auth.funlab.casa is bound to EK "+other+", not to this TPM's EK "+r.ekHash)
+	line := wantRefusal(t, r, err, 403, ra.CheckBinding, "ra: host auth.funlab.casa is bound to EK "+other+", not to this TPM's EK "+r.ekHash)
+	if line["host"] != host || line["ek_hash"] != r.ekHash || line["source"] != "127.0.0.1" || line["path"] != "/v1/enroll/begin" {
+		t.Errorf("audit line %v", line)
+	}
+	if b, _ := r.store.Read(); len(b.Pending) != 0 {
+		t.Errorf("a refused TPM was queued: %+v", b.Pending)
+	}
 }
 
 // device plays the enrollment by hand, so a test can send what a careless or hostile
@@ -335,6 +345,19 @@ func (d *device) post(path string, body []byte) (int, []byte) {
 
 func (d *device) begin(devidPublic []byte) *protocol.EnrollChallenge {
 	d.t.Helper()
+	status, b := d.post("/v1/enroll/begin", d.beginBody(devidPublic))
+	if status != 200 {
+		d.t.Fatalf("begin: %d %s", status, b)
+	}
+	ch, err := protocol.DecodeEnrollChallenge(b)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return ch
+}
+
+func (d *device) beginBody(devidPublic []byte) []byte {
+	d.t.Helper()
 	cert, err := tpm.ReadEKCertificate(d.r.sim, d.ek)
 	if err != nil {
 		d.t.Fatal(err)
@@ -346,15 +369,7 @@ func (d *device) begin(devidPublic []byte) *protocol.EnrollChallenge {
 	ekPub := ek.Public
 	ek.Close(d.r.sim)
 	body, _ := protocol.EncodeEnroll(&protocol.EnrollBegin{Host: host, EKCert: cert, EKPublic: tpm2.Marshal(ekPub), AKPublic: tpm2.Marshal(d.ak.Public), DevIDPublic: devidPublic})
-	status, b := d.post("/v1/enroll/begin", body)
-	if status != 200 {
-		d.t.Fatalf("begin: %d %s", status, b)
-	}
-	ch, err := protocol.DecodeEnrollChallenge(b)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	return ch
+	return body
 }
 
 // finish answers ch, with Certify over certifyNonce.
