@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -248,9 +249,29 @@ func parseBindings(path string, data []byte, now time.Time) (*Bindings, error) {
 	if b.Pending == nil {
 		b.Pending = map[string][]*Pending{}
 	}
+	// Drop null entries, which hold nothing; refuse an entry filed under another host's
+	// name, which a hand edit could make and the policy would then misread.
 	for k, h := range b.Hosts {
 		if h == nil {
 			delete(b.Hosts, k)
+			continue
+		}
+		if h.Host != k {
+			return nil, fmt.Errorf("ra: %s: binding of host %q filed under %q; fix or remove it", path, h.Host, k)
+		}
+		h.Certificates = slices.DeleteFunc(h.Certificates, func(c *Issued) bool { return c == nil })
+	}
+	for k, ps := range b.Pending {
+		ps = slices.DeleteFunc(ps, func(p *Pending) bool { return p == nil })
+		for _, p := range ps {
+			if p.Host != k {
+				return nil, fmt.Errorf("ra: %s: pending request for host %q filed under %q; fix or remove it", path, p.Host, k)
+			}
+		}
+		if len(ps) == 0 {
+			delete(b.Pending, k)
+		} else {
+			b.Pending[k] = ps
 		}
 	}
 	return b, nil
