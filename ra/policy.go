@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -26,11 +27,14 @@ func (s *Server) checkBinding(c contender, queue bool) error {
 	}
 	update := func(b *Bindings) error {
 		if bd := b.Hosts[c.host]; bd != nil {
-			switch {
+			switch live := len(bd.Live(s.cfg.Now())); {
 			case bd.Decommissioned:
 				refuseBinding("ra: host %s was decommissioned: to enroll it again, `omens ra unbind %s` then approve it", c.host, c.host)
 			case bd.EKHash != c.ekHash:
 				refuseBinding("ra: host %s is bound to EK %s, not to this TPM's EK %s", c.host, bd.EKHash, c.ekHash)
+			case queue && live >= s.cfg.MaxLiveCertificates:
+				out = &refusal{status: http.StatusTooManyRequests, check: CheckRate, host: c.host, ekHash: c.ekHash,
+					err: fmt.Errorf("ra: host %s has %d valid DevID certificates, the most one host may have; superseded ones are revoked %s after their renewal", c.host, live, s.cfg.SupersedeGrace)}
 			}
 			return errNoChange
 		}
@@ -81,6 +85,8 @@ func (s *Server) recordIssued(host string, leaf *x509.Certificate, now time.Time
 		if bd == nil {
 			return fmt.Errorf("ra: host %s was unbound while its certificate was issued", host)
 		}
+		// Expired certificates need no revocation: the record forgets them.
+		bd.Certificates = slices.DeleteFunc(bd.Certificates, func(c *Issued) bool { return !now.Before(c.NotAfter) })
 		for _, c := range bd.Live(now) {
 			if c.Superseded.IsZero() {
 				c.Superseded = now.UTC()

@@ -158,3 +158,26 @@ func TestRenewalRevokesSuperseded(t *testing.T) {
 		t.Errorf("record after the grace %+v %+v", c[0], c[1])
 	}
 }
+
+// TestLiveCertificateCap: a host holds at most MaxLiveCertificates valid certificates;
+// once the superseded one is revoked after the grace, it enrolls again.
+func TestLiveCertificateCap(t *testing.T) {
+	r := newRigWith(t, nil, func(c *ra.Config) { c.MaxLiveCertificates = 2 })
+	if _, err := r.store.Approve(host, r.ekHash, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := r.enroll(t, t.TempDir(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := r.enroll(t, t.TempDir(), 0)
+	wantRefusal(t, r, err, 429, ra.CheckRate, "ra: host auth.funlab.casa has 2 valid DevID certificates, the most one host may have; superseded ones are revoked 1h0m0s after their renewal")
+	r.clock.advance(ra.DefaultSupersedeGrace + time.Minute)
+	if err := r.srv.RevokeSuperseded(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.enroll(t, t.TempDir(), 0); err != nil {
+		t.Errorf("enrollment once the superseded certificate is revoked: %v", err)
+	}
+}

@@ -70,8 +70,12 @@ type Config struct {
 	// bounds those of one client address (default 16). See sessions.go.
 	MaxSessions           int
 	MaxSessionsPerAddress int
-	Log                   *slog.Logger
-	Now                   func() time.Time
+	// MaxLiveCertificates bounds the valid (neither revoked nor expired) DevID
+	// certificates of one host (default 8): a host needs its current one and, during the
+	// supersede grace, the one before.
+	MaxLiveCertificates int
+	Log                 *slog.Logger
+	Now                 func() time.Time
 }
 
 // Server serves enrollment.
@@ -102,6 +106,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxSessionsPerAddress == 0 {
 		cfg.MaxSessionsPerAddress = 16
+	}
+	if cfg.MaxLiveCertificates == 0 {
+		cfg.MaxLiveCertificates = 8
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)

@@ -74,7 +74,8 @@ Each TPM that asks for an unbound host is queued as a contender for it (omens ra
 a host bound to one TPM refuses every other (check host_binding). Every certificate issued
 to a host is recorded; when a host renews, its previous certificate stays valid for
 --supersede-grace (the host's SPIRE agent presents the new one at its next attestation),
-then the RA revokes it in step-ca (reason superseded), checking every minute.
+then the RA revokes it in step-ca (reason superseded), checking every minute; a host holds
+at most 8 valid certificates (check rate_limit).
 
 A refused client gets only the failed check, a request id and a fixed sentence; the
 detail is logged, one decision per line, under that request id (request_id=...). Open
@@ -87,6 +88,9 @@ address and 30 requests a minute per address (check rate_limit, HTTP 429), 1024 
 				if v == "" {
 					return fmt.Errorf("%s is required (see omens ra serve --help)", flag)
 				}
+			}
+			if o.grace <= 0 {
+				return fmt.Errorf("--supersede-grace %s: want a positive duration, such as 1h", o.grace)
 			}
 			client, err := ca.client()
 			if err != nil {

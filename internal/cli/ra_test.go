@@ -70,3 +70,10 @@ func TestRAUnbindRefusesLiveCertificates(t *testing.T) {
 		t.Fatalf("exit %d: %s\nwant %s", code, errOut, want)
 	}
 }
+
+func TestRAServeRefusesNegativeGrace(t *testing.T) {
+	code, _, errOut := omens(t, "ra", "serve", "--state", t.TempDir(), "--ek-ca", "x", "--supersede-grace", "-1m")
+	if code == 0 || !strings.Contains(errOut, "--supersede-grace -1m0s: want a positive duration, such as 1h") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
