@@ -82,8 +82,11 @@ var errNoChange = errors.New("no change")
 func (s *Server) recordIssued(host string, leaf *x509.Certificate, now time.Time) error {
 	return s.cfg.Store.Update(func(b *Bindings) error {
 		bd := b.Hosts[host]
-		if bd == nil {
+		switch {
+		case bd == nil:
 			return fmt.Errorf("ra: host %s was unbound while its certificate was issued", host)
+		case bd.Decommissioned:
+			return fmt.Errorf("ra: host %s was decommissioned while its certificate was issued", host)
 		}
 		// Expired certificates need no revocation: the record forgets them.
 		bd.Certificates = slices.DeleteFunc(bd.Certificates, func(c *Issued) bool { return !now.Before(c.NotAfter) })

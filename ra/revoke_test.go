@@ -2,11 +2,15 @@ package ra_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"omens.dev/omens/devid"
 	"omens.dev/omens/ra"
 )
 
@@ -179,5 +183,47 @@ func TestLiveCertificateCap(t *testing.T) {
 	}
 	if _, err := r.enroll(t, t.TempDir(), 0); err != nil {
 		t.Errorf("enrollment once the superseded certificate is revoked: %v", err)
+	}
+}
+
+// breakAfterSign is step-ca followed by a failure of the RA's disk: the certificate is
+// issued and then cannot be recorded.
+type breakAfterSign struct {
+	ra.Signer
+	path string
+}
+
+func (b breakAfterSign) Sign(ctx context.Context, csr *x509.CertificateRequest, life time.Duration) (*x509.Certificate, []*x509.Certificate, error) {
+	leaf, chain, err := b.Signer.Sign(ctx, csr, life)
+	if err == nil {
+		os.Remove(b.path)
+		err = os.Mkdir(b.path, 0o700)
+	}
+	return leaf, chain, err
+}
+
+// TestUnrecordedCertificateRevoked: a certificate the RA issued but could not record is
+// revoked at once, since no decommission would find it; the client gets check internal.
+func TestUnrecordedCertificateRevoked(t *testing.T) {
+	var store *ra.Store
+	r := newRigWith(t, nil, func(c *ra.Config) {
+		store = c.Store
+		c.Signer = breakAfterSign{Signer: c.Signer, path: c.Store.Path()}
+	})
+	if _, err := store.Approve(host, r.ekHash, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.enroll(t, t.TempDir(), 0)
+	var re *devid.RAError
+	if !errors.As(err, &re) || re.Status != 500 || re.Check != ra.CheckInternal {
+		t.Fatalf("got %v, want check internal", err)
+	}
+	reason, _ := r.log.decision(t, re.RequestID)["reason"].(string)
+	m := regexp.MustCompile(`^ra: recording DevID serial ([0-9a-f]+) of auth.funlab.casa: ra: reading .*: is a directory; the certificate \(serial ([0-9a-f]+)\) was revoked$`).FindStringSubmatch(reason)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("logged reason %q", reason)
+	}
+	if !r.crlSerials(t)[m[1]] {
+		t.Errorf("the unrecorded certificate %s is not in step-ca's CRL", m[1])
 	}
 }
