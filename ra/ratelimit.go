@@ -1,6 +1,19 @@
 package ra
 
-import "time"
+import (
+	"net"
+	"time"
+)
+
+// rateKey is the client that limits count: the IPv4 address, or the IPv6 /64 network,
+// since one IPv6 host is commonly given a whole /64 to pick addresses from.
+func rateKey(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil || ip.To4() != nil {
+		return addr
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
 
 // window counts the requests of one client address in a fixed one-minute window.
 type window struct {

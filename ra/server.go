@@ -142,7 +142,7 @@ func (s *Server) post(h func(ctx context.Context, body []byte, a *audit) (any, e
 			if r.Method != http.MethodPost {
 				return nil, refuse(http.StatusMethodNotAllowed, CheckMethod, "ra: %s wants POST, got %s", r.URL.Path, r.Method)
 			}
-			if !s.allow(a.source) {
+			if !s.allow(rateKey(a.source)) {
 				return nil, refuse(http.StatusTooManyRequests, CheckRate, "ra: more than %d requests a minute from %s", s.cfg.RatePerMinute, a.source)
 			}
 			body, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxEnrollMessageSize+1))
@@ -193,7 +193,7 @@ func (s *Server) begin(_ context.Context, body []byte, a *audit) (any, error) {
 		return nil, err
 	}
 	now := s.cfg.Now()
-	sess := &session{id: newSessionID(), e: e, addr: a.source, ekHash: a.ekHash, opened: now, expires: now.Add(s.cfg.SessionTTL)}
+	sess := &session{id: newSessionID(), e: e, addr: rateKey(a.source), ekHash: a.ekHash, opened: now, expires: now.Add(s.cfg.SessionTTL)}
 	s.mu.Lock()
 	err = s.sessions.open(sess, now, s.cfg.MaxSessions, s.cfg.MaxSessionsPerAddress)
 	s.mu.Unlock()

@@ -9,8 +9,8 @@ package ra
 //     whose finish is then refused (check session). Refusing instead would let anyone
 //     who knows a TPM's public EK hold its place and lock it out; replacing means such an
 //     attacker must win a race against each finish, within the per-address rate limit;
-//   - each client address holds at most MaxSessionsPerAddress open sessions; more are
-//     refused with check rate_limit (HTTP 429);
+//   - each client address (an IPv6 client: its /64) holds at most MaxSessionsPerAddress
+//     open sessions; more are refused with check rate_limit (HTTP 429);
 //   - when the whole table is full, the oldest session is dropped for the new one: a
 //     flood from many addresses must then open MaxSessions sessions within one device's
 //     begin-to-finish time (about a second) to cut it off, instead of once per SessionTTL.

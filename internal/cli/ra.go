@@ -80,8 +80,8 @@ at most 8 valid certificates (check rate_limit).
 A refused client gets only the failed check, a request id and a fixed sentence; the
 detail is logged, one decision per line, under that request id (request_id=...). Open
 enrollments are bounded: one per EK (a new begin replaces the old one), 16 per client
-address and 30 requests a minute per address (check rate_limit, HTTP 429), 1024 in all
-(the oldest is dropped).`,
+address (an IPv6 client: its /64) and 30 requests a minute per address (check
+rate_limit, HTTP 429), 1024 in all (the oldest is dropped).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA} {
