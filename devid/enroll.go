@@ -238,23 +238,44 @@ func post(ctx context.Context, cfg Config, path string, msg any, decode func([]b
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e protocol.EnrollError
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return &RAError{Status: resp.StatusCode, Check: e.Check, Message: e.Error}
+		if json.Unmarshal(b, &e) == nil && e.Check != "" {
+			return &RAError{Status: resp.StatusCode, Check: printable(e.Check, 64), RequestID: printable(e.RequestID, 64), Message: printable(e.Error, 512)}
 		}
 		return fmt.Errorf("devid: RA %s: %s", cfg.RAURL, resp.Status)
 	}
 	return decode(b)
 }
 
-// RAError is a refusal by the RA.
+// RAError is a refusal by the RA: the check that failed and the request id under which
+// the RA's operator finds the detail in the RA's log; Message is the RA's fixed sentence
+// for the check.
 type RAError struct {
-	Status  int
-	Check   string
-	Message string
+	Status    int
+	Check     string
+	RequestID string
+	Message   string
 }
 
 func (e *RAError) Error() string {
-	return fmt.Sprintf("devid: the RA refused (%d, check %s): %s", e.Status, e.Check, e.Message)
+	return fmt.Sprintf("devid: the RA refused (%d, check %s, request id %s): %s", e.Status, e.Check, e.RequestID, e.Message)
+}
+
+// printable keeps at most max printable ASCII characters of what the RA said, so a
+// hostile answer cannot drive the operator's terminal.
+func printable(s string, max int) string {
+	var b strings.Builder
+	for _, c := range s {
+		if b.Len() >= max {
+			b.WriteString("…")
+			break
+		}
+		if c >= 0x20 && c < 0x7f {
+			b.WriteRune(c)
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
 }
 
 func writeFiles(dir string, key *tpm.DevIDKey, chain [][]byte, meta *Meta) error {

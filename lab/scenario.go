@@ -340,11 +340,11 @@ func (l *Lab) ScenarioRevoke(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := store.Decommission(ctx, stepca.New(ca.URL, roots, prov), host+"."+TrustDomain, time.Now())
+	b, revoked, err := store.Decommission(ctx, stepca.New(ca.URL, roots, prov), host+"."+TrustDomain, time.Now())
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "1. omens devid revoke --host %s.%s: DevID serial %s revoked in step-ca (in its CRL now)\n", host, TrustDomain, b.Serial)
+	fmt.Fprintf(out, "1. omens devid revoke --host %s.%s: DevID serials %s revoked in step-ca (in its CRL now)\n", host, TrustDomain, strings.Join(revoked, ", "))
 	rc, err := registry.Dial(l.ServerSocket())
 	if err != nil {
 		return err

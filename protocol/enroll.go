@@ -72,10 +72,13 @@ type EnrollResult struct {
 	Chain [][]byte `json:"chain"`
 }
 
-// EnrollError is the body of every refusal: the check that failed and why.
+// EnrollError is the body of every refusal: the check that failed, the request id under
+// which the RA logged the detail, and a fixed sentence for the check. It carries nothing
+// about the RA's internals: no paths, no internal error text, no words of step-ca.
 type EnrollError struct {
-	Check string `json:"check"`
-	Error string `json:"error"`
+	Check     string `json:"check"`
+	RequestID string `json:"request_id,omitempty"`
+	Error     string `json:"error"`
 }
 
 // EncodeEnroll marshals an enrollment message, filling in version and type.

@@ -74,12 +74,7 @@ func TestCSRProfile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			skip := len(r.ca.Log())
 			status, e := d.refusal("/v1/enroll/finish", d.finishWith(d.begin(tpm2.Marshal(d.key.Public)), tc.tmpl))
-			if status != http.StatusForbidden || e.Check != stepca.CheckDevIDCSRProfile {
-				t.Errorf("%d %+v, want 403 %s", status, e, stepca.CheckDevIDCSRProfile)
-			}
-			if e.Error != "ra: "+tc.want {
-				t.Errorf("reason %q\nwant %q", e.Error, "ra: "+tc.want)
-			}
+			wantBody(t, r, status, e, http.StatusForbidden, stepca.CheckDevIDCSRProfile, "ra: "+tc.want)
 			if n := len(r.ca.Log()); n != skip {
 				t.Errorf("step-ca logged %d bytes: it saw the request", n-skip)
 			}
@@ -112,9 +107,8 @@ func TestCSRProfileNotQueued(t *testing.T) {
 	d := newDevice(t, r)
 	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: host, Organization: []string{"Evil Corp"}}, DNSNames: []string{host}}
 	status, e := d.refusal("/v1/enroll/finish", d.finishWith(d.begin(tpm2.Marshal(d.key.Public)), tmpl))
-	if status != http.StatusForbidden || e.Check != stepca.CheckDevIDCSRProfile {
-		t.Errorf("%d %+v, want 403 %s", status, e, stepca.CheckDevIDCSRProfile)
-	}
+	wantBody(t, r, status, e, http.StatusForbidden, stepca.CheckDevIDCSRProfile,
+		`ra: stepca: devid_csr_profile: CSR subject holds attribute 2.5.4.10 (O) = "Evil Corp": a DevID subject is its host's common name only`)
 	b, err := r.store.Read()
 	if err != nil {
 		t.Fatal(err)

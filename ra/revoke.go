@@ -2,8 +2,10 @@ package ra
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 )
 
@@ -12,39 +14,107 @@ type Revoker interface {
 	Revoke(ctx context.Context, serial *big.Int, reasonCode int, reason string) error
 }
 
-// reasonCessationOfOperation is RFC 5280's reason for a decommissioned device.
-const reasonCessationOfOperation = 5
+// RFC 5280, section 5.3.1, reason codes.
+const (
+	reasonSuperseded           = 4
+	reasonCessationOfOperation = 5
+)
 
-// Decommission revokes the DevID certificate last issued to host (reason
-// cessationOfOperation: step-ca then lists it in its CRL, which the SPIRE server plugin
-// reads) and marks the binding revoked, so the RA refuses the host until an operator
-// unbinds it and approves it again. It returns the binding, whose EK hash names the
-// host's SPIRE agent.
-func (s *Store) Decommission(ctx context.Context, ca Revoker, host string, now time.Time) (*Binding, error) {
+// DefaultSupersedeGrace is how long a DevID certificate stays valid after the RA issued
+// its host a newer one (see Config.SupersedeGrace).
+const DefaultSupersedeGrace = time.Hour
+
+// Decommission revokes every DevID certificate issued to host that is neither revoked nor
+// expired (reason cessationOfOperation: step-ca then lists each in its CRL, which the
+// SPIRE server plugin reads) and marks the binding decommissioned, so the RA refuses the
+// host until an operator unbinds it and approves it again. A certificate step-ca did not
+// revoke stays live on record and the error names it; running Decommission again retries
+// only those. It returns the binding (its EK hash names the host's SPIRE agent) and the
+// serials revoked by this call.
+func (s *Store) Decommission(ctx context.Context, ca Revoker, host string, now time.Time) (*Binding, []string, error) {
 	var out Binding
+	var revoked []string
+	var failed error
 	err := s.Update(func(b *Bindings) error {
 		bd := b.Hosts[host]
 		if bd == nil {
 			return fmt.Errorf("ra: %s is not bound: nothing to revoke", host)
 		}
-		if bd.Serial == "" {
+		if len(bd.Certificates) == 0 {
 			return fmt.Errorf("ra: %s has no DevID certificate on record", host)
 		}
-		if !bd.Revoked {
-			serial, ok := new(big.Int).SetString(bd.Serial, 16)
-			if !ok {
-				return fmt.Errorf("ra: %s: serial %q on record is not hexadecimal", host, bd.Serial)
-			}
-			if err := ca.Revoke(ctx, serial, reasonCessationOfOperation, "host "+host+" decommissioned"); err != nil {
-				return fmt.Errorf("ra: revoking %s's DevID certificate (serial %s): %w", host, bd.Serial, err)
-			}
-			bd.Revoked = true
-		}
+		bd.Decommissioned = true
+		revoked, failed = revokeLive(ctx, ca, bd, now, func(*Issued) bool { return true },
+			reasonCessationOfOperation, "host "+host+" decommissioned")
 		out = *bd
-		return nil
+		return nil // save what was revoked, even when step-ca refused some
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &out, nil
+	return &out, revoked, failed
+}
+
+// RevokeSuperseded revokes (reason superseded) every certificate whose host was issued a
+// newer one more than grace before now, and returns the hosts and serials it revoked.
+// The RA runs it every minute while it serves.
+func (s *Store) RevokeSuperseded(ctx context.Context, ca Revoker, grace time.Duration, now time.Time) (map[string][]string, error) {
+	out := map[string][]string{}
+	var errs []error
+	err := s.Update(func(b *Bindings) error {
+		for host, bd := range b.Hosts {
+			due := func(c *Issued) bool { return !c.Superseded.IsZero() && !now.Before(c.Superseded.Add(grace)) }
+			revoked, err := revokeLive(ctx, ca, bd, now, due, reasonSuperseded, "superseded by a renewal of "+host)
+			if len(revoked) > 0 {
+				out[host] = revoked
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(out) == 0 {
+			return errNoChange
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		return out, err
+	}
+	return out, errors.Join(errs...)
+}
+
+// revokeLive asks ca to revoke bd's live certificates that pick selects, and records
+// each one it revoked.
+func revokeLive(ctx context.Context, ca Revoker, bd *Binding, now time.Time, pick func(*Issued) bool, code int, reason string) ([]string, error) {
+	var revoked, failed []string
+	var first error
+	for _, c := range bd.Live(now) {
+		if !pick(c) {
+			continue
+		}
+		serial, ok := new(big.Int).SetString(c.Serial, 16)
+		if !ok {
+			failed = append(failed, c.Serial)
+			first = cmpErr(first, fmt.Errorf("serial %q on record is not hexadecimal", c.Serial))
+			continue
+		}
+		if err := ca.Revoke(ctx, serial, code, reason); err != nil {
+			failed = append(failed, c.Serial)
+			first = cmpErr(first, err)
+			continue
+		}
+		c.Revoked = now.UTC()
+		revoked = append(revoked, c.Serial)
+	}
+	if len(failed) > 0 {
+		return revoked, fmt.Errorf("ra: %s: step-ca did not revoke DevID serials %s (run the revocation again): %w", bd.Host, strings.Join(failed, ", "), first)
+	}
+	return revoked, nil
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
 }

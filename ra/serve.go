@@ -35,7 +35,9 @@ type ServeConfig struct {
 	// StepCA issues the DevID certificates and the RA's own TLS certificate.
 	StepCA   *stepca.Client
 	Lifetime time.Duration
-	Log      *slog.Logger
+	// SupersedeGrace is Config.SupersedeGrace.
+	SupersedeGrace time.Duration
+	Log            *slog.Logger
 	// Ready, when set, receives the bound address once the RA serves.
 	Ready func(addr string)
 }
@@ -74,11 +76,13 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		return err
 	}
 	srv := New(Config{
-		Verifier: &verify.Verifier{EK: verify.EKPolicy{Bundle: bundle}},
-		Store:    store,
-		Signer:   cfg.StepCA,
-		Lifetime: cfg.Lifetime,
-		Log:      cfg.Log,
+		Verifier:       &verify.Verifier{EK: verify.EKPolicy{Bundle: bundle}},
+		Store:          store,
+		Signer:         cfg.StepCA,
+		Revoker:        cfg.StepCA,
+		Lifetime:       cfg.Lifetime,
+		SupersedeGrace: cfg.SupersedeGrace,
+		Log:            cfg.Log,
 	})
 	hs := &http.Server{
 		Handler:           srv.Handler(),
@@ -90,6 +94,16 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		MaxHeaderBytes:    16 << 10,
 	}
 	go certs.keepFresh(ctx)
+	go func() {
+		for {
+			srv.RevokeSuperseded(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Minute):
+			}
+		}
+	}()
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

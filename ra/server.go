@@ -3,15 +3,17 @@
 // after a device has proven, in one exchange (protocol.EnrollBegin / EnrollFinish), that
 // its EK chains to its manufacturer, that its AK and its DevID key are in that same TPM,
 // that it holds the DevID key, and that the operator bound this host name to this TPM.
+//
+// The files by role: server.go the two endpoints, sessions.go the table of open
+// enrollments, ratelimit.go the per-address request limit, policy.go the binding policy
+// and the pending queue, bindings.go the state file, revoke.go revocation, answer.go what
+// a refused client is told.
 package ra
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,15 +49,34 @@ type Config struct {
 	Verifier *verify.Verifier
 	Store    *Store
 	Signer   Signer
+	// Revoker revokes superseded certificates (RevokeSuperseded) and a certificate the RA
+	// issued but could not record; nil leaves them to the operator.
+	Revoker Revoker
 	// Lifetime of DevID certificates (default 2160h, 90 days).
 	Lifetime time.Duration
+	// SupersedeGrace is how long a host's DevID certificate stays valid once the RA issued
+	// the host a newer one (default DefaultSupersedeGrace, 1 hour). The RA cannot see which
+	// certificate a host presents: `omens devid renew` installs the new one at once and
+	// the SPIRE agent presents it at its next attestation, so after the grace the old one
+	// is revoked (reason superseded) by RevokeSuperseded, which `omens ra serve` runs
+	// every minute. A grace shorter than the agents' re-attestation interval only matters
+	// to a host whose renewal did not install the new certificate: it must enroll again.
+	SupersedeGrace time.Duration
 	// SessionTTL bounds the time between begin and finish (default 2 minutes).
 	SessionTTL time.Duration
 	// RatePerMinute is how many requests one client address may make per minute
 	// (default 30).
 	RatePerMinute int
-	Log           *slog.Logger
-	Now           func() time.Time
+	// MaxSessions bounds the open enrollments (default 1024); MaxSessionsPerAddress
+	// bounds those of one client address (default 16). See sessions.go.
+	MaxSessions           int
+	MaxSessionsPerAddress int
+	// MaxLiveCertificates bounds the valid (neither revoked nor expired) DevID
+	// certificates of one host (default 8): a host needs its current one and, during the
+	// supersede grace, the one before.
+	MaxLiveCertificates int
+	Log                 *slog.Logger
+	Now                 func() time.Time
 }
 
 // Server serves enrollment.
@@ -63,18 +84,8 @@ type Server struct {
 	cfg Config
 
 	mu       sync.Mutex
-	sessions map[string]*session
+	sessions *sessionTable
 	rate     map[string]*window
-}
-
-type session struct {
-	e       *verify.Enrollment
-	expires time.Time
-}
-
-type window struct {
-	start time.Time
-	n     int
 }
 
 // New returns a Server.
@@ -82,11 +93,23 @@ func New(cfg Config) *Server {
 	if cfg.Lifetime == 0 {
 		cfg.Lifetime = 2160 * time.Hour
 	}
+	if cfg.SupersedeGrace == 0 {
+		cfg.SupersedeGrace = DefaultSupersedeGrace
+	}
 	if cfg.SessionTTL == 0 {
 		cfg.SessionTTL = 2 * time.Minute
 	}
 	if cfg.RatePerMinute == 0 {
 		cfg.RatePerMinute = 30
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = 1024
+	}
+	if cfg.MaxSessionsPerAddress == 0 {
+		cfg.MaxSessionsPerAddress = 16
+	}
+	if cfg.MaxLiveCertificates == 0 {
+		cfg.MaxLiveCertificates = 8
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -94,7 +117,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg, sessions: map[string]*session{}, rate: map[string]*window{}}
+	return &Server{cfg: cfg, sessions: newSessionTable(), rate: map[string]*window{}}
 }
 
 // Handler serves POST /v1/enroll/begin, POST /v1/enroll/finish and GET /healthz.
@@ -106,92 +129,42 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// refusal is an error with its HTTP status and check.
-type refusal struct {
-	status int
-	check  string
-	err    error
-	host   string
-	ekHash string
-}
-
-func (r *refusal) Error() string { return r.err.Error() }
-
-func refuse(status int, check string, format string, args ...any) *refusal {
-	return &refusal{status: status, check: check, err: fmt.Errorf(format, args...)}
+// audit is the decision line of one request.
+type audit struct {
+	id, path, source, host, ekHash, serial string
 }
 
 // post wraps a handler with the method check, the rate limit, the size limit, JSON errors
 // and the audit line.
-func (s *Server) post(h func(ctx context.Context, body []byte) (any, *audit, error)) http.HandlerFunc {
+func (s *Server) post(h func(ctx context.Context, body []byte, a *audit) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a := &audit{path: r.URL.Path}
-		var resp any
-		err := func() error {
+		a := &audit{id: newRequestID(), path: r.URL.Path, source: clientAddr(r)}
+		resp, err := func() (any, error) {
 			if r.Method != http.MethodPost {
-				return refuse(http.StatusMethodNotAllowed, CheckMethod, "ra: %s wants POST", r.URL.Path)
+				return nil, refuse(http.StatusMethodNotAllowed, CheckMethod, "ra: %s wants POST, got %s", r.URL.Path, r.Method)
 			}
-			if !s.allow(clientAddr(r)) {
-				return refuse(http.StatusTooManyRequests, CheckRate, "ra: more than %d requests a minute from %s; wait and retry", s.cfg.RatePerMinute, clientAddr(r))
+			if !s.allow(rateKey(a.source)) {
+				return nil, refuse(http.StatusTooManyRequests, CheckRate, "ra: more than %d requests a minute from %s", s.cfg.RatePerMinute, a.source)
 			}
 			body, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxEnrollMessageSize+1))
 			if err != nil {
-				return refuse(http.StatusBadRequest, verify.CheckProtocol, "ra: reading request: %v", err)
+				return nil, refuse(http.StatusBadRequest, verify.CheckProtocol, "ra: reading request: %v", err)
 			}
 			if len(body) > protocol.MaxEnrollMessageSize {
-				return refuse(http.StatusRequestEntityTooLarge, CheckSize, "ra: request is over %d bytes", protocol.MaxEnrollMessageSize)
+				return nil, refuse(http.StatusRequestEntityTooLarge, CheckSize, "ra: request is over %d bytes", protocol.MaxEnrollMessageSize)
 			}
-			var ha *audit
-			resp, ha, err = h(r.Context(), body)
-			if ha != nil {
-				ha.path = a.path
-				a = ha
-			}
-			return err
+			return h(r.Context(), body, a)
 		}()
 		if err != nil {
 			s.writeError(w, err, a)
 			return
 		}
-		s.cfg.Log.Info("ra decision", "path", a.path, "result", "accepted", "host", a.host, "ek_hash", a.ekHash, "serial", a.serial)
+		s.cfg.Log.Info("ra decision", "request_id", a.id, "path", a.path, "source", a.source, "result", "accepted",
+			"host", a.host, "ek_hash", a.ekHash, "serial", a.serial)
 		w.Header().Set("Content-Type", "application/json")
 		b, _ := json.Marshal(resp)
 		w.Write(b)
 	}
-}
-
-type audit struct {
-	path, host, ekHash, serial string
-}
-
-func (s *Server) writeError(w http.ResponseWriter, err error, a *audit) {
-	status, check := http.StatusForbidden, verify.FailedCheck(err)
-	var rf *refusal
-	var ce *verify.CheckError
-	switch {
-	case errors.As(err, &rf):
-		status, check = rf.status, rf.check
-		if rf.host != "" {
-			a.host = rf.host
-		}
-		if rf.ekHash != "" {
-			a.ekHash = rf.ekHash
-		}
-	case errors.As(err, &ce):
-		if ce.Check == verify.CheckProtocol {
-			status = http.StatusBadRequest
-		}
-		if ce.EKHash != "" {
-			a.ekHash = ce.EKHash
-		}
-	default:
-		status, check = http.StatusInternalServerError, "internal"
-	}
-	s.cfg.Log.Warn("ra decision", "path", a.path, "result", "refused", "check", check, "host", a.host, "ek_hash", a.ekHash, "reason", err.Error())
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	b, _ := json.Marshal(protocol.EnrollError{Check: check, Error: err.Error()})
-	w.Write(b)
 }
 
 func clientAddr(r *http.Request) string {
@@ -202,150 +175,103 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
-// allow counts a request of addr in a fixed one-minute window.
-func (s *Server) allow(addr string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.cfg.Now()
-	w := s.rate[addr]
-	if w == nil || now.Sub(w.start) >= time.Minute {
-		if len(s.rate) > 10000 {
-			s.rate = map[string]*window{} // bound memory under a flood of addresses
-		}
-		w = &window{start: now}
-		s.rate[addr] = w
-	}
-	w.n++
-	return w.n <= s.cfg.RatePerMinute
-}
-
-func (s *Server) begin(_ context.Context, body []byte) (any, *audit, error) {
+func (s *Server) begin(_ context.Context, body []byte, a *audit) (any, error) {
 	m, err := protocol.DecodeEnrollBegin(body)
 	if err != nil {
-		return nil, nil, &verify.CheckError{Check: verify.CheckProtocol, Err: err}
+		return nil, &verify.CheckError{Check: verify.CheckProtocol, Err: err}
 	}
-	a := &audit{host: m.Host}
+	a.host = m.Host
 	v := *s.cfg.Verifier
 	v.Now = s.cfg.Now
+	// The EK chain, the AK and the DevID key are checked before a session takes a place.
 	e, ch, err := v.BeginEnrollment(m)
 	if err != nil {
-		return nil, a, err
+		return nil, err
 	}
 	a.ekHash = e.Identity.EKHash
 	// Refuse early a host bound to another TPM: no need to make that device work.
-	if err := s.checkBinding(m.Host, a.ekHash, false); err != nil {
-		return nil, a, err
+	if err := s.checkBinding(contender{host: m.Host, ekHash: a.ekHash, source: a.source}, false); err != nil {
+		return nil, err
 	}
-	id := make([]byte, 16)
-	rand.Read(id)
-	ch.Session = hex.EncodeToString(id)
-	s.mu.Lock()
 	now := s.cfg.Now()
-	for k, v := range s.sessions {
-		if now.After(v.expires) {
-			delete(s.sessions, k)
-		}
-	}
-	if len(s.sessions) > 1000 {
-		s.mu.Unlock()
-		return nil, a, refuse(http.StatusServiceUnavailable, CheckRate, "ra: too many enrollments in progress; retry in a minute")
-	}
-	s.sessions[ch.Session] = &session{e: e, expires: now.Add(s.cfg.SessionTTL)}
+	sess := &session{id: newSessionID(), e: e, addr: rateKey(a.source), ekHash: a.ekHash, opened: now, expires: now.Add(s.cfg.SessionTTL)}
+	s.mu.Lock()
+	err = s.sessions.open(sess, now, s.cfg.MaxSessions, s.cfg.MaxSessionsPerAddress)
 	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	ch.Session = sess.id
 	ch.Version, ch.Type = protocol.Version, protocol.TypeEnrollChallenge
-	return ch, a, nil
+	return ch, nil
 }
 
-func (s *Server) finish(ctx context.Context, body []byte) (any, *audit, error) {
+func (s *Server) finish(ctx context.Context, body []byte, a *audit) (any, error) {
 	m, err := protocol.DecodeEnrollFinish(body)
 	if err != nil {
-		return nil, nil, &verify.CheckError{Check: verify.CheckProtocol, Err: err}
+		return nil, &verify.CheckError{Check: verify.CheckProtocol, Err: err}
 	}
 	s.mu.Lock()
-	sess := s.sessions[m.Session]
-	delete(s.sessions, m.Session) // one use, whatever happens next
+	sess := s.sessions.take(m.Session, s.cfg.Now())
 	s.mu.Unlock()
-	if sess == nil || s.cfg.Now().After(sess.expires) {
-		return nil, nil, refuse(http.StatusForbidden, CheckSession, "ra: session %q is unknown, used or expired (a replayed enrollment?): start again", m.Session)
+	if sess == nil {
+		return nil, refuse(http.StatusForbidden, CheckSession, "ra: session %q is unknown, used, replaced by a newer begin for its EK, or expired (a replayed enrollment?)", m.Session)
 	}
 	e := sess.e
-	a := &audit{host: e.Host, ekHash: e.Identity.EKHash}
+	a.host, a.ekHash = e.Host, e.Identity.EKHash
 	csr, err := e.Finish(m)
 	if err != nil {
-		return nil, a, err
+		return nil, err
 	}
 	// Before the binding check, which queues an unknown host: a request for more than a
 	// DevID certificate is not queued.
 	if err := stepca.CheckDevIDCSR(csr, e.Host); err != nil {
-		return nil, a, refuse(http.StatusForbidden, stepca.CheckDevIDCSRProfile, "ra: %v", err)
+		return nil, refuse(http.StatusForbidden, stepca.CheckDevIDCSRProfile, "ra: %v", err)
 	}
-	if err := s.checkBinding(e.Host, a.ekHash, true); err != nil {
-		return nil, a, err
+	c := contender{host: e.Host, ekHash: a.ekHash, source: a.source}
+	if e.Identity.EKCert != nil {
+		c.ekIssuer = e.Identity.EKCert.Cert.Issuer.String()
+	}
+	if err := s.checkBinding(c, true); err != nil {
+		return nil, err
 	}
 	leaf, chain, err := s.cfg.Signer.SignDevID(ctx, csr, e.Host, s.cfg.Lifetime)
 	if err != nil {
-		return nil, a, refuse(http.StatusBadGateway, CheckIssue, "ra: step-ca did not issue the certificate: %v", err)
+		return nil, refuse(http.StatusBadGateway, CheckIssue, "ra: step-ca did not issue the certificate: %v", err)
 	}
 	a.serial = leaf.SerialNumber.Text(16)
-	if err := s.cfg.Store.Update(func(b *Bindings) error {
-		if h := b.Hosts[e.Host]; h != nil {
-			h.Serial, h.NotAfter, h.Revoked = a.serial, leaf.NotAfter.UTC(), false
+	if err := s.recordIssued(e.Host, leaf, s.cfg.Now()); err != nil {
+		// A certificate the RA cannot record is one no decommission would find: revoke it.
+		if s.cfg.Revoker != nil {
+			if rerr := s.cfg.Revoker.Revoke(ctx, leaf.SerialNumber, reasonCessationOfOperation, "the RA could not record it"); rerr != nil {
+				err = fmt.Errorf("%w; revoking it failed too, revoke serial %s by hand: %v", err, a.serial, rerr)
+			} else {
+				err = fmt.Errorf("%w; the certificate (serial %s) was revoked", err, a.serial)
+			}
 		}
-		return nil
-	}); err != nil {
-		return nil, a, err
+		return nil, fmt.Errorf("ra: recording DevID serial %s of %s: %w", a.serial, e.Host, err)
 	}
 	res := &protocol.EnrollResult{Version: protocol.Version, Type: protocol.TypeEnrollResult, Chain: [][]byte{leaf.Raw}}
 	for _, c := range chain {
 		res.Chain = append(res.Chain, c.Raw)
 	}
-	return res, a, nil
+	return res, nil
 }
 
-// checkBinding applies the enrollment policy. With queue, a host without a binding is
-// put in the pending queue (the device has proven its TPM by then).
-func (s *Server) checkBinding(host, ekHash string, queue bool) error {
-	var out error
-	update := func(b *Bindings) error {
-		if bd := b.Hosts[host]; bd != nil {
-			if bd.Revoked {
-				out = &refusal{status: http.StatusForbidden, check: CheckBinding, host: host, ekHash: ekHash,
-					err: fmt.Errorf("ra: host %s was decommissioned (DevID serial %s revoked): to enroll it again, `omens ra unbind %s` then approve it", host, bd.Serial, host)}
-				return errNoChange
-			}
-			if bd.EKHash != ekHash {
-				out = &refusal{status: http.StatusForbidden, check: CheckBinding, host: host, ekHash: ekHash,
-					err: fmt.Errorf("ra: host %s is bound to EK %s, not to this TPM's EK %s", host, bd.EKHash, ekHash)}
-			}
-			return errNoChange
-		}
-		for _, bd := range b.Hosts {
-			if bd.EKHash == ekHash {
-				out = &refusal{status: http.StatusForbidden, check: CheckBinding, host: host, ekHash: ekHash,
-					err: fmt.Errorf("ra: this TPM (EK %s) is bound to host %s, not %s", ekHash, bd.Host, host)}
-				return errNoChange
-			}
-		}
-		out = &refusal{status: http.StatusForbidden, check: CheckPending, host: host, ekHash: ekHash,
-			err: fmt.Errorf("ra: host %s is not bound to EK %s yet: an operator approves it on the RA host with `omens ra approve %s`", host, ekHash, host)}
-		if !queue {
-			out = nil // decided at finish, once the TPM has proven itself
-			return errNoChange
-		}
-		now := s.cfg.Now().UTC()
-		p := b.Pending[host]
-		if p == nil || p.EKHash != ekHash {
-			p = &Pending{Host: host, EKHash: ekHash, FirstSeen: now}
-			b.Pending[host] = p
-		}
-		p.LastSeen = now
-		p.Requests++
+// RevokeSuperseded revokes, through Config.Revoker, the certificates superseded for more
+// than Config.SupersedeGrace, and logs each one.
+func (s *Server) RevokeSuperseded(ctx context.Context) error {
+	if s.cfg.Revoker == nil {
 		return nil
 	}
-	if err := s.cfg.Store.Update(update); err != nil && !errors.Is(err, errNoChange) {
-		return err
+	done, err := s.cfg.Store.RevokeSuperseded(ctx, s.cfg.Revoker, s.cfg.SupersedeGrace, s.cfg.Now())
+	for host, serials := range done {
+		for _, serial := range serials {
+			s.cfg.Log.Info("ra revocation", "host", host, "serial", serial, "reason", "superseded", "grace", s.cfg.SupersedeGrace.String())
+		}
 	}
-	return out
+	if err != nil {
+		s.cfg.Log.Error("ra revocation", "reason", "superseded", "error", err.Error())
+	}
+	return err
 }
-
-var errNoChange = errors.New("no change")

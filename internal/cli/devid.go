@@ -265,12 +265,14 @@ func newDevIDRevokeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "revoke --host NAME --state DIR [step-ca flags] [--spire-socket PATH]",
 		Short: "Decommission a host (operator, on the RA host): revoke its DevID and ban its SPIRE agent",
-		Long: `Decommission a host: revoke its DevID certificate in step-ca (reason cessationOfOperation;
-step-ca puts it in its CRL, which the SPIRE server plugin reads through devid_crl_url or
-devid_crl_path), mark it revoked in the RA so it cannot enroll again until an operator
-unbinds and approves it, and, with --spire-socket, ban its SPIRE agent
+		Long: `Decommission a host: revoke in step-ca every DevID certificate the RA issued to it that is
+neither revoked nor expired, earlier ones too (reason cessationOfOperation; step-ca lists
+them in its CRL, which the SPIRE server plugin reads through devid_crl_url or
+devid_crl_path), mark the host decommissioned in the RA so it cannot enroll again until an
+operator unbinds and approves it, and, with --spire-socket, ban its SPIRE agent
 (spiffe://TD/spire/agent/tpm/<EK hash>) through the SPIRE server API, so its workloads
-get no new SVIDs.`,
+get no new SVIDs. When step-ca refuses a revocation, the command names the serials left
+and running it again revokes only those.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if host == "" || state == "" {
@@ -284,12 +286,17 @@ get no new SVIDs.`,
 			if err != nil {
 				return err
 			}
-			b, err := store.Decommission(cmd.Context(), client, host, time.Now())
+			b, revoked, err := store.Decommission(cmd.Context(), client, host, time.Now())
+			out := cmd.OutOrStdout()
+			if len(revoked) > 0 {
+				fmt.Fprintf(out, "revoked DevID certificate serials %s of %s in step-ca (they are in the CRL now)\n", strings.Join(revoked, ", "), host)
+			}
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "revoked DevID certificate serial %s of %s in step-ca (it is in the CRL now)\n", b.Serial, host)
+			if len(revoked) == 0 {
+				fmt.Fprintf(out, "%s has no DevID certificate left to revoke (each is revoked or expired)\n", host)
+			}
 			if spireSocket == "" {
 				fmt.Fprintf(out, "its SPIRE agent is refused at its next attestation; to end it now, ban spiffe://%s/spire/agent/tpm/%s (--spire-socket)\n", trustDomain, b.EKHash)
 				return nil

@@ -57,7 +57,7 @@ func readPool(path string) (*x509.CertPool, error) {
 func newRAServeCmd() *cobra.Command {
 	var o struct {
 		listen, name, state, ekCA string
-		lifetime                  time.Duration
+		lifetime, grace           time.Duration
 	}
 	var ca caFlags
 	cmd := &cobra.Command{
@@ -68,13 +68,29 @@ proves its TPM (EK certificate from --ek-ca, credential activation, TPM2_Certify
 DevID key over a fresh nonce, a CSR signed by that key); the RA then checks that the host
 name is bound to that EK (omens ra approve) and asks step-ca for the certificate with a
 one-time token of the JWK provisioner, whose key it decrypts from step-ca's ca.json. The
-RA's own TLS certificate comes from the same step-ca. Decisions are logged one per line.`,
+RA's own TLS certificate comes from the same step-ca.
+
+Each TPM that asks for an unbound host is queued as a contender for it (omens ra pending);
+a host bound to one TPM refuses every other (check host_binding). Every certificate issued
+to a host is recorded; when a host renews, its previous certificate stays valid for
+--supersede-grace (the host's SPIRE agent presents the new one at its next attestation),
+then the RA revokes it in step-ca (reason superseded), checking every minute; a host holds
+at most 8 valid certificates (check rate_limit).
+
+A refused client gets only the failed check, a request id and a fixed sentence; the
+detail is logged, one decision per line, under that request id (request_id=...). Open
+enrollments are bounded: one per EK (a new begin replaces the old one), 16 per client
+address (an IPv6 client: its /64) and 30 requests a minute per address (check
+rate_limit, HTTP 429), 1024 in all (the oldest is dropped).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA} {
 				if v == "" {
 					return fmt.Errorf("%s is required (see omens ra serve --help)", flag)
 				}
+			}
+			if o.grace <= 0 {
+				return fmt.Errorf("--supersede-grace %s: want a positive duration, such as 1h", o.grace)
 			}
 			client, err := ca.client()
 			if err != nil {
@@ -84,7 +100,7 @@ RA's own TLS certificate comes from the same step-ca. Decisions are logged one p
 			defer stop()
 			return ra.Serve(ctx, ra.ServeConfig{
 				Listen: o.listen, Name: o.name, StateDir: o.state, EKCAPath: o.ekCA,
-				StepCA: client, Lifetime: o.lifetime,
+				StepCA: client, Lifetime: o.lifetime, SupersedeGrace: o.grace,
 				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 				Ready: func(addr string) {
 					fmt.Fprintf(cmd.OutOrStdout(), "RA serving on https://%s (state %s)\n", addr, o.state)
@@ -99,6 +115,7 @@ RA's own TLS certificate comes from the same step-ca. Decisions are logged one p
 	f.StringVar(&o.ekCA, "ek-ca", "", "TPM manufacturer CA bundle for EK certificates (file or directory)")
 	ca.add(cmd)
 	f.DurationVar(&o.lifetime, "lifetime", 2160*time.Hour, "DevID certificate lifetime")
+	f.DurationVar(&o.grace, "supersede-grace", ra.DefaultSupersedeGrace, "how long a host's previous DevID certificate stays valid after a renewal, before the RA revokes it (reason superseded)")
 	return cmd
 }
 
@@ -108,7 +125,12 @@ func newRAPendingCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pending --state DIR",
 		Short: "List enrollment requests waiting for an operator, and the bound hosts",
-		Args:  cobra.NoArgs,
+		Long: `List every TPM that asked for a host no binding allows yet: one line per (host, EK), with
+the time of its first request, the client address it came from and its EK certificate's
+issuer. When several TPMs asked for one host, approve the right one with --ek; the others
+are refused from then on. Then the bound hosts, with every DevID certificate issued to
+each (serial, expiry, and whether it is superseded or revoked).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if state == "" {
 				return fmt.Errorf("--state DIR is required: the RA's state directory")
@@ -126,24 +148,26 @@ func newRAPendingCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			tb := newTable(out)
-			tb.row("PENDING HOST", "EK HASH", "FIRST SEEN", "REQUESTS")
+			tb.row("PENDING HOST", "EK HASH", "FIRST SEEN", "SOURCE", "EK ISSUER", "REQUESTS")
 			for _, p := range b.PendingList() {
-				tb.row(p.Host, p.EKHash, p.FirstSeen.Format(time.RFC3339), fmt.Sprint(p.Requests))
+				issuer := p.EKIssuer
+				if issuer == "" {
+					issuer = "(no EK certificate)"
+				}
+				tb.row(p.Host, p.EKHash, p.FirstSeen.Format(time.RFC3339), p.Source, issuer, fmt.Sprint(p.Requests))
 			}
 			tb.flush()
 			fmt.Fprintln(out)
 			tb = newTable(out)
-			tb.row("BOUND HOST", "EK HASH", "DEVID SERIAL", "NOT AFTER")
+			tb.row("BOUND HOST", "EK HASH", "DEVID SERIAL", "NOT AFTER", "STATE")
+			now := time.Now()
 			for _, h := range sortedHosts(b) {
-				na := ""
-				if !h.NotAfter.IsZero() {
-					na = h.NotAfter.Format(time.RFC3339)
+				if len(h.Certificates) == 0 {
+					tb.row(h.Host, h.EKHash, "", "", hostState(h))
 				}
-				serial := h.Serial
-				if h.Revoked {
-					serial += " (revoked)"
+				for _, c := range h.Certificates {
+					tb.row(h.Host, h.EKHash, c.Serial, c.NotAfter.Format(time.RFC3339), certState(h, c, now))
 				}
-				tb.row(h.Host, h.EKHash, serial, na)
 			}
 			tb.flush()
 			return nil
@@ -152,6 +176,27 @@ func newRAPendingCmd() *cobra.Command {
 	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
 	jsonFlag(cmd, &asJSON)
 	return cmd
+}
+
+func hostState(h *ra.Binding) string {
+	if h.Decommissioned {
+		return "decommissioned"
+	}
+	return "approved"
+}
+
+func certState(h *ra.Binding, c *ra.Issued, now time.Time) string {
+	switch {
+	case !c.Revoked.IsZero():
+		return "revoked " + c.Revoked.Format(time.RFC3339)
+	case !now.Before(c.NotAfter):
+		return "expired"
+	case !c.Superseded.IsZero():
+		return "superseded " + c.Superseded.Format(time.RFC3339)
+	case h.Decommissioned:
+		return "decommissioned, not revoked"
+	}
+	return "current"
 }
 
 func sortedHosts(b *ra.Bindings) []*ra.Binding {
@@ -165,7 +210,11 @@ func newRAApproveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "approve HOST --state DIR [--ek HASH]",
 		Short: "Bind a host name to a TPM: the pending request's EK, or --ek ahead of time",
-		Args:  cobra.ExactArgs(1),
+		Long: `Bind HOST to a TPM. Without --ek, the one TPM that asked for HOST is bound; when more than
+one TPM asked (omens ra pending lists each, with its first request, address and EK issuer),
+nothing is bound and the command names the --ek values to choose from: which TPM is the
+real host is the operator's decision. With --ek, HOST is bound to that EK, asked or not.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if state == "" {
 				return fmt.Errorf("--state DIR is required: the RA's state directory")
@@ -192,7 +241,11 @@ func newRAUnbindCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unbind HOST --state DIR",
 		Short: "Remove a host's binding (a replaced machine, or a decommissioned one to enroll again)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Remove HOST's binding and its record of DevID certificates. It refuses while a certificate
+issued to HOST is neither revoked nor expired, and names those serials: forgetting them
+would leave a valid DevID that no decommission could find. Revoke them first with
+omens devid revoke --host HOST (which revokes every one of them in step-ca), then unbind.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if state == "" {
 				return fmt.Errorf("--state DIR is required: the RA's state directory")
@@ -201,7 +254,7 @@ func newRAUnbindCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := s.Unbind(args[0]); err != nil {
+			if err := s.Unbind(args[0], time.Now()); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "unbound %s\n", args[0])
