@@ -28,6 +28,9 @@ type Bundle struct {
 	// unusable holds, by raw subject, why CA certificates that LoadBundle left out
 	// could not be used, to explain a failed verification.
 	unusable map[string][]string
+	// rejected are the CA certificates LoadBundle left out for want of a chain (among
+	// them those signed with SHA-1), to explain a failed verification.
+	rejected []*x509.Certificate
 }
 
 // NewBundle returns a bundle that trusts roots and builds chains through intermediates,
@@ -199,7 +202,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 		}
 	}
 
-	var rootCerts, interCerts []*x509.Certificate
+	var rootCerts, interCerts, rejected []*x509.Certificate
 	for _, l := range roots {
 		rootCerts = append(rootCerts, l.cert)
 	}
@@ -227,6 +230,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 		if len(why) == 0 {
 			why = append(why, missingIssuer(l.cert, loaded))
 		}
+		rejected = append(rejected, l.cert)
 		reason := "no chain to a root of the bundle: " + strings.Join(why, "; ")
 		problems = append(problems, BundleProblem{File: l.file, Subject: l.cert.Subject.String(), Reason: reason})
 		unusable[string(l.cert.RawSubject)] = append(unusable[string(l.cert.RawSubject)], fmt.Sprintf("%q: %s", l.cert.Subject.String(), reason))
@@ -235,7 +239,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 		return nil, problems, fmt.Errorf("verify: CA bundle %q holds no usable root certificate (%d problems)", path, len(problems))
 	}
 	b := NewBundle(rootCerts, interCerts)
-	b.unusable = unusable
+	b.unusable, b.rejected = unusable, rejected
 	return b, problems, nil
 }
 
@@ -403,11 +407,14 @@ const maxRetries = 16
 type chainWords struct {
 	leaf, chain, bundle        string
 	untrusted, expired, notYet error
+	// sha1Advice says what to do about a chain refused for a SHA-1 signature.
+	sha1Advice string
 }
 
 var ekWords = chainWords{
 	leaf: "EK certificate", chain: "the EK chain", bundle: "the CA bundle",
 	untrusted: ErrUntrusted, expired: ErrExpired, notYet: ErrNotYetValid,
+	sha1Advice: "such a TPM can be accepted only by its EK hash (ek_allowlist_path), until its manufacturer publishes a chain signed with SHA-256",
 }
 
 func (b *Bundle) explain(leaf *x509.Certificate, now time.Time, nowErr error) error {
@@ -472,6 +479,10 @@ func (b *Bundle) explainChain(leaf *x509.Certificate, now time.Time, nowErr erro
 	msg := fmt.Sprintf("issuer %q (serial %s) does not chain to %s: %v", leaf.Issuer.String(), serial(leaf), w.bundle, reason)
 	if u := b.unusable[string(leaf.RawIssuer)]; len(u) > 0 {
 		msg += fmt.Sprintf("; the issuer is in %s but unusable: ", w.bundle) + strings.Join(u, "; ")
+	}
+	// A SHA-1 signature is said first, in plain words, and crypto/x509's words follow.
+	if why := b.sha1Explanation(leaf, ancestors, w); why != "" {
+		msg = why + "; " + msg
 	}
 	return &ekError{kind: w.untrusted, msg: w.untrusted.Error() + ": " + msg, cause: reason}
 }
