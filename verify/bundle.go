@@ -378,7 +378,9 @@ func (b *Bundle) optionsWith(now time.Time, inter *x509.CertPool) x509.VerifyOpt
 //
 //	ek: certificate not trusted: issuer "<issuer DN>" (serial <EK certificate serial>) does not chain to the CA bundle: <crypto/x509 reason>
 //
-// and the crypto/x509 error wrapped as well.
+// and the crypto/x509 error wrapped as well. When a SHA-1 signature (of the EK
+// certificate or of a CA, the signature itself valid) is all that stops a chain to a root,
+// the message starts with a sentence that says so and what to do.
 func (b *Bundle) VerifyEKCertificate(c *EKCertificate, now time.Time) ([][]*x509.Certificate, error) {
 	if c == nil || c.Cert == nil {
 		return nil, newError(ErrMalformed, nil, "no certificate")

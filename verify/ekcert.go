@@ -32,8 +32,10 @@
 // such as 0x11, seen on real parts), the TPM 1.2 PC Client NV
 // header (TCG_PCCLIENT_STORED_CERT), RSA keys under the RSAES-OAEP algorithm identifier
 // (1.2.840.113549.1.1.7) that crypto/x509 leaves unparsed, EK certificates without
-// basicConstraints. crypto/x509 refuses SHA-1 signatures; a chain that needs one is
-// reported untrusted with that reason.
+// basicConstraints. crypto/x509 refuses SHA-1 signatures; a chain refused only for one
+// (the EK certificate's own, or an intermediate's, such as every Infineon "IFX TPM EK
+// Intermediate CA") is reported untrusted with that reason first, in plain words
+// (sha1chain.go).
 package verify
 
 import (
