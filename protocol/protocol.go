@@ -74,6 +74,14 @@ type TPMProperties struct {
 	Firmware     string `json:"firmware"`
 }
 
+// FirmwareVersion formats a TPM firmware version, the 64 bits of TPM_PT_FIRMWARE_VERSION_1
+// (high half) and TPM_PT_FIRMWARE_VERSION_2 (low half), which a TPM also signs in every
+// TPMS_ATTEST as firmwareVersion (TPM 2.0 Part 2, 10.12.12): four 16-bit parts in decimal,
+// "major.minor.build.patch" as vendors print them. TPMProperties.Firmware is in this form.
+func FirmwareVersion(v uint64) string {
+	return fmt.Sprintf("%d.%d.%d.%d", v>>48, v>>32&0xffff, v>>16&0xffff, v&0xffff)
+}
+
 // Hello is the agent's first message.
 type Hello struct {
 	Version int    `json:"v"`

@@ -270,3 +270,18 @@ func TestEncodeRefusesOtherTypes(t *testing.T) {
 		t.Errorf("Encode(Hello value) error = %v", err)
 	}
 }
+
+// TestFirmwareVersion: the 64-bit firmwareVersion a TPM signs (TPM_PT_FIRMWARE_VERSION_1
+// high, _2 low) reads as four 16-bit parts.
+func TestFirmwareVersion(t *testing.T) {
+	for v, want := range map[uint64]string{
+		0x2017061900163636: "8215.1561.22.13878", // the reference simulator
+		0x0007005500000000: "7.85.0.0",
+		0:                  "0.0.0.0",
+		^uint64(0):         "65535.65535.65535.65535",
+	} {
+		if got := protocol.FirmwareVersion(v); got != want {
+			t.Errorf("FirmwareVersion(%#x) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"omens.dev/omens/protocol"
 )
 
 // Info is what a TPM says about itself in its fixed properties (TPM 2.0 Part 2, 6.13
@@ -46,7 +48,7 @@ func ReadInfo(t transport.TPM) (*Info, error) {
 		Manufacturer:    u32String(get(tpm2.TPMPTManufacturer)),
 		ManufacturerID:  fmt.Sprintf("id:%08X", get(tpm2.TPMPTManufacturer)),
 		VendorString:    vendor.String(),
-		FirmwareVersion: fmt.Sprintf("%d.%d.%d.%d", fw1>>16, fw1&0xffff, fw2>>16, fw2&0xffff),
+		FirmwareVersion: protocol.FirmwareVersion(uint64(fw1)<<32 | uint64(fw2)),
 		Family:          u32String(get(tpm2.TPMPTFamilyIndicator)),
 		Revision:        fmt.Sprintf("%d.%02d", rev/100, rev%100),
 		SpecYear:        get(tpm2.TPMPTYear),

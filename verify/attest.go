@@ -44,6 +44,16 @@ const (
 	CheckQuoteSelection = "quote_selection"
 	CheckPCRDigest      = "pcr_digest"
 	CheckPCRSelection   = "pcr_selection"
+	// CheckWeakHash: a signature (AK scheme, quote, Certify, CSR) or a name (the AK's,
+	// the DevID key's) uses a hash weaker than SHA-256.
+	CheckWeakHash = "weak_hash"
+	// CheckQuoteStructure: a field of the quote's TPMS_ATTEST holds what the spec does
+	// not let a TPM put there (qualifiedSigner not this AK's qualified name, extraData
+	// longer than the nonce, a PCR digest not of the signing hash's size).
+	CheckQuoteStructure = "quote_structure"
+	// CheckFirmware: the firmware version the agent's Hello claims is not the one the
+	// TPM signed in the quote (TPMS_ATTEST.firmwareVersion).
+	CheckFirmware = "firmware_mismatch"
 )
 
 // CheckError is a rejection: the check that failed and why, naming the value.
@@ -123,8 +133,11 @@ type Identity struct {
 	// CertStatus is "valid", "expired", "none" (no certificate) or "insecure" (a
 	// certificate that did not verify, accepted by AllowInsecure).
 	CertStatus string
-	TPM        protocol.TPMProperties
-	Warnings   []string
+	// TPM is what the agent's Hello claims of its TPM: unsigned, for logs only. What is
+	// proven is EKCert.TPM (the manufacturer's signed SAN) and Result.Firmware (signed by
+	// the TPM in the quote).
+	TPM      protocol.TPMProperties
+	Warnings []string
 	// Mode is the attestation mode, protocol.ModeEKCert or protocol.ModeDevID.
 	Mode string
 	// DevID is the DevID certificate and key in DevID mode; nil in EK mode. Until Finish
@@ -134,10 +147,13 @@ type Identity struct {
 
 // Session carries a verification from the Hello to the Evidence.
 type Session struct {
-	v         *Verifier
-	hello     *protocol.Hello
-	akPub     tpm2.TPMTPublic
-	akKey     crypto.PublicKey
+	v     *Verifier
+	hello *protocol.Hello
+	akPub tpm2.TPMTPublic
+	akKey crypto.PublicKey
+	// akQN is the AK's qualified name as a child of the EK, which the TPM signs in every
+	// TPMS_ATTEST as qualifiedSigner.
+	akQN      []byte
 	secret    []byte
 	nonce     []byte
 	Identity  *Identity
@@ -153,6 +169,10 @@ type Result struct {
 	PCRs map[int][]byte
 	// PCRDigest is the quoted digest of the PCR values, hex.
 	PCRDigest string
+	// Firmware is the TPM's firmware version as the TPM signed it in the quote
+	// (TPMS_ATTEST.firmwareVersion, protocol.FirmwareVersion's format); the Hello's claim
+	// was checked against it.
+	Firmware string
 	// EventLog is the boot event log the agent sent, unparsed; nil when none.
 	EventLog []byte
 }
@@ -263,7 +283,7 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 			return nil, nil, err
 		}
 	}
-	s := &Session{v: v, hello: hello, akPub: *c.akPub, akKey: c.akKey, secret: c.secret, nonce: c.nonce, Identity: c.id, bankAlg: bankAlg}
+	s := &Session{v: v, hello: hello, akPub: *c.akPub, akKey: c.akKey, akQN: c.akQN, secret: c.secret, nonce: c.nonce, Identity: c.id, bankAlg: bankAlg}
 	return s, &protocol.Challenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
 }
 
@@ -273,6 +293,7 @@ type challenge struct {
 	id              *Identity
 	akPub           *tpm2.TPMTPublic
 	akKey           crypto.PublicKey
+	akQN            []byte
 	secret, nonce   []byte
 	blob, encSecret []byte
 }
@@ -305,6 +326,14 @@ func (v *Verifier) credential(ekCert, ekPublic, akPublic []byte, props protocol.
 	if err != nil {
 		return nil, reject(CheckAKAttributes, "AK name: %v", err)
 	}
+	ekName, err := canonicalName(ekPub.NameAlg, ekPublic)
+	if err != nil {
+		return nil, reject(CheckEKPublic, "EK name: %v", err)
+	}
+	akQN, err := akQualifiedName(ekPub.NameAlg, ekName.Buffer, akPub.NameAlg, akName.Buffer)
+	if err != nil {
+		return nil, reject(CheckAKAttributes, "AK qualified name: %v", err)
+	}
 	ekKEM, err := tpm2.ImportEncapsulationKey(ekPub)
 	if err != nil {
 		return nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
@@ -325,7 +354,7 @@ func (v *Verifier) credential(ekCert, ekPublic, akPublic []byte, props protocol.
 	if err != nil {
 		return nil, reject(CheckEKPublic, "MakeCredential: %v", err)
 	}
-	return &challenge{id: id, akPub: akPub, akKey: akKey, secret: secret, nonce: nonce, blob: blob, encSecret: encSecret}, nil
+	return &challenge{id: id, akPub: akPub, akKey: akKey, akQN: akQN, secret: secret, nonce: nonce, blob: blob, encSecret: encSecret}, nil
 }
 
 // checkEK decides whether the EK (ekPub, with certificate ekCert) is one this server
@@ -414,7 +443,10 @@ func (v *Verifier) checkEKCert(raw []byte, ekKey crypto.PublicKey, hash string) 
 }
 
 // checkAK requires a restricted signing key generated in and fixed to its TPM, with a
-// scheme the verifier can check (TPM 2.0 Part 1, 11.4.7 "Restricted signing keys").
+// scheme the verifier can check (TPM 2.0 Part 1, 11.4.7 "Restricted signing keys"), a name
+// and a scheme hash of SHA-256 or stronger (weak_hash otherwise): the AK signs quotes and
+// Certify structures with its scheme's hash, and its name (of its name algorithm) is what
+// the credential is bound to.
 func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 	a := pub.ObjectAttributes
 	var lack []string
@@ -432,6 +464,9 @@ func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 	if len(lack) > 0 {
 		return nil, reject(CheckAKAttributes, "AK attributes lack %v", lack)
 	}
+	if pub.NameAlg == tpm2.TPMAlgSHA1 {
+		return nil, checkHash("AK name algorithm", pub.NameAlg, CheckAKAttributes)
+	}
 	if pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384 {
 		return nil, reject(CheckAKAttributes, "AK name algorithm 0x%04X, want SHA-256 or SHA-384", uint16(pub.NameAlg))
 	}
@@ -444,7 +479,11 @@ func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 		if p.Scheme.Scheme != tpm2.TPMAlgECDSA {
 			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want ECDSA", uint16(p.Scheme.Scheme))
 		}
-		if d, err := p.Scheme.Details.ECDSA(); err != nil || d.HashAlg != tpm2.TPMAlgSHA256 {
+		d, err := p.Scheme.Details.ECDSA()
+		if err == nil && d.HashAlg == tpm2.TPMAlgSHA1 {
+			return nil, checkHash("AK ECDSA scheme hash", d.HashAlg, CheckAKAttributes)
+		}
+		if err != nil || d.HashAlg != tpm2.TPMAlgSHA256 {
 			return nil, reject(CheckAKAttributes, "AK ECDSA scheme hash is not SHA-256")
 		}
 		if p.CurveID != tpm2.TPMECCNistP256 && p.CurveID != tpm2.TPMECCNistP384 {
@@ -455,8 +494,28 @@ func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 		if err != nil {
 			return nil, reject(CheckAKAttributes, "AK RSA parameters: %v", err)
 		}
-		if p.Scheme.Scheme != tpm2.TPMAlgRSASSA && p.Scheme.Scheme != tpm2.TPMAlgRSAPSS {
+		var hash tpm2.TPMIAlgHash
+		switch p.Scheme.Scheme {
+		case tpm2.TPMAlgRSASSA:
+			d, derr := p.Scheme.Details.RSASSA()
+			if derr == nil {
+				hash = d.HashAlg
+			}
+			err = derr
+		case tpm2.TPMAlgRSAPSS:
+			d, derr := p.Scheme.Details.RSAPSS()
+			if derr == nil {
+				hash = d.HashAlg
+			}
+			err = derr
+		default:
 			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want RSASSA or RSAPSS", uint16(p.Scheme.Scheme))
+		}
+		if err != nil {
+			return nil, reject(CheckAKAttributes, "AK %s scheme: %v", schemeName(p.Scheme.Scheme), err)
+		}
+		if err := checkHash("AK "+schemeName(p.Scheme.Scheme)+" scheme hash", hash, CheckAKAttributes); err != nil {
+			return nil, err
 		}
 		if p.KeyBits < 2048 {
 			return nil, reject(CheckAKAttributes, "AK RSA key is %d bits, want at least 2048", p.KeyBits)
@@ -507,7 +566,18 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 	if err != nil {
 		return nil, reject(CheckQuoteSignature, "signature: %v", err)
 	}
+	digestHash, err := signingHash(&s.akPub)
+	if err != nil {
+		return nil, reject(CheckPCRDigest, "%v", err)
+	}
+	// Every field bounded before anything is hashed or believed.
+	if err := checkAttestFields(attest, attestBounds{signerAlg: s.akPub.NameAlg, typ: tpm2.TPMSTAttestQuote, nonce: len(s.nonce), digest: digestHash.Size()}); err != nil {
+		return nil, reject(CheckQuoteStructure, "quote: %v", err)
+	}
 	if err := verifySignature(s.akKey, &s.akPub, ev.Quote, sig, "quote"); err != nil {
+		if FailedCheck(err) != "" {
+			return nil, err
+		}
 		return nil, reject(CheckQuoteSignature, "%v (ek_hash=%s)", err, s.Identity.EKHash)
 	}
 	// A restricted AK also signs data from outside the TPM (TPM2_Sign with a TPM2_Hash
@@ -522,8 +592,16 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 	if attest.Type != tpm2.TPMSTAttestQuote {
 		return nil, reject(CheckQuoteSignature, "attestation type 0x%04X is not a quote", uint16(attest.Type))
 	}
+	if err := checkSigner(attest, s.akQN); err != nil {
+		return nil, reject(CheckQuoteStructure, "quote: %v", err)
+	}
 	if subtle.ConstantTimeCompare(attest.ExtraData.Buffer, s.nonce) != 1 {
 		return nil, reject(CheckQuoteNonce, "quote qualifying data %x is not this attestation's nonce %x (a replayed quote?)", attest.ExtraData.Buffer, s.nonce)
+	}
+	firmware := protocol.FirmwareVersion(attest.FirmwareVersion)
+	if s.hello.TPM.Firmware != firmware {
+		return nil, reject(CheckFirmware, "the hello claims firmware %q, the TPM signed firmware %q in the quote (TPMS_ATTEST.firmwareVersion 0x%016X)",
+			s.hello.TPM.Firmware, firmware, attest.FirmwareVersion)
 	}
 	info, err := attest.Attested.Quote()
 	if err != nil {
@@ -538,10 +616,6 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 		return nil, reject(CheckPCRDigest, "%d PCR values for %d quoted PCRs", len(ev.PCRValues), len(s.hello.PCRs))
 	}
 	h, err := s.bankAlg.Hash()
-	if err != nil {
-		return nil, reject(CheckPCRDigest, "%v", err)
-	}
-	digestHash, err := signingHash(&s.akPub)
 	if err != nil {
 		return nil, reject(CheckPCRDigest, "%v", err)
 	}
@@ -563,7 +637,7 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 		if len(ev.DevIDCertify) == 0 {
 			return nil, reject(CheckCertify, "the evidence carries no Certify of the DevID key, which mode %q requires", protocol.ModeDevID)
 		}
-		if err := VerifyCertify(&s.akPub, ev.DevIDCertify, ev.DevIDCertifySignature, s.nonce, s.Identity.DevID.Public); err != nil {
+		if err := verifyCertify(&s.akPub, s.akQN, ev.DevIDCertify, ev.DevIDCertifySignature, s.nonce, s.Identity.DevID.Public); err != nil {
 			return nil, err
 		}
 	}
@@ -572,6 +646,7 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 		PCRBank:   bankNames[s.bankAlg],
 		PCRs:      pcrs,
 		PCRDigest: hex.EncodeToString(info.PCRDigest.Buffer),
+		Firmware:  firmware,
 		EventLog:  ev.EventLog,
 	}, nil
 }
@@ -607,7 +682,14 @@ func signingHash(ak *tpm2.TPMTPublic) (crypto.Hash, error) {
 
 // verifySignature checks sig over msg (a "quote" or other TPMS_ATTEST, as what says) with
 // the AK, in the AK's own scheme.
+// A signature that says it used a hash weaker than SHA-256 is refused as weak_hash before
+// anything else, whatever the AK's scheme.
 func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig *tpm2.TPMTSignature, what string) error {
+	if alg, err := signatureHash(sig); err == nil {
+		if err := checkHash(what+" signature hash", alg, ""); err != nil && FailedCheck(err) == CheckWeakHash {
+			return err
+		}
+	}
 	h, err := signingHash(ak)
 	if err != nil {
 		return err

@@ -30,6 +30,9 @@ type Bundle struct {
 	// unusable holds, by raw subject, why CA certificates that LoadBundle left out
 	// could not be used, to explain a failed verification.
 	unusable map[string][]string
+	// rejected are the CA certificates LoadBundle left out for want of a chain (among
+	// them those signed with SHA-1), to explain a failed verification.
+	rejected []*x509.Certificate
 }
 
 // NewBundle returns a bundle that trusts roots and builds chains through intermediates,
@@ -202,7 +205,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 		}
 	}
 
-	var rootCerts, interCerts []*x509.Certificate
+	var rootCerts, interCerts, rejected []*x509.Certificate
 	for _, l := range roots {
 		rootCerts = append(rootCerts, l.cert)
 	}
@@ -230,6 +233,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 		if len(why) == 0 {
 			why = append(why, missingIssuer(l.cert, loaded))
 		}
+		rejected = append(rejected, l.cert)
 		reason := "no chain to a root of the bundle: " + strings.Join(why, "; ")
 		problems = append(problems, BundleProblem{File: l.file, Subject: l.cert.Subject.String(), Reason: reason})
 		unusable[string(l.cert.RawSubject)] = append(unusable[string(l.cert.RawSubject)], fmt.Sprintf("%q: %s", l.cert.Subject.String(), reason))
@@ -238,7 +242,7 @@ func LoadBundle(path string) (*Bundle, []BundleProblem, error) {
 		return nil, problems, fmt.Errorf("verify: CA bundle %q holds no usable root certificate (%d problems)", path, len(problems))
 	}
 	b := NewBundle(rootCerts, interCerts)
-	b.unusable = unusable
+	b.unusable, b.rejected = unusable, rejected
 	return b, problems, nil
 }
 
@@ -377,7 +381,9 @@ func (b *Bundle) optionsWith(now time.Time, inter *x509.CertPool) x509.VerifyOpt
 //
 //	ek: certificate not trusted: issuer "<issuer DN>" (serial <EK certificate serial>) does not chain to the CA bundle: <crypto/x509 reason>
 //
-// and the crypto/x509 error wrapped as well.
+// and the crypto/x509 error wrapped as well. When a SHA-1 signature (of the EK
+// certificate or of a CA, the signature itself valid) is all that stops a chain to a root,
+// the message starts with a sentence that says so and what to do.
 func (b *Bundle) VerifyEKCertificate(c *EKCertificate, now time.Time) ([][]*x509.Certificate, error) {
 	if c == nil || c.Cert == nil {
 		return nil, newError(ErrMalformed, nil, "no certificate")
@@ -406,11 +412,14 @@ const maxRetries = 16
 type chainWords struct {
 	leaf, chain, bundle        string
 	untrusted, expired, notYet error
+	// sha1Advice says what to do about a chain refused for a SHA-1 signature.
+	sha1Advice string
 }
 
 var ekWords = chainWords{
 	leaf: "EK certificate", chain: "the EK chain", bundle: "the CA bundle",
 	untrusted: ErrUntrusted, expired: ErrExpired, notYet: ErrNotYetValid,
+	sha1Advice: "such a TPM can be accepted only by its EK hash (ek_allowlist_path), until its manufacturer publishes a chain signed with SHA-256",
 }
 
 func (b *Bundle) explain(leaf *x509.Certificate, now time.Time, nowErr error) error {
@@ -475,6 +484,10 @@ func (b *Bundle) explainChain(leaf *x509.Certificate, now time.Time, nowErr erro
 	msg := fmt.Sprintf("issuer %q (serial %s) does not chain to %s: %v", leaf.Issuer.String(), serial(leaf), w.bundle, reason)
 	if u := b.unusable[string(leaf.RawIssuer)]; len(u) > 0 {
 		msg += fmt.Sprintf("; the issuer is in %s but unusable: ", w.bundle) + strings.Join(u, "; ")
+	}
+	// A SHA-1 signature is said first, in plain words, and crypto/x509's words follow.
+	if why := b.sha1Explanation(leaf, ancestors, w); why != "" {
+		msg = why + "; " + msg
 	}
 	return &ekError{kind: w.untrusted, msg: w.untrusted.Error() + ": " + msg, cause: reason}
 }

@@ -345,6 +345,9 @@ func TestLoadBundle(t *testing.T) {
 	})
 }
 
+// ekSHA1Advice is what an EK chain refused for a SHA-1 signature tells the operator.
+const ekSHA1Advice = "such a TPM can be accepted only by its EK hash (ek_allowlist_path), until its manufacturer publishes a chain signed with SHA-256"
+
 // realworldTime is the date of the real-world collection's own checks.
 var realworldTime = time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
 
@@ -461,9 +464,12 @@ func TestRealWorldEKCertificates(t *testing.T) {
 		{file: "Google_GCE-vTPM_ECCP256_EK_26b2ded1.pem", keyType: "ECC-P256", spec: google, checks: []verifyCase{{at: realworldTime, chain: []string{"",
 			"tpm_ek_v1_cloud_host-signer-0-2021-10-12T04:22:11-07:00 K:1, 3:nbvaGZFLcuc:0:18",
 			"tpm_ek_v1_cloud_host_root-signer-0-2018-04-06T10:58:26-07:00 K:1, 1:Pw003HsFYO4:0:18"}}}},
-		{file: "Google_GCE-vTPM_RSA2048_EK_5df04177.pem", keyType: "RSA-2048", spec: google, checks: []verifyCase{{at: realworldTime, chain: []string{"",
-			"tpm_ek_v1_cloud_host-signer-0-2020-10-22T14:02:08-07:00 K:1, 2:HBNpA3TPAbM:0:18",
-			"tpm_ek_v1_cloud_host_root-signer-0-2018-04-06T10:58:26-07:00 K:1, 1:Pw003HsFYO4:0:18"}}}},
+		// keyUsage digitalSignature alone (a signing key's), but the EKU says EK.
+		{file: "Google_GCE-vTPM_RSA2048_EK_5df04177.pem", keyType: "RSA-2048", spec: google,
+			quirks: []string{"keyUsage digitalSignature without keyEncipherment or keyAgreement, accepted for its extended key usage tcg-kp-EKCertificate"},
+			checks: []verifyCase{{at: realworldTime, chain: []string{"",
+				"tpm_ek_v1_cloud_host-signer-0-2020-10-22T14:02:08-07:00 K:1, 2:HBNpA3TPAbM:0:18",
+				"tpm_ek_v1_cloud_host_root-signer-0-2018-04-06T10:58:26-07:00 K:1, 1:Pw003HsFYO4:0:18"}}}},
 		{file: "Infineon_SLB_9670_TPM2.0_RSA2048_EK_01910046.pem", keyType: "RSA-2048",
 			spec:   verify.TPMSpec{Manufacturer: "id:49465800", ManufacturerID: "IFX", ManufacturerName: "Infineon", Model: "SLB 9670 TPM2.0", Version: "id:073f"},
 			checks: []verifyCase{{at: realworldTime, chain: []string{"", "Infineon OPTIGA(TM) RSA Manufacturing CA 035", "Infineon OPTIGA(TM) RSA Root CA"}}}},
@@ -484,7 +490,7 @@ func TestRealWorldEKCertificates(t *testing.T) {
 		// January 2024).
 		{file: "STMicro_ST33ZP24PVSP_RSA2048-OAEP-SPKI_EK_537ac54c.pem", keyType: "RSA-2048", spec: stm("ST33ZP24PVSP", "id:0D0C"),
 			quirks: []string{"RSAES-OAEP public key algorithm"}, checks: []verifyCase{
-				{at: realworldTime, wantErr: verify.ErrUntrusted, errText: `ek: certificate not trusted: issuer "CN=STM TPM EK Intermediate CA 02,O=STMicroelectronics NV,C=CH" (serial 0x5864642ac8a29155095b3f9e3bc3f3d2537ac54c) does not chain to the CA bundle: x509: certificate signed by unknown authority (possibly because of "x509: cannot verify signature: insecure algorithm SHA1-RSA" while trying to verify candidate authority certificate "STM TPM EK Intermediate CA 02")`},
+				{at: realworldTime, wantErr: verify.ErrUntrusted, errText: `ek: certificate not trusted: EK certificate serial 0x5864642ac8a29155095b3f9e3bc3f3d2537ac54c is signed with SHA-1 (SHA1-RSA) by "STM TPM EK Intermediate CA 02", which Go's crypto/x509 refuses (no setting re-enables SHA-1 since Go 1.24): ` + ekSHA1Advice + `; issuer "CN=STM TPM EK Intermediate CA 02,O=STMicroelectronics NV,C=CH" (serial 0x5864642ac8a29155095b3f9e3bc3f3d2537ac54c) does not chain to the CA bundle: x509: certificate signed by unknown authority (possibly because of "x509: cannot verify signature: insecure algorithm SHA1-RSA" while trying to verify candidate authority certificate "STM TPM EK Intermediate CA 02")`},
 				{at: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), wantErr: verify.ErrUntrusted, errText: "insecure algorithm SHA1-RSA", errSub: true},
 			}},
 	} {

@@ -29,6 +29,11 @@ const (
 	CheckCertifyNonce = "devid_certify_nonce"
 	// CheckCertifyKey: the Certify is about another key than the DevID key presented.
 	CheckCertifyKey = "devid_certify_key"
+	// CheckCertifyStructure: a field of the Certify's TPMS_ATTEST holds what the spec
+	// does not let a TPM put there (qualifiedSigner not the AK's qualified name,
+	// extraData longer than the nonce, a certified name or qualifiedName that is not a
+	// name of the DevID key's name algorithm).
+	CheckCertifyStructure = "devid_certify_structure"
 	// CheckCSRSignature: the CSR does not parse or is not signed by the key it names.
 	CheckCSRSignature = "devid_csr"
 	// CheckCSRKey: the CSR is for another key than the DevID key.
@@ -48,6 +53,9 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 	pub, err := unmarshalPublic(pubBytes)
 	if err != nil {
 		return nil, nil, reject(CheckDevIDAttributes, "DevID public area: %v", err)
+	}
+	if pub.NameAlg == tpm2.TPMAlgSHA1 {
+		return nil, nil, checkHash("DevID name algorithm", pub.NameAlg, CheckDevIDAttributes)
 	}
 	if pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384 {
 		return nil, nil, reject(CheckDevIDAttributes, "DevID name algorithm 0x%04X, want SHA-256 or SHA-384", uint16(pub.NameAlg))
@@ -112,7 +120,17 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 // with TPM_GENERATED_VALUE, is of type TPM_ST_ATTEST_CERTIFY, carries nonce as extraData
 // and the name of devidPub as the certified name. devidPub must be in canonical encoding;
 // its attributes are CheckDevIDPublic's to judge.
+//
+// The Certify's qualifiedSigner is bounded to a name of the AK's name algorithm; callers
+// that know the EK check it is the AK's qualified name under the EK (Session.Finish and
+// Enrollment.Finish do).
 func VerifyCertify(akPub *tpm2.TPMTPublic, attest, sig []byte, nonce []byte, devidPub []byte) error {
+	return verifyCertify(akPub, nil, attest, sig, nonce, devidPub)
+}
+
+// verifyCertify is VerifyCertify, and when akQN is not nil, the Certify's qualifiedSigner
+// must be akQN.
+func verifyCertify(akPub *tpm2.TPMTPublic, akQN []byte, attest, sig []byte, nonce []byte, devidPub []byte) error {
 	if len(nonce) < minNonce {
 		return fmt.Errorf("attest: Certify nonce is %d bytes, want at least %d: the verifier must draw a fresh one", len(nonce), minNonce)
 	}
@@ -128,7 +146,22 @@ func VerifyCertify(akPub *tpm2.TPMTPublic, attest, sig []byte, nonce []byte, dev
 	if err != nil {
 		return reject(CheckCertify, "Certify signature: %v", err)
 	}
+	pub, err := unmarshalPublic(devidPub)
+	if err != nil {
+		return reject(CheckCertifyKey, "DevID public area: %v", err)
+	}
+	name, err := canonicalName(pub.NameAlg, devidPub)
+	if err != nil {
+		return reject(CheckCertifyKey, "DevID name: %v", err)
+	}
+	// Every field bounded before anything is hashed or believed.
+	if err := checkAttestFields(a, attestBounds{signerAlg: akPub.NameAlg, typ: tpm2.TPMSTAttestCertify, nonce: len(nonce), certifiedAlg: pub.NameAlg}); err != nil {
+		return reject(CheckCertifyStructure, "Certify: %v", err)
+	}
 	if err := verifySignature(akKey, akPub, attest, s, "Certify"); err != nil {
+		if FailedCheck(err) != "" {
+			return err
+		}
 		return reject(CheckCertify, "%v", err)
 	}
 	// Only the magic makes the structure the TPM's own: the AK also signs, through
@@ -139,20 +172,15 @@ func VerifyCertify(akPub *tpm2.TPMTPublic, attest, sig []byte, nonce []byte, dev
 	if a.Type != tpm2.TPMSTAttestCertify {
 		return reject(CheckCertify, "attestation type 0x%04X is not a Certify (TPM_ST_ATTEST_CERTIFY 0x%04X)", uint16(a.Type), uint16(tpm2.TPMSTAttestCertify))
 	}
+	if err := checkSigner(a, akQN); err != nil {
+		return reject(CheckCertifyStructure, "Certify: %v", err)
+	}
 	if subtle.ConstantTimeCompare(a.ExtraData.Buffer, nonce) != 1 {
 		return reject(CheckCertifyNonce, "Certify qualifying data %x is not the nonce %x (a replayed Certify?)", a.ExtraData.Buffer, nonce)
 	}
 	info, err := a.Attested.Certify()
 	if err != nil {
 		return reject(CheckCertify, "Certify info: %v", err)
-	}
-	pub, err := unmarshalPublic(devidPub)
-	if err != nil {
-		return reject(CheckCertifyKey, "DevID public area: %v", err)
-	}
-	name, err := canonicalName(pub.NameAlg, devidPub)
-	if err != nil {
-		return reject(CheckCertifyKey, "DevID name: %v", err)
 	}
 	if !bytes.Equal(info.Name.Buffer, name.Buffer) {
 		return reject(CheckCertifyKey, "Certify is about the key named %x, not the DevID key %x", info.Name.Buffer, name.Buffer)
@@ -167,6 +195,11 @@ var csrSignatureAlgorithms = map[x509.SignatureAlgorithm]bool{
 	x509.ECDSAWithSHA256: true, x509.ECDSAWithSHA384: true, x509.ECDSAWithSHA512: true,
 }
 
+// weakCSRSignatures are the CSR signatures of a hash weaker than SHA-256 (weak_hash).
+var weakCSRSignatures = map[x509.SignatureAlgorithm]bool{
+	x509.MD2WithRSA: true, x509.MD5WithRSA: true, x509.SHA1WithRSA: true, x509.DSAWithSHA1: true, x509.ECDSAWithSHA1: true,
+}
+
 // CheckCSR parses a PKCS #10 request and requires that it is signed (SHA-256 or stronger)
 // by the key it names, and that this key is devid, the DevID key: the proof that whoever
 // asks for the certificate holds that key.
@@ -178,6 +211,9 @@ func CheckCSR(csrDER []byte, devid crypto.PublicKey) (*x509.CertificateRequest, 
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, reject(CheckCSRSignature, "CSR: %v", err)
+	}
+	if weakCSRSignatures[csr.SignatureAlgorithm] {
+		return nil, reject(CheckWeakHash, "CSR signature algorithm %v, want SHA-256 or stronger with RSA or ECDSA", csr.SignatureAlgorithm)
 	}
 	if !csrSignatureAlgorithms[csr.SignatureAlgorithm] {
 		return nil, reject(CheckCSRSignature, "CSR signature algorithm %v, want SHA-256 or stronger with RSA or ECDSA", csr.SignatureAlgorithm)

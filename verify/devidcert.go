@@ -44,6 +44,7 @@ var (
 var devidWords = chainWords{
 	leaf: "DevID certificate", chain: "the DevID chain", bundle: "the DevID CA bundle",
 	untrusted: ErrDevIDUntrusted, expired: ErrDevIDExpired, notYet: ErrDevIDNotYetValid,
+	sha1Advice: "re-issue the DevID CA chain with SHA-256 or stronger",
 }
 
 // DevIDPolicy says which DevID certificates are accepted in DevID mode.

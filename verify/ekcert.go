@@ -12,18 +12,30 @@
 //     them in one relative distinguished name or in three; both are read. crypto/x509
 //     reports a critical subjectAltName that holds only a directoryName as an unhandled
 //     critical extension; this package parses it and removes it from that list.
+//
 //   - Extended Key Usage: tcg-kp-EKCertificate (2.23.133.8.1), unknown to crypto/x509, so
 //     chains are built with x509.ExtKeyUsageAny and the EKU is checked here. Certificates
 //     of older profiles (TPM 1.2 era, early TPM 2.0 chips) do not always carry the
 //     extension, so a certificate without it is accepted; one that has it must list
 //     tcg-kp-EKCertificate (ErrNotEKCert otherwise).
 //
+//   - Key usage: an EK certifies a decryption key (keyEncipherment for RSA, keyAgreement
+//     for ECC). A certificate of a signing key is an AK certificate, not an EK's, however
+//     it chains: one whose extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3),
+//     or whose keyUsage has digitalSignature without keyEncipherment or keyAgreement, is
+//     refused (ErrNotEKCert). Google's vTPM RSA EK certificates have keyUsage
+//     digitalSignature alone but list tcg-kp-EKCertificate; the EKU, the CA's explicit
+//     statement, then decides, and the keyUsage is reported as a quirk.
+//
 // Other quirks of real EK certificates handled here: trailing padding after the DER
-// certificate in NV (0x00 bytes, or 0xFF bytes of erased NV), the TPM 1.2 PC Client NV
+// certificate in NV (a run of one repeated byte: 0x00, 0xFF of erased NV, or another
+// such as 0x11, seen on real parts), the TPM 1.2 PC Client NV
 // header (TCG_PCCLIENT_STORED_CERT), RSA keys under the RSAES-OAEP algorithm identifier
 // (1.2.840.113549.1.1.7) that crypto/x509 leaves unparsed, EK certificates without
-// basicConstraints. crypto/x509 refuses SHA-1 signatures; a chain that needs one is
-// reported untrusted with that reason.
+// basicConstraints. crypto/x509 refuses SHA-1 signatures; a chain refused only for one
+// (the EK certificate's own, or an intermediate's, such as every Infineon "IFX TPM EK
+// Intermediate CA") is reported untrusted with that reason first, in plain words
+// (sha1chain.go).
 package verify
 
 import (
@@ -86,6 +98,7 @@ var (
 	oidTPMModel          = asn1.ObjectIdentifier{2, 23, 133, 2, 2}
 	oidTPMVersion        = asn1.ObjectIdentifier{2, 23, 133, 2, 3}
 	oidTCGKpEKCert       = asn1.ObjectIdentifier{2, 23, 133, 8, 1}
+	oidTCGKpAIKCert      = asn1.ObjectIdentifier{2, 23, 133, 8, 3}
 	oidExtSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 	oidExtExtKeyUsage    = asn1.ObjectIdentifier{2, 5, 29, 37}
 	oidRSAESOAEP         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 7}
@@ -163,9 +176,9 @@ type EKCertificate struct {
 
 // ParseEKCertificate parses an EK certificate as read from TPM NV: DER, possibly behind the
 // TPM 1.2 PC Client NV header (0x10 0x01 0x00, a 2-byte length, then an optional 0x10 0x02
-// tag), and possibly followed by padding up to the NV index size. Padding is a run of
-// 0x00 bytes or a run of 0xFF bytes (erased NV); any other byte after the certificate is
-// an error. A PEM "CERTIFICATE" block is accepted as well. Errors wrap ErrMalformed, or
+// tag), and possibly followed by padding up to the NV index size. Padding is a run of one
+// repeated byte (0x00, 0xFF of erased NV, or another, as some parts write), reported in
+// Quirks; trailing bytes that are not one repeated byte are an error. A PEM "CERTIFICATE" block is accepted as well. Errors wrap ErrMalformed, or
 // ErrUnsupportedKey for a key that is not RSA (2048, 3072, 4096 bits) or ECC (NIST P-256,
 // P-384, P-521).
 func ParseEKCertificate(b []byte) (*EKCertificate, error) {
@@ -214,7 +227,27 @@ func ParseEKCertificate(b []byte) (*EKCertificate, error) {
 			ek.HasEKU = true
 		}
 	}
+	if ek.signingKeyUsage() && ek.listsEKU(oidTCGKpEKCert) {
+		ek.Quirks = append(ek.Quirks, "keyUsage digitalSignature without keyEncipherment or keyAgreement, accepted for its extended key usage tcg-kp-EKCertificate")
+	}
 	return ek, nil
+}
+
+// signingKeyUsage tells whether the certificate's keyUsage is a signing key's:
+// digitalSignature, and neither keyEncipherment nor keyAgreement.
+func (c *EKCertificate) signingKeyUsage() bool {
+	ku := c.Cert.KeyUsage
+	return ku&x509.KeyUsageDigitalSignature != 0 && ku&(x509.KeyUsageKeyEncipherment|x509.KeyUsageKeyAgreement) == 0
+}
+
+// listsEKU tells whether the certificate's extended key usage lists oid.
+func (c *EKCertificate) listsEKU(oid asn1.ObjectIdentifier) bool {
+	for _, u := range c.Cert.UnknownExtKeyUsage {
+		if u.Equal(oid) {
+			return true
+		}
+	}
+	return false
 }
 
 // extractDER returns the DER certificate inside NV content b, and the quirks met.
@@ -251,19 +284,17 @@ func extractDER(b []byte) (der []byte, quirks []string, err error) {
 	return b[:n], quirks, nil
 }
 
-// checkPadding accepts an empty tail, a run of 0x00 bytes or a run of 0xFF bytes.
+// checkPadding accepts an empty tail or a run of one repeated byte.
 func checkPadding(pad []byte, what string) error {
 	i := 0
-	if len(pad) > 0 && (pad[0] == 0x00 || pad[0] == 0xFF) {
-		for i < len(pad) && pad[i] == pad[0] {
-			i++
-		}
+	for i < len(pad) && pad[i] == pad[0] {
+		i++
 	}
 	if i == len(pad) {
 		return nil
 	}
-	return newError(ErrMalformed, nil, "%d bytes of trailing data after the %s (byte 0x%02X at offset %d of them); only 0x00 or 0xFF padding is accepted",
-		len(pad), what, pad[i], i)
+	return newError(ErrMalformed, nil, "%d bytes of trailing data after the %s (byte 0x%02X at offset %d of them, after 0x%02X); only padding of one repeated byte is accepted",
+		len(pad), what, pad[i], i, pad[0])
 }
 
 // derSequenceLen returns the length of the DER SEQUENCE at the start of b, header
@@ -492,19 +523,23 @@ func publicKeyHash(pub crypto.PublicKey) string {
 }
 
 // checkEKProfile checks what makes a certificate an EK certificate rather than another
-// kind: no CA, and, when an extended key usage is present, tcg-kp-EKCertificate in it.
+// kind: no CA; not an AK certificate (no tcg-kp-AIKCertificate, and no keyUsage of a
+// signing key unless the extended key usage says tcg-kp-EKCertificate); and, when an
+// extended key usage is present, tcg-kp-EKCertificate in it. Every EK certificate check
+// (omens ek verify, the attestation verifier, the RA) goes through it.
 func (c *EKCertificate) checkEKProfile() error {
 	cert := c.Cert
 	if cert.BasicConstraintsValid && cert.IsCA {
 		return newError(ErrNotEKCert, nil, "serial %s is a CA certificate (basicConstraints cA=true)", serial(cert))
 	}
-	if !c.HasEKU {
-		return nil
+	if c.listsEKU(oidTCGKpAIKCert) {
+		return newError(ErrNotEKCert, nil, "serial %s is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3); an EK certificate certifies a decryption key", serial(cert))
 	}
-	for _, u := range cert.UnknownExtKeyUsage {
-		if u.Equal(oidTCGKpEKCert) {
-			return nil
-		}
+	if c.signingKeyUsage() && !c.listsEKU(oidTCGKpEKCert) {
+		return newError(ErrNotEKCert, nil, "serial %s certifies a signing key (an AK certificate?): keyUsage has digitalSignature without keyEncipherment or keyAgreement, and no extended key usage tcg-kp-EKCertificate", serial(cert))
+	}
+	if !c.HasEKU || c.listsEKU(oidTCGKpEKCert) {
+		return nil
 	}
 	var listed []string
 	for _, u := range cert.ExtKeyUsage {

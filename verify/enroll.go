@@ -25,6 +25,7 @@ type Enrollment struct {
 	DevIDPublic []byte
 	DevIDKey    crypto.PublicKey
 	akPub       *tpm2.TPMTPublic
+	akQN        []byte
 	secret      []byte
 	nonce       []byte
 	completed   bool
@@ -46,7 +47,7 @@ func (v *Verifier) BeginEnrollment(m *protocol.EnrollBegin) (*Enrollment, *proto
 		}
 		return nil, nil, err
 	}
-	e := &Enrollment{Host: m.Host, Identity: c.id, DevIDPublic: m.DevIDPublic, DevIDKey: key, akPub: c.akPub, secret: c.secret, nonce: c.nonce}
+	e := &Enrollment{Host: m.Host, Identity: c.id, DevIDPublic: m.DevIDPublic, DevIDKey: key, akPub: c.akPub, akQN: c.akQN, secret: c.secret, nonce: c.nonce}
 	return e, &protocol.EnrollChallenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
 }
 
@@ -59,7 +60,7 @@ func (e *Enrollment) Finish(m *protocol.EnrollFinish) (*x509.CertificateRequest,
 	if subtle.ConstantTimeCompare(m.Secret, e.secret) != 1 {
 		return nil, reject(CheckCredential, "activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash=%s)", e.Identity.EKHash)
 	}
-	if err := VerifyCertify(e.akPub, m.Certify, m.CertifySignature, e.nonce, e.DevIDPublic); err != nil {
+	if err := verifyCertify(e.akPub, e.akQN, m.Certify, m.CertifySignature, e.nonce, e.DevIDPublic); err != nil {
 		return nil, err
 	}
 	csr, err := CheckCSR(m.CSR, e.DevIDKey)

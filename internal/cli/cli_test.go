@@ -8,10 +8,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"maps"
+	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -347,6 +352,40 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				}
 				return h.bundle, map[string]verdictWant{
 					"RSA-2048": {"key_mismatch", []string{"cert key sha256 " + keyHash, "EK sha256 " + ekHash(t, ek)}},
+				}
+			},
+			wantStderr: "1 of 1 EK certificates did not verify",
+		},
+		{
+			name: "AK certificate for the EK's key",
+			setup: func(t *testing.T, h *simHost) (string, map[string]verdictWant) {
+				ek := endorsementKeys(t, h)["RSA-2048"]
+				rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				if err != nil {
+					t.Fatal(err)
+				}
+				now := time.Now()
+				rootTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Privacy CA"}, IsCA: true, BasicConstraintsValid: true,
+					KeyUsage: x509.KeyUsageCertSign, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+				rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				root, _ := x509.ParseCertificate(rootDER)
+				// A trusted CA's AK certificate (tcg-kp-AIKCertificate) for the EK's key.
+				der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(0xA1), KeyUsage: x509.KeyUsageDigitalSignature,
+					UnknownExtKeyUsage: []asn1.ObjectIdentifier{{2, 23, 133, 8, 3}}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)},
+					root, ek.PublicKey, rootKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				replaceNV(t, h, tpm.EKRSA2048.CertIndex, der)
+				bundle := filepath.Join(t.TempDir(), "privacy-ca.pem")
+				if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return bundle, map[string]verdictWant{
+					"RSA-2048": {"not_ek_certificate", []string{"ek: not an EK certificate: serial 0xa1 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3)"}},
 				}
 			},
 			wantStderr: "1 of 1 EK certificates did not verify",

@@ -374,10 +374,24 @@ func agentID(trustDomain, h string) string {
 	return fmt.Sprintf("spiffe://%s/spire/agent/tpm/%s", trustDomain, h)
 }
 
-// selectors are the tpm: selector values of an accepted attestation.
+// selectors are the tpm: selector values of an accepted attestation. Each comes from a
+// proof the verifier checked, never from what the agent claims (its Hello's TPM
+// properties are unsigned):
+//
+//	pub_hash:<hash>              the EK public area; its TPM activated the credential (TPM2_ActivateCredential)
+//	ek_cert:issuer:cn:<cn>       the EK certificate, verified against ca_path, certifying that EK
+//	ek_cert:serial:<hex>         the same certificate
+//	ek_cert:expired              the same, expired, accepted by expired_ek_cert = "warn"
+//	ek_cert:insecure, ek_cert:none   no verified certificate (allow_insecure, or an allow-listed EK)
+//	manufacturer:<vendor id>     TPMManufacturer of the verified EK certificate's subjectAltName (signed by the manufacturer CA); none without a verified certificate
+//	model:<model>                TPMModel of that subjectAltName; none without a verified certificate
+//	firmware:<version>           TPMS_ATTEST.firmwareVersion of the quote, signed by the AK; the Hello's claim must equal it (firmware_mismatch)
+//	pcr:<bank>:<pcr>:<hex>       PCR values that hash to the digest of the quote, which covers exactly the selection required
+//	pcr_policy:<name>            the PCR policy (pcr_policy_path) that allowed those values
+//	devid:subject:cn:, devid:issuer:cn:, devid:serial:   the DevID certificate, verified against devid_ca_path and its CRL, whose key the AK certified (TPM2_Certify)
 func selectors(r *verify.Result) []string {
 	s := []string{"pub_hash:" + r.EKHash}
-	manufacturer, model := r.TPM.Manufacturer, r.TPM.Model
+	var manufacturer, model string
 	switch r.CertStatus {
 	case "valid", "expired":
 		c := r.EKCert.Cert
@@ -385,14 +399,8 @@ func selectors(r *verify.Result) []string {
 		if r.CertStatus == "expired" {
 			s = append(s, "ek_cert:expired")
 		}
-		// The certificate's claims are the manufacturer's, signed; prefer them to the TPM's own.
 		if r.EKCert.HasTPMSAN {
-			if id := r.EKCert.TPM.ManufacturerID; id != "" {
-				manufacturer = id
-			}
-			if r.EKCert.TPM.Model != "" {
-				model = r.EKCert.TPM.Model
-			}
+			manufacturer, model = r.EKCert.TPM.ManufacturerID, r.EKCert.TPM.Model
 		}
 	case "insecure":
 		s = append(s, "ek_cert:insecure")
@@ -405,8 +413,8 @@ func selectors(r *verify.Result) []string {
 	if model != "" {
 		s = append(s, "model:"+model)
 	}
-	if r.TPM.Firmware != "" {
-		s = append(s, "firmware:"+r.TPM.Firmware)
+	if r.Firmware != "" {
+		s = append(s, "firmware:"+r.Firmware)
 	}
 	for _, i := range sortedKeys(r.PCRs) {
 		s = append(s, fmt.Sprintf("pcr:%s:%d:%x", r.PCRBank, i, r.PCRs[i]))

@@ -75,6 +75,9 @@ type plugins struct {
 	// serverPlugin is the server plugin itself (for its clock); log what it logged.
 	serverPlugin *server.Plugin
 	log          *syncBuffer
+	// relay, when set, changes the agent's first message on its way to the server: a
+	// lying agent.
+	relay func(payload []byte) []byte
 }
 
 // syncBuffer is a bytes.Buffer safe for the plugin's goroutines.
@@ -144,7 +147,11 @@ func (p *plugins) attest(t *testing.T) (*servna.AgentAttributes, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ss.Send(&servna.AttestRequest{Request: &servna.AttestRequest_Payload{Payload: m.GetPayload()}}); err != nil {
+	payload := m.GetPayload()
+	if p.relay != nil {
+		payload = p.relay(payload)
+	}
+	if err := ss.Send(&servna.AttestRequest{Request: &servna.AttestRequest_Payload{Payload: payload}}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := ss.Recv()

@@ -1,0 +1,208 @@
+package verify
+
+// This file holds the rules that apply to every TPM signature and attestation structure
+// the verifier checks (quotes and Certify alike): hash strength, the bounds of the
+// TPMS_ATTEST fields (TPM 2.0 Part 2, 10.12.12), and the qualified name of the AK (Part 1,
+// 16 "Names"), which a TPM puts in TPMS_ATTEST.qualifiedSigner.
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// strongHashes are the hashes accepted in signatures and names: SHA-256 or stronger.
+var strongHashes = map[tpm2.TPMIAlgHash]bool{tpm2.TPMAlgSHA256: true, tpm2.TPMAlgSHA384: true, tpm2.TPMAlgSHA512: true}
+
+// hashName names a TPM hash algorithm in messages: "SHA-1 (0x0004)".
+func hashName(alg tpm2.TPMIAlgHash) string {
+	names := map[tpm2.TPMIAlgHash]string{
+		tpm2.TPMAlgSHA1: "SHA-1", tpm2.TPMAlgSHA256: "SHA-256", tpm2.TPMAlgSHA384: "SHA-384",
+		tpm2.TPMAlgSHA512: "SHA-512", tpm2.TPMAlgNull: "TPM_ALG_NULL",
+	}
+	if n, ok := names[alg]; ok {
+		return fmt.Sprintf("%s (0x%04X)", n, uint16(alg))
+	}
+	return fmt.Sprintf("0x%04X", uint16(alg))
+}
+
+// checkHash refuses a hash that is weaker than SHA-256 (weak_hash: SHA-1, whose
+// chosen-prefix collisions are practical) and, under the check otherwise, one that is not
+// SHA-256, SHA-384 or SHA-512. what names the field, e.g. "AK RSASSA scheme hash".
+func checkHash(what string, alg tpm2.TPMIAlgHash, otherwise string) error {
+	switch {
+	case strongHashes[alg]:
+		return nil
+	case alg == tpm2.TPMAlgSHA1:
+		return reject(CheckWeakHash, "%s is %s, want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions", what, hashName(alg))
+	default:
+		return reject(otherwise, "%s is %s, want SHA-256, SHA-384 or SHA-512", what, hashName(alg))
+	}
+}
+
+// maxDigest is sizeof(TPMU_HA), the largest digest a TPM structure holds (SHA-512), and
+// maxName sizeof(TPMU_NAME): a hash algorithm and such a digest (Part 2, 10.3.1, 10.5.3).
+const (
+	maxDigest = 64
+	maxName   = 2 + maxDigest
+)
+
+// checkNameField checks a TPM2B_NAME of a TPMS_ATTEST that names an object whose name
+// algorithm is alg: a 2-byte algorithm identifier, alg, then a digest of alg's size.
+func checkNameField(what string, name []byte, alg tpm2.TPMIAlgHash) error {
+	if len(name) > maxName {
+		return fmt.Errorf("%s is %d bytes, more than a TPM2B_NAME holds (%d)", what, len(name), maxName)
+	}
+	h, err := alg.Hash()
+	if err != nil {
+		return fmt.Errorf("%s: name algorithm %s: %v", what, hashName(alg), err)
+	}
+	if len(name) < 2 || tpm2.TPMIAlgHash(binary.BigEndian.Uint16(name)) != alg {
+		got := "nothing"
+		if len(name) >= 2 {
+			got = hashName(tpm2.TPMIAlgHash(binary.BigEndian.Uint16(name)))
+		}
+		return fmt.Errorf("%s starts with %s, want the name algorithm %s", what, got, hashName(alg))
+	}
+	if len(name) != 2+h.Size() {
+		return fmt.Errorf("%s is %d bytes, want %d (a %s name)", what, len(name), 2+h.Size(), hashName(alg))
+	}
+	return nil
+}
+
+// attestBounds are what a TPMS_ATTEST's fields may hold.
+type attestBounds struct {
+	// signerAlg is the AK's name algorithm.
+	signerAlg tpm2.TPMIAlgHash
+	// typ is the structure expected (TPM_ST_ATTEST_QUOTE or _CERTIFY): the fields of its
+	// attested information are checked only when the structure is of that type.
+	typ tpm2.TPMISTAttest
+	// nonce is the qualifying data the verifier drew: extraData holds at most as many
+	// bytes.
+	nonce int
+	// digest is the size of the AK's signing hash: a quote's PCR digest has that size
+	// (Part 3, 18.4.1).
+	digest int
+	// certifiedAlg is the name algorithm of the key a Certify is about.
+	certifiedAlg tpm2.TPMIAlgHash
+}
+
+// checkAttestFields checks every variable-size field of a TPMS_ATTEST (Part 2, 10.12.12)
+// against what the spec lets a TPM put there, before the structure is hashed or believed:
+// qualifiedSigner is a TPM2B_NAME of the AK's name algorithm (checkSigner then compares
+// it with the AK's qualified name, once the structure is known to be the TPM's), extraData
+// is no longer than the verifier's nonce; in a quote the PCR digest has the size of the
+// signing hash; in a Certify, name and qualifiedName are names of the certified key's name
+// algorithm. clockInfo and firmwareVersion have a fixed size (unmarshalCanonical refuses a
+// TPMI_YES_NO other than 0 or 1 in clockInfo.safe). A structure of another type than
+// b.typ is left to the caller's type check.
+func checkAttestFields(a *tpm2.TPMSAttest, b attestBounds) error {
+	if err := checkNameField("qualifiedSigner", a.QualifiedSigner.Buffer, b.signerAlg); err != nil {
+		return err
+	}
+	if n := len(a.ExtraData.Buffer); n > b.nonce {
+		return fmt.Errorf("extraData is %d bytes, longer than the %d-byte nonce", n, b.nonce)
+	}
+	if a.Type != b.typ {
+		return nil
+	}
+	switch a.Type {
+	case tpm2.TPMSTAttestQuote:
+		q, err := a.Attested.Quote()
+		if err != nil {
+			return fmt.Errorf("quote info: %v", err)
+		}
+		if n := len(q.PCRDigest.Buffer); n != b.digest {
+			return fmt.Errorf("PCR digest is %d bytes, want %d (the size of the AK's signing hash, Part 3, 18.4.1)", n, b.digest)
+		}
+	case tpm2.TPMSTAttestCertify:
+		c, err := a.Attested.Certify()
+		if err != nil {
+			return fmt.Errorf("Certify info: %v", err)
+		}
+		if err := checkNameField("certified name", c.Name.Buffer, b.certifiedAlg); err != nil {
+			return err
+		}
+		if err := checkNameField("certified qualifiedName", c.QualifiedName.Buffer, b.certifiedAlg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkSigner compares the qualifiedSigner of a TPMS_ATTEST the TPM made with qn, the
+// qualified name of the AK as a child of the EK (nil: not known, not compared). A TPM puts
+// there the qualified name of the key that signs (Part 2, 10.12.12; Part 3, 18.4.1), so
+// another value is another key, or the AK under another parent.
+func checkSigner(a *tpm2.TPMSAttest, qn []byte) error {
+	if qn != nil && string(a.QualifiedSigner.Buffer) != string(qn) {
+		return fmt.Errorf("qualifiedSigner %x is not %x, the qualified name of this AK as a child of this EK (TPM 2.0 Part 1, 16; create the AK under the EK)",
+			a.QualifiedSigner.Buffer, qn)
+	}
+	return nil
+}
+
+// qualifiedName returns the qualified name of an object of name algorithm alg and name
+// name whose parent has the qualified name parent: alg, then H_alg(parent || name) (Part
+// 1, 16). The qualified name of a hierarchy is its handle.
+func qualifiedName(alg tpm2.TPMIAlgHash, parent, name []byte) ([]byte, error) {
+	h, err := alg.Hash()
+	if err != nil {
+		return nil, err
+	}
+	d := h.New()
+	d.Write(parent)
+	d.Write(name)
+	return d.Sum(binary.BigEndian.AppendUint16(nil, uint16(alg))), nil
+}
+
+// akQualifiedName is the qualified name of an AK (name akName, algorithm akAlg) created
+// as a child of the EK (a primary key of the endorsement hierarchy, name ekName, algorithm
+// ekAlg), as omens and tpm2_createak create it.
+func akQualifiedName(ekAlg tpm2.TPMIAlgHash, ekName []byte, akAlg tpm2.TPMIAlgHash, akName []byte) ([]byte, error) {
+	ekQN, err := qualifiedName(ekAlg, binary.BigEndian.AppendUint32(nil, uint32(tpm2.TPMRHEndorsement)), ekName)
+	if err != nil {
+		return nil, err
+	}
+	return qualifiedName(akAlg, ekQN, akName)
+}
+
+// schemeName names a signature scheme in messages.
+func schemeName(alg tpm2.TPMIAlgSigScheme) string {
+	switch alg {
+	case tpm2.TPMAlgRSASSA:
+		return "RSASSA"
+	case tpm2.TPMAlgRSAPSS:
+		return "RSAPSS"
+	case tpm2.TPMAlgECDSA:
+		return "ECDSA"
+	}
+	return fmt.Sprintf("0x%04X", uint16(alg))
+}
+
+// signatureHash is the hash a TPMT_SIGNATURE says it signed with, for the RSA and ECDSA
+// schemes.
+func signatureHash(sig *tpm2.TPMTSignature) (tpm2.TPMIAlgHash, error) {
+	switch sig.SigAlg {
+	case tpm2.TPMAlgRSASSA:
+		r, err := sig.Signature.RSASSA()
+		if err != nil {
+			return 0, err
+		}
+		return r.Hash, nil
+	case tpm2.TPMAlgRSAPSS:
+		r, err := sig.Signature.RSAPSS()
+		if err != nil {
+			return 0, err
+		}
+		return r.Hash, nil
+	case tpm2.TPMAlgECDSA:
+		e, err := sig.Signature.ECDSA()
+		if err != nil {
+			return 0, err
+		}
+		return e.Hash, nil
+	}
+	return 0, fmt.Errorf("signature algorithm %s", schemeName(sig.SigAlg))
+}
