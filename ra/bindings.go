@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/internal/statefile"
 )
 
@@ -32,9 +32,6 @@ const BindingsVersion = 2
 // MaxPending bounds the pending queue (all hosts, all contenders): each entry is a TPM
 // that proved itself, but the file must not grow without end.
 const MaxPending = 1024
-
-// MaxBindingsFileSize bounds the bindings file the RA reads.
-const MaxBindingsFileSize = 16 << 20
 
 // Binding is an approved host.
 type Binding struct {
@@ -201,20 +198,12 @@ func (s *Store) Read() (*Bindings, error) {
 }
 
 func (s *Store) read() (*Bindings, error) {
-	f, err := os.Open(s.path)
+	data, err := limits.ReadFile(s.path, limits.RABindings)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Bindings{Version: BindingsVersion, Hosts: map[string]*Binding{}, Pending: map[string][]*Pending{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ra: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxBindingsFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("ra: reading %s: %w", s.path, err)
-	}
-	if len(data) > MaxBindingsFileSize {
-		return nil, fmt.Errorf("ra: %s is over %d bytes; it is not a bindings file", s.path, MaxBindingsFileSize)
 	}
 	return parseBindings(s.path, data, s.now())
 }

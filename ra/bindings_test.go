@@ -3,12 +3,14 @@ package ra_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/ra"
 )
 
@@ -101,7 +103,6 @@ func TestBindingsFileRefused(t *testing.T) {
 		{"unknown version", `{"version": 3}`, "unknown version 3 (this RA reads 1 and 2)"},
 		{"not JSON", `{`, "is not a bindings file (unexpected end of JSON input); fix or remove it"},
 		{"version 1 of the wrong shape", `{"version": 1, "pending": {"h": [1]}}`, "is not a version 1 bindings file (json: cannot unmarshal array into Go struct field bindingsV1.pending of type ra.Pending); fix or remove it"},
-		{"too large", `{"version": 2, "hosts": {}, "x": "` + strings.Repeat("a", ra.MaxBindingsFileSize) + `"}`, "is over 16777216 bytes; it is not a bindings file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := storeWith(t, c.content)
@@ -110,6 +111,18 @@ func TestBindingsFileRefused(t *testing.T) {
 				t.Errorf("got %v\nwant %s", err, want)
 			}
 		})
+	}
+}
+
+// TestBindingsFileTooLarge: the file is read through internal/limits, which names the
+// file and the limit.
+func TestBindingsFileTooLarge(t *testing.T) {
+	content := `{"version": 2, "hosts": {}, "x": "` + strings.Repeat("a", int(limits.RABindings.MaxBytes)) + `"}`
+	s := storeWith(t, content)
+	_, err := s.Read()
+	want := fmt.Sprintf("ra: limits: %s is %d bytes, over the 16777216-byte limit for an RA bindings file", s.Path(), len(content))
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/ra/stepca"
 )
@@ -29,7 +30,7 @@ func newRACmd() *cobra.Command {
 }
 
 func readPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.CABundle)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +284,7 @@ func (f *caFlags) client() (*stepca.Client, error) {
 			return nil, fmt.Errorf("%s is required", flag)
 		}
 	}
-	pw, err := os.ReadFile(f.passwordFile)
+	pw, err := limits.ReadFile(f.passwordFile, limits.PasswordFile)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@
 //	KeyBlob       TPM key blob                 64 KiB  -      TPM2B_PUBLIC, TPM2B_PRIVATE
 //	StepCAConfig  step-ca configuration        16 MiB  32     JSON (ca.json or a JWK file)
 //	PasswordFile  password file                64 KiB  -      bytes
-//	RABindings    RA bindings file             64 MiB  32     JSON
+//	RABindings    RA bindings file             16 MiB  32     JSON
 //
 // Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
 // the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
@@ -81,7 +81,7 @@ var (
 	KeyBlob      = Kind{What: "a TPM key blob", MaxBytes: 64 * kib}
 	StepCAConfig = Kind{What: "a step-ca configuration", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
 	PasswordFile = Kind{What: "a password file", MaxBytes: 64 * kib}
-	RABindings   = Kind{What: "an RA bindings file", MaxBytes: 64 * mib, MaxDepth: 32, Syntax: JSON}
+	RABindings   = Kind{What: "an RA bindings file", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
 )
 
 // ErrTooLarge and ErrTooDeep match (errors.Is) the refusals of ReadFile and Check.

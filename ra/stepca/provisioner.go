@@ -7,11 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"go.step.sm/crypto/jose"
+
+	"omens.dev/omens/internal/limits"
 )
 
 // TokenValidity is how long a one-time token is valid. step-ca allows a minute of clock
@@ -35,7 +36,7 @@ type Provisioner struct {
 //
 // From ca.json, the decrypted key must match the provisioner's public key ("key").
 func LoadProvisioner(path, name string, password []byte) (*Provisioner, error) {
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.StepCAConfig)
 	if err != nil {
 		return nil, fmt.Errorf("stepca: provisioner %q: %w", name, err)
 	}
