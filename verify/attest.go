@@ -37,6 +37,7 @@ const (
 	CheckEKKeyMatch     = "ek_key_match"
 	CheckEKAllowlist    = "ek_allowlist"
 	CheckEKDenylist     = "ek_denylist"
+	CheckEKType         = "ek_type"
 	CheckAKAttributes   = "ak_attributes"
 	CheckCredential     = "credential_activation"
 	CheckQuoteSignature = "quote_signature"
@@ -105,6 +106,44 @@ type EKPolicy struct {
 	// RequireCertAndAllow asks for both a valid certificate and an allow-listed hash.
 	RequireCertAndAllow bool
 	Expired             ExpiredPolicy
+	// Type is the one EK type accepted (EKTypeRSA2048, EKTypeECCP256, EKTypeECCP384);
+	// empty accepts every type. A TPM holds up to three certified EKs, each its own agent
+	// ID: accepting one type gives a chip one identity, so that a ban or a deny-listed
+	// hash keeps the chip out rather than one of its keys.
+	Type string
+}
+
+// The EK types of the TCG EK Credential Profile (2.2.1.5, the low range of EK templates),
+// by the names the agent's ek_type uses.
+const (
+	EKTypeRSA2048 = "RSA-2048"
+	EKTypeECCP256 = "ECC-P256"
+	EKTypeECCP384 = "ECC-P384"
+)
+
+// EKType names the type of an EK public area: one of the EKType constants, or a
+// description of another key.
+func EKType(pub *tpm2.TPMTPublic) string {
+	switch pub.Type {
+	case tpm2.TPMAlgRSA:
+		if p, err := pub.Parameters.RSADetail(); err == nil {
+			if p.KeyBits == 2048 {
+				return EKTypeRSA2048
+			}
+			return fmt.Sprintf("RSA-%d", p.KeyBits)
+		}
+	case tpm2.TPMAlgECC:
+		if p, err := pub.Parameters.ECCDetail(); err == nil {
+			switch p.CurveID {
+			case tpm2.TPMECCNistP256:
+				return EKTypeECCP256
+			case tpm2.TPMECCNistP384:
+				return EKTypeECCP384
+			}
+			return fmt.Sprintf("ECC curve 0x%04X", uint16(p.CurveID))
+		}
+	}
+	return fmt.Sprintf("key type 0x%04X", uint16(pub.Type))
 }
 
 // Verifier checks attestations. Its fields are read-only once in use.
@@ -373,6 +412,10 @@ func (v *Verifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *t
 		return nil, reject(CheckEKPublic, "%v", err)
 	}
 	id := &Identity{EKHash: hash, EKPublicKey: key, TPM: props, CertStatus: "none"}
+	if t := EKType(ekPub); v.EK.Type != "" && t != v.EK.Type {
+		return id, reject(CheckEKType, "EK type %s is not the one this server accepts, %s (ek_hash=%s): each EK of a TPM is another agent ID, so one type is served; set the agent's ek_type = %q",
+			t, v.EK.Type, hash, v.EK.Type)
+	}
 	if v.EK.Deny[hash] {
 		return id, reject(CheckEKDenylist, "EK %s is deny-listed", hash)
 	}

@@ -291,6 +291,17 @@ var ekCases = []attestCase{
 		warnings:   []string{"EK certificate did not verify, EK accepted by the allowlist: attest: ek_certificate: " + untrustedReason},
 	},
 	{
+		name:   "EK of another type than the one served",
+		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.Type = verify.EKTypeECCP256 },
+		check:  verify.CheckEKType,
+		err:    `attest: ek_type: EK type RSA-2048 is not the one this server accepts, ECC-P256 (ek_hash={ek_hash}): each EK of a TPM is another agent ID, so one type is served; set the agent's ek_type = "ECC-P256"`,
+	},
+	{
+		name:       "EK of the type served",
+		policy:     func(_ *attestEnv, p *verify.EKPolicy) { p.Type = verify.EKTypeRSA2048 },
+		certStatus: "valid",
+	},
+	{
 		name:   "deny-listed EK with a valid certificate",
 		policy: func(e *attestEnv, p *verify.EKPolicy) { p.Deny = map[string]bool{e.p.EKHash(): true} },
 		check:  verify.CheckEKDenylist,
@@ -951,5 +962,15 @@ func TestFinishTwice(t *testing.T) {
 	}
 	if res, err := s2.Finish(ev); res != nil || verify.FailedCheck(err) != verify.CheckCredential {
 		t.Errorf("evidence replayed into a new session = %v, %v; want a credential_activation rejection", res, err)
+	}
+}
+
+// TestEKTypeNames: the verifier names each EK template of the prover by the name the
+// agent's ek_type uses, so that the server's ek_type and the agent's cannot drift.
+func TestEKTypeNames(t *testing.T) {
+	for _, kind := range tpm.EKKinds {
+		if got := verify.EKType(&kind.Template); got != kind.Name {
+			t.Errorf("EKType(%s template) = %q", kind.Name, got)
+		}
 	}
 }

@@ -66,7 +66,16 @@ type Config struct {
 	// (the default: its manufacturer no longer vouches for it) or "warn" (accept, log a
 	// warning, add the selector tpm:ek_cert:expired).
 	ExpiredEKCert string `hcl:"expired_ek_cert"`
+	// EKType is the one EK type served: "RSA-2048" (the default: every PC Client TPM has
+	// it), "ECC-P256", "ECC-P384", or "any". A TPM can hold a certified EK of each type,
+	// and each is another agent ID (the EK hash): with one type, a ban or a deny-listed
+	// hash keeps the chip out, not one of its keys; "any" gives that up, for a fleet whose
+	// TPMs share no EK type.
+	EKType string `hcl:"ek_type"`
 }
+
+// EKTypeAny is the ek_type value that accepts every EK type.
+const EKTypeAny = "any"
 
 // buildConfig parses and checks plugin_data, returning every problem.
 func buildConfig(hclText string) (*Config, []string) {
@@ -155,6 +164,14 @@ func buildConfig(hclText string) (*Config, []string) {
 	case "reject", "warn":
 	default:
 		notes = append(notes, fmt.Sprintf("expired_ek_cert %q: want \"reject\" or \"warn\"", c.ExpiredEKCert))
+	}
+	switch c.EKType {
+	case "":
+		c.EKType = verify.EKTypeRSA2048
+	case verify.EKTypeRSA2048, verify.EKTypeECCP256, verify.EKTypeECCP384, EKTypeAny:
+	default:
+		notes = append(notes, fmt.Sprintf("ek_type %q: want %q, %q, %q or %q", c.EKType,
+			verify.EKTypeRSA2048, verify.EKTypeECCP256, verify.EKTypeECCP384, EKTypeAny))
 	}
 	if c.PCRStatePath != "" && c.PCRPolicyPath == "" {
 		notes = append(notes, "pcr_state_path is set without pcr_policy_path")

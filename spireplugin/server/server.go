@@ -154,6 +154,9 @@ func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
 	v.PCRBank, _ = verify.BankAlg(rt.cfg.PCRBank)
 	v.EK.AllowInsecure = rt.cfg.AllowInsecure
 	v.EK.RequireCertAndAllow = rt.cfg.RequireEKCertAndAllowlist
+	if rt.cfg.EKType != EKTypeAny {
+		v.EK.Type = rt.cfg.EKType
+	}
 	if rt.cfg.ExpiredEKCert == "warn" {
 		v.EK.Expired = verify.ExpiredWarn
 	}

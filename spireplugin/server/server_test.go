@@ -240,6 +240,7 @@ func TestValidateNamesEveryWrongKey(t *testing.T) {
 		pcr_selection = [7, 0]
 		expired_ek_cert = "maybe"
 		ek_denylist_path = "/nonexistent/deny"
+		ek_type = "RSA-1024"
 	`})
 	if err != nil {
 		t.Fatal(err)
@@ -252,6 +253,7 @@ func TestValidateNamesEveryWrongKey(t *testing.T) {
 		`pcr_bank: unknown PCR bank "md5" (want sha1, sha256 or sha384)`,
 		`pcr_selection: [7 0]: list distinct PCRs in ascending order`,
 		`expired_ek_cert "maybe": want "reject" or "warn"`,
+		`ek_type "RSA-1024": want "RSA-2048", "ECC-P256", "ECC-P384" or "any"`,
 	}
 	if resp.Valid || !slices.Equal(resp.Notes, want) {
 		t.Errorf("Validate = valid %v notes\n%s\nwant\n%s", resp.Valid, strings.Join(resp.Notes, "\n"), strings.Join(want, "\n"))

@@ -167,10 +167,13 @@ func omens(t *testing.T, args ...string) string {
 
 // tpmServerBlock is the server's NodeAttestor "tpm" block: the plan's keys, plus
 // plugin_cmd and the boot-state policy.
-func tpmServerBlock(t *testing.T, caPath, policyPath string) string {
+func tpmServerBlock(t *testing.T, caPath, policyPath string, lines ...string) string {
 	extra := ""
 	if policyPath != "" {
 		extra = fmt.Sprintf("\n            pcr_policy_path = %q", policyPath)
+	}
+	for _, l := range lines {
+		extra += "\n            " + l
 	}
 	return fmt.Sprintf(`    NodeAttestor "tpm" {
         plugin_cmd = %q

@@ -16,7 +16,8 @@ import (
 func TestTPMAttestationSwtpm(t *testing.T) {
 	requireEngines(t)
 	sw := testtpm.StartSwtpm(t)
-	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerBlock(t, sw.CABundle, "")})
+	// ek_type = "any": both of swtpm's EKs, each its own agent ID.
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerBlock(t, sw.CABundle, "", `ek_type = "any"`)})
 
 	tt, err := tpm.Open(sw.Socket)
 	if err != nil {
