@@ -186,7 +186,7 @@ func TestInternalErrorHidesDetail(t *testing.T) {
 		t.Fatalf("answer names the bindings file: %s", body)
 	}
 	line := r.log.decision(t, e.RequestID)
-	reason := fmt.Sprintf("ra: reading %s: read %s: is a directory", r.store.Path(), r.store.Path())
+	reason := fmt.Sprintf("ra: limits: %s is not a regular file (a directory): an RA bindings file must be one", r.store.Path())
 	if line["check"] != "internal" || line["reason"] != reason || line["level"] != "ERROR" {
 		t.Errorf("log line %v\nwant reason %s", line, reason)
 	}

@@ -219,7 +219,7 @@ func TestUnrecordedCertificateRevoked(t *testing.T) {
 		t.Fatalf("got %v, want check internal", err)
 	}
 	reason, _ := r.log.decision(t, re.RequestID)["reason"].(string)
-	m := regexp.MustCompile(`^ra: recording DevID serial ([0-9a-f]+) of auth.funlab.casa: ra: reading .*: is a directory; the certificate \(serial ([0-9a-f]+)\) was revoked$`).FindStringSubmatch(reason)
+	m := regexp.MustCompile(`^ra: recording DevID serial ([0-9a-f]+) of auth.funlab.casa: ra: limits: .* is not a regular file \(a directory\): an RA bindings file must be one; the certificate \(serial ([0-9a-f]+)\) was revoked$`).FindStringSubmatch(reason)
 	if m == nil || m[1] != m[2] {
 		t.Fatalf("logged reason %q", reason)
 	}
