@@ -1,6 +1,8 @@
 package tpm
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -104,9 +106,20 @@ func LoadOrCreateAK(t transport.TPM, ek *EK, handle tpm2.TPMHandle) (*AK, error)
 				return nil, fmt.Errorf("%w: 0x%08X: %v; choose another AK handle or evict it (tpm2_evictcontrol -c 0x%08X)",
 					ErrHandleInUse, uint32(handle), err, uint32(handle))
 			}
-			return &AK{Handle: handle, Name: rp.Name, Public: *pub, Persistent: true}, nil
-		}
-		if !errors.Is(err, tpm2.TPMRCHandle) {
+			under, err := childOf(ek, pub.NameAlg, rp.Name.Buffer, rp.QualifiedName.Buffer)
+			if err != nil {
+				return nil, err
+			}
+			if under {
+				return &AK{Handle: handle, Name: rp.Name, Public: *pub, Persistent: true}, nil
+			}
+			// An AK of another EK of this TPM (the agent's ek_type changed): the verifier
+			// wants the AK under the EK it attests with (TPMS_ATTEST.qualifiedSigner), so
+			// it is replaced. The AK names nothing; the agent ID is the EK's.
+			if err := EvictAK(t, handle); err != nil {
+				return nil, err
+			}
+		} else if !errors.Is(err, tpm2.TPMRCHandle) {
 			return nil, fmt.Errorf("tpm: ReadPublic(AK 0x%08X): %w", uint32(handle), err)
 		}
 	}
@@ -185,4 +198,33 @@ func EKPolicySession() tpm2.Session {
 		}.Execute(t)
 		return err
 	})
+}
+
+// childOf reports whether an object of name algorithm alg, name name and qualified name
+// qn (as ReadPublic returns them) is a child of ek, a primary key of the endorsement
+// hierarchy: its qualified name is then H_alg(QN(ek) || name), with QN(ek) =
+// H_ekAlg(TPM_RH_ENDORSEMENT || Name(ek)) (TPM 2.0 Part 1, 16 "Names").
+func childOf(ek *EK, alg tpm2.TPMIAlgHash, name, qn []byte) (bool, error) {
+	ekQN, err := qualify(ek.Public.NameAlg, binary.BigEndian.AppendUint32(nil, uint32(tpm2.TPMRHEndorsement)), ek.Name.Buffer)
+	if err != nil {
+		return false, fmt.Errorf("tpm: EK %s name algorithm: %w", ek.Kind.Name, err)
+	}
+	want, err := qualify(alg, ekQN, name)
+	if err != nil {
+		return false, fmt.Errorf("tpm: AK name algorithm: %w", err)
+	}
+	return bytes.Equal(want, qn), nil
+}
+
+// qualify is the qualified name of an object of name algorithm alg and name name under a
+// parent of qualified name parent.
+func qualify(alg tpm2.TPMIAlgHash, parent, name []byte) ([]byte, error) {
+	h, err := alg.Hash()
+	if err != nil {
+		return nil, err
+	}
+	d := h.New()
+	d.Write(parent)
+	d.Write(name)
+	return d.Sum(binary.BigEndian.AppendUint16(nil, uint16(alg))), nil
 }

@@ -1,6 +1,7 @@
 package tpm_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"os"
@@ -262,6 +263,42 @@ func TestAKUnderECCEK(t *testing.T) {
 		ak.Close(s)
 		ek.Close(s)
 	}
+	noTransients(t, s)
+}
+
+// TestAKOfAnotherEKReplaced: an AK persisted under the RSA EK is not used with the ECC
+// EK (the verifier wants qualifiedSigner under the EK attested with): it is replaced by
+// one created under the ECC EK, and kept from then on.
+func TestAKOfAnotherEKReplaced(t *testing.T) {
+	s := openSim(t)
+	rsa, err := tpm.LoadEK(s, tpm.EKRSA2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := tpm.LoadOrCreateAK(s, rsa, tpm.DefaultAKHandle)
+	rsa.Close(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecc, err := tpm.LoadEK(s, tpm.EKECCP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := tpm.LoadOrCreateAK(s, ecc, tpm.DefaultAKHandle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.Created || !second.Persistent || bytes.Equal(second.Name.Buffer, first.Name.Buffer) {
+		t.Errorf("AK with the ECC EK: created %v persistent %v, same name as the RSA EK's AK %v", second.Created, second.Persistent, bytes.Equal(second.Name.Buffer, first.Name.Buffer))
+	}
+	third, err := tpm.LoadOrCreateAK(s, ecc, tpm.DefaultAKHandle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Created || !bytes.Equal(third.Name.Buffer, second.Name.Buffer) {
+		t.Errorf("AK with the ECC EK again: created %v", third.Created)
+	}
+	ecc.Close(s)
 	noTransients(t, s)
 }
 
