@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -25,7 +26,7 @@ func newRACmd() *cobra.Command {
 		Use:   "ra",
 		Short: "The registration authority that enrolls DevID certificates through step-ca",
 	}
-	cmd.AddCommand(newRAServeCmd(), newRAPendingCmd(), newRAApproveCmd(), newRAUnbindCmd())
+	cmd.AddCommand(newRAServeCmd(), newRAPendingCmd(), newRAApproveCmd(), newRAUnbindCmd(), newRATemplateCmd())
 	return cmd
 }
 
@@ -235,6 +236,27 @@ real host is the operator's decision. With --ek, HOST is bound to that EK, asked
 	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
 	cmd.Flags().StringVar(&ek, "ek", "", "EK hash to bind the host to ahead of its first request (omens ek show prints it)")
 	return cmd
+}
+
+func newRATemplateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "template",
+		Short: "Print the X.509 template that step-ca's provisioner must hold for the RA (the DevID profile)",
+		Long: `Print the X.509 template of the DevID profile: the subject (the host's common name only)
+and SANs come from the RA's one-time token, key usage digitalSignature and extended key
+usage clientAuth are fixed, and nothing of the certificate request but its key is used.
+omens ra serve refuses to start until the provisioner holds it. On the step-ca host:
+
+  omens ra template > devid.tpl
+  step ca provisioner update tower-of-omens --x509-template devid.tpl --ca-config ca.json
+
+then restart step-ca (or send it SIGHUP).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(cmd.OutOrStdout(), stepca.DevIDTemplate)
+			return err
+		},
+	}
 }
 
 func newRAUnbindCmd() *cobra.Command {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"omens.dev/omens/ra/stepca"
 )
 
 const (
@@ -75,5 +77,14 @@ func TestRAServeRefusesNegativeGrace(t *testing.T) {
 	code, _, errOut := omens(t, "ra", "serve", "--state", t.TempDir(), "--ek-ca", "x", "--supersede-grace", "-1m")
 	if code == 0 || !strings.Contains(errOut, "--supersede-grace -1m0s: want a positive duration, such as 1h") {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// TestRATemplatePrintsTheDevIDProfile: `omens ra template` prints the template the RA
+// checks step-ca for, byte for byte.
+func TestRATemplatePrintsTheDevIDProfile(t *testing.T) {
+	code, out, errOut := omens(t, "ra", "template")
+	if code != 0 || out != stepca.DevIDTemplate {
+		t.Fatalf("exit %d, stderr %s\nstdout %q\nwant %q", code, errOut, out, stepca.DevIDTemplate)
 	}
 }

@@ -43,9 +43,10 @@ import (
 // default, and ProfileServer, the RA's own TLS certificate (serverAuth); the token is
 // signed by the provisioner key, which only the RA holds.
 //
-// An operator installs it on their step-ca once, from the file ra/stepca/devid.tpl of the
-// omens sources, which is this template:
+// An operator installs it on their step-ca once (`omens ra template` prints it; it is the
+// file ra/stepca/devid.tpl of the sources):
 //
+//	omens ra template > devid.tpl
 //	step ca provisioner update tower-of-omens --x509-template devid.tpl
 //
 // (add --ca-config PATH for a ca.json elsewhere than $STEPPATH/config/ca.json), then
@@ -232,7 +233,7 @@ func csrAttributes(tbs []byte) ([]asn1.ObjectIdentifier, error) {
 // issue certificates of its default template (serverAuth and clientAuth) and the RA's
 // tokens' profiles would mean nothing: the RA refuses to run.
 func (c *Client) CheckTemplate(ctx context.Context) error {
-	fix := fmt.Sprintf("run `step ca provisioner update %s --x509-template devid.tpl` with the devid.tpl of this omens version, then restart step-ca", c.Prov.Name)
+	fix := fmt.Sprintf("run `omens ra template > devid.tpl` and `step ca provisioner update %s --x509-template devid.tpl` on the step-ca host, then restart step-ca", c.Prov.Name)
 	cursor := ""
 	for range 100 { // pages of step-ca's default size (20): 2,000 provisioners
 		var resp struct {

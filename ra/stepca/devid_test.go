@@ -252,7 +252,7 @@ func TestWithoutTemplate(t *testing.T) {
 	ctx := context.Background()
 	err = client.CheckTemplate(ctx)
 	want := `stepca: provisioner "tower-of-omens" has no X.509 template (step-ca's default would sign what a request asks for serverAuth and clientAuth alike): run ` +
-		"`step ca provisioner update tower-of-omens --x509-template devid.tpl`" + ` with the devid.tpl of this omens version, then restart step-ca`
+		"`omens ra template > devid.tpl` and `step ca provisioner update tower-of-omens --x509-template devid.tpl` on the step-ca host, then restart step-ca"
 	if err == nil || err.Error() != want {
 		t.Errorf("CheckTemplate:\n got %v\nwant %s", err, want)
 	}
