@@ -1,4 +1,4 @@
-package devid
+package enroll
 
 import (
 	"context"
@@ -20,7 +20,7 @@ func TestRARefusal(t *testing.T) {
 	defer hs.Close()
 	err := post(context.Background(), Config{RAURL: hs.URL, HTTP: hs.Client()}, "/v1/enroll/begin", &protocol.EnrollBegin{}, func([]byte) error { return nil })
 	var re *RAError
-	want := "devid: the RA refused (403, check host_binding, request id 0123456789abcdef): bound elsewhere?[2J?"
+	want := "enroll: the RA refused (403, check host_binding, request id 0123456789abcdef): bound elsewhere?[2J?"
 	if !errors.As(err, &re) || err.Error() != want || re.Check != "host_binding" || re.RequestID != "0123456789abcdef" {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
