@@ -40,7 +40,10 @@ func post(ctx context.Context, cfg Config, path string, msg any, decode func([]b
 		}
 		return fmt.Errorf("enroll: RA %s: %s", cfg.RAURL, resp.Status)
 	}
-	return decode(b)
+	if err := decode(b); err != nil {
+		return fmt.Errorf("enroll: RA %s: %w", cfg.RAURL, err)
+	}
+	return nil
 }
 
 // RAError is a refusal by the RA: the check that failed and the request id under which
