@@ -2,12 +2,10 @@ package agent_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
@@ -17,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/spireplugin/agent"
 	"omens.dev/omens/tpm/tpmsim"
@@ -118,7 +117,7 @@ func TestAttestationUnavailableTPM(t *testing.T) {
 // TestAttestation runs one exchange of the plugin, on the in-process simulator served on a
 // socket, with the verifier as the server plugin runs it.
 func TestAttestation(t *testing.T) {
-	sim, sock := serveSim(t)
+	sim, sock := testtpm.ServeSim(t, tpmsim.Options{})
 	bundle, _, err := verify.LoadBundle(sim.BundlePath())
 	if err != nil {
 		t.Fatal(err)
@@ -162,33 +161,5 @@ func TestAttestation(t *testing.T) {
 	}
 	if res.CertStatus != "valid" || res.PCRBank != "sha256" || len(res.PCRs) != 4 || res.EventLog != nil {
 		t.Errorf("result: cert %s, bank %s, PCRs %v, event log %d bytes", res.CertStatus, res.PCRBank, res.PCRs, len(res.EventLog))
-	}
-}
-
-// serveSim serves the in-process simulator on a unix socket, as `omens tpm simulate` does.
-func serveSim(t *testing.T) (*tpmsim.Sim, string) {
-	t.Helper()
-	// A short directory: a unix socket's path is limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "omens-agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sim, err := tpmsim.Start(tpmsim.Options{StateDir: filepath.Join(dir, "state")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	sock := filepath.Join(dir, "tpm.sock")
-	errc := make(chan error, 1)
-	go func() { errc <- sim.Serve(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-errc; sim.Close() })
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(sock); err == nil {
-			return sim, sock
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the simulator does not listen on %s", sock)
-		}
 	}
 }
