@@ -14,36 +14,38 @@ import (
 	"omens.dev/omens/protocol"
 )
 
-func post(ctx context.Context, cfg Config, path string, msg any, decode func([]byte) error) error {
+// post sends msg to the RA at path and decodes the answer with decode.
+func post[T any](ctx context.Context, cfg Config, path string, msg any, decode func([]byte) (*T, error)) (*T, error) {
 	body, err := protocol.EncodeEnroll(msg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(cfg.RAURL, "/")+path, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("enroll: %w", err)
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := cfg.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("enroll: RA %s: %w", cfg.RAURL, err)
+		return nil, fmt.Errorf("enroll: RA %s: %w", cfg.RAURL, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, protocol.MaxEnrollMessageSize+1))
 	if err != nil {
-		return fmt.Errorf("enroll: RA %s: %w", cfg.RAURL, err)
+		return nil, fmt.Errorf("enroll: RA %s: %w", cfg.RAURL, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e protocol.EnrollError
 		if json.Unmarshal(b, &e) == nil && e.Check != "" {
-			return &RAError{Status: resp.StatusCode, Check: printable(e.Check, 64), RequestID: printable(e.RequestID, 64), Message: printable(e.Error, 512)}
+			return nil, &RAError{Status: resp.StatusCode, Check: printable(e.Check, 64), RequestID: printable(e.RequestID, 64), Message: printable(e.Error, 512)}
 		}
-		return fmt.Errorf("enroll: RA %s: %s", cfg.RAURL, resp.Status)
+		return nil, fmt.Errorf("enroll: RA %s: %s", cfg.RAURL, resp.Status)
 	}
-	if err := decode(b); err != nil {
-		return fmt.Errorf("enroll: RA %s: %w", cfg.RAURL, err)
+	m, err := decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: RA %s: %w", cfg.RAURL, err)
 	}
-	return nil
+	return m, nil
 }
 
 // RAError is a refusal by the RA: the check that failed and the request id under which

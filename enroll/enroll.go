@@ -102,24 +102,16 @@ func Enroll(ctx context.Context, cfg Config) (*Meta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	var ch *protocol.EnrollChallenge
-	if err := post(ctx, cfg, "/v1/enroll/begin", begin, func(b []byte) error {
-		var err error
-		ch, err = protocol.DecodeEnrollChallenge(b)
-		return err
-	}); err != nil {
+	ch, err := post(ctx, cfg, "/v1/enroll/begin", begin, protocol.DecodeEnrollChallenge)
+	if err != nil {
 		return nil, err
 	}
 	finish, err := e.Answer(ch)
 	if err != nil {
 		return nil, err
 	}
-	var res *protocol.EnrollResult
-	if err := post(ctx, cfg, "/v1/enroll/finish", finish, func(b []byte) error {
-		var err error
-		res, err = protocol.DecodeEnrollResult(b)
-		return err
-	}); err != nil {
+	res, err := post(ctx, cfg, "/v1/enroll/finish", finish, protocol.DecodeEnrollResult)
+	if err != nil {
 		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(res.Chain[0])

@@ -24,6 +24,7 @@ import (
 
 	"omens.dev/omens/enroll"
 	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/ra/stepca"
@@ -34,33 +35,26 @@ import (
 
 const host = "auth.funlab.casa"
 
-type nopCloser struct{ transport.TPM }
-
-func (nopCloser) Close() error { return nil }
-
-// device is a simulated TPM in this process and the enrollment Config that uses it.
+// device is a simulated TPM in this process, served on a socket, and its manufacturer's
+// CA bundle.
 type device struct {
 	sim    *tpmsim.Sim
+	socket string
 	bundle *verify.Bundle
 }
 
 func newDevice(t *testing.T) *device {
 	t.Helper()
-	sim, err := tpmsim.Start(tpmsim.Options{StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim, socket := testtpm.ServeSim(t, tpmsim.Options{})
 	bundle, _, err := verify.LoadBundle(sim.BundlePath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &device{sim: sim, bundle: bundle}
+	return &device{sim: sim, socket: socket, bundle: bundle}
 }
 
 func (d *device) config(raURL, dir string) enroll.Config {
-	return enroll.Config{RAURL: raURL, Host: host, Dir: dir,
-		Open: func(string) (transport.TPMCloser, error) { return nopCloser{d.sim}, nil }}
+	return enroll.Config{TPMPath: d.socket, RAURL: raURL, Host: host, Dir: dir}
 }
 
 // clean checks that a failed enrollment left neither files nor TPM objects behind.
