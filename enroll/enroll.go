@@ -46,7 +46,9 @@ type Config struct {
 	// Handle, when not zero, is where the DevID key is also persisted.
 	Handle tpm2.TPMHandle
 	// KeyAlg is "ecc" (P-256, the default) or "rsa" (2048).
-	KeyAlg   string
+	KeyAlg string
+	// AKHandle is where the AK is persisted (tpm.DefaultAKHandle when zero); the prover
+	// loads it, or creates it there the first time, as for an attestation.
 	AKHandle tpm2.TPMHandle
 	// Open opens the TPM; nil means tpm.Open.
 	Open func(string) (transport.TPMCloser, error)
