@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"omens.dev/omens/devid"
+	"omens.dev/omens/enroll"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
@@ -204,7 +204,7 @@ func (l *Lab) Status() []HostStatus {
 		if a, ok := agents[h]; ok {
 			st.Attestation, st.AgentID = string(a.Method), a.ID
 		}
-		if d, err := devid.Load(l.DevIDDir(h)); err == nil {
+		if d, err := enroll.Load(l.DevIDDir(h)); err == nil {
 			st.DevIDExpiry, st.DevIDRevoked = d.Leaf.NotAfter, l.decommissioned(h)
 		}
 		if pid := l.tpmProcess(h).pid(); pid != 0 {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"omens.dev/omens/devid"
+	"omens.dev/omens/enroll"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
@@ -66,9 +66,9 @@ func (l *Lab) Migrate(ctx context.Context, report func(step string, st []HostSta
 			return err
 		}
 		l.progress("%s: enrolling its DevID through the RA and step-ca", h)
-		if _, err := devid.Load(l.DevIDDir(h)); err != nil {
+		if _, err := enroll.Load(l.DevIDDir(h)); err != nil {
 			handle := tpm2.TPMHandle(0x81010002)
-			if _, err := devid.Enroll(ctx, devid.Config{TPMPath: l.TPMSocket(h), RAURL: fmt.Sprintf("https://127.0.0.1:%d", p.RA),
+			if _, err := enroll.Enroll(ctx, enroll.Config{TPMPath: l.TPMSocket(h), RAURL: fmt.Sprintf("https://127.0.0.1:%d", p.RA),
 				RARoots: roots, Host: name, Dir: l.DevIDDir(h), Handle: handle}); err != nil {
 				return fmt.Errorf("lab: %s: %w", h, err)
 			}

@@ -1,15 +1,3 @@
-// Package prover is the agent side of omens TPM attestation (protocol package): it answers
-// a verifier's challenge with the host's TPM. Private keys never leave the TPM: the AK is
-// created in it, persisted at a handle, and only asked to sign quotes and activate
-// credentials.
-//
-// In steady state (EK and AK persisted, EK certificate and TPM properties read once per
-// Prover) one attestation sends 7 TPM commands: ReadPublic (EK), ReadPublic (AK),
-// StartAuthSession, PolicySecret and ActivateCredential (the EK policy), Quote, PCR_Read.
-// No key is generated. DevID mode adds, with the DevID key at a persistent handle, 2:
-// ReadPublic (DevID) and Certify; with the key in blob files, 4 under a persisted SRK:
-// ReadPublic (SRK), Load (DevID), Certify, FlushContext (DevID); and without a persisted
-// SRK, 6: CreatePrimary (SRK, a key derivation) and its FlushContext besides.
 package prover
 
 import (
@@ -171,24 +159,11 @@ func (p *Prover) identity(t transport.TPM) (*identity, error) {
 	if p.cached != nil {
 		return p.cached, nil
 	}
-	id := &identity{kind: tpm.EKRSA2048}
-	for _, kind := range tpm.EKKinds {
-		if p.cfg.EKType != "" && kind.Name != p.cfg.EKType {
-			continue
-		}
-		if p.cfg.EKType != "" {
-			id.kind = kind
-		}
-		cert, err := tpm.ReadEKCertificate(t, kind)
-		if errors.Is(err, tpm.ErrNoEKCertificate) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		id.kind, id.cert = kind, cert
-		break
+	kind, cert, err := chooseEK(t, p.cfg.EKType)
+	if err != nil {
+		return nil, err
 	}
+	id := &identity{kind: kind, cert: cert}
 	info, err := tpm.ReadInfo(t)
 	if err != nil {
 		return nil, err
@@ -196,6 +171,30 @@ func (p *Prover) identity(t transport.TPM) (*identity, error) {
 	id.props = protocol.TPMProperties{Manufacturer: info.Manufacturer, Model: info.VendorString, Firmware: info.FirmwareVersion}
 	p.cached = id
 	return id, nil
+}
+
+// chooseEK returns the EK of kind ekType and its certificate (nil when NV holds none); with
+// ekType "", the first kind of tpm.EKKinds with a certificate, else RSA-2048. Attestation
+// and enrollment choose the same way, so both present the same EK.
+func chooseEK(t transport.TPM, ekType string) (tpm.EKKind, []byte, error) {
+	chosen := tpm.EKRSA2048
+	for _, kind := range tpm.EKKinds {
+		if ekType != "" && kind.Name != ekType {
+			continue
+		}
+		if ekType != "" {
+			chosen = kind
+		}
+		cert, err := tpm.ReadEKCertificate(t, kind)
+		if errors.Is(err, tpm.ErrNoEKCertificate) {
+			continue
+		}
+		if err != nil {
+			return tpm.EKKind{}, nil, err
+		}
+		return kind, cert, nil
+	}
+	return chosen, nil, nil
 }
 
 // Answer activates the challenge's credential, quotes the PCRs over its nonce, and

@@ -25,7 +25,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"omens.dev/omens/devid"
+	"omens.dev/omens/enroll"
 	"omens.dev/omens/internal/stepcatest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/ra"
@@ -165,9 +165,9 @@ func (l *logBuffer) decision(t *testing.T, id string) map[string]any {
 	return ls[0]
 }
 
-func (r *rig) enroll(t *testing.T, dir string, handle tpm2.TPMHandle) (*devid.Meta, error) {
+func (r *rig) enroll(t *testing.T, dir string, handle tpm2.TPMHandle) (*enroll.Meta, error) {
 	t.Helper()
-	return devid.Enroll(context.Background(), devid.Config{
+	return enroll.Enroll(context.Background(), enroll.Config{
 		RAURL: r.url, Host: host, Dir: dir, Handle: handle, HTTP: http.DefaultClient,
 		Open: func(string) (transport.TPMCloser, error) { return nopCloser{r.sim}, nil },
 	})
@@ -177,7 +177,7 @@ func (r *rig) enroll(t *testing.T, dir string, handle tpm2.TPMHandle) (*devid.Me
 // check's fixed sentence and a request id, and logged reason under that id.
 func wantRefusal(t *testing.T, r *rig, err error, status int, check, reason string) map[string]any {
 	t.Helper()
-	var re *devid.RAError
+	var re *enroll.RAError
 	if !errors.As(err, &re) {
 		t.Fatalf("got %v, want a refusal by the RA", err)
 	}
@@ -235,7 +235,7 @@ func TestEnrollPendingApproveIssue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pemBytes, err := os.ReadFile(filepath.Join(dir, devid.CertFile))
+	pemBytes, err := os.ReadFile(filepath.Join(dir, enroll.CertFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestEnrollPendingApproveIssue(t *testing.T) {
 	if !kp.(interface{ Equal(crypto.PublicKey) bool }).Equal(leaf.PublicKey) {
 		t.Error("the key at 0x81010002 is not the certificate's")
 	}
-	pub, _ := os.ReadFile(filepath.Join(dir, devid.PubFile))
+	pub, _ := os.ReadFile(filepath.Join(dir, enroll.PubFile))
 	if !bytes.Equal(pub, tpm2.Marshal(k.Public)) {
 		t.Error("devid.pub is not the persisted key's public area")
 	}
@@ -483,25 +483,25 @@ func TestRenew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := devid.Config{RAURL: r.url, Dir: dir, HTTP: http.DefaultClient,
+	cfg := enroll.Config{RAURL: r.url, Dir: dir, HTTP: http.DefaultClient,
 		Open: func(string) (transport.TPMCloser, error) { return nopCloser{r.sim}, nil }}
-	cur, err := devid.Load(dir)
+	cur, err := enroll.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = devid.Renew(context.Background(), cfg, false, time.Now())
-	var nd *devid.ErrNotDue
-	if !errors.As(err, &nd) || !nd.At.Equal(devid.RenewAt(cur.Leaf)) {
-		t.Fatalf("renewing a fresh certificate: %v, want not due until %s", err, devid.RenewAt(cur.Leaf))
+	_, err = enroll.Renew(context.Background(), cfg, false, time.Now())
+	var nd *enroll.ErrNotDue
+	if !errors.As(err, &nd) || !nd.At.Equal(enroll.RenewAt(cur.Leaf)) {
+		t.Fatalf("renewing a fresh certificate: %v, want not due until %s", err, enroll.RenewAt(cur.Leaf))
 	}
-	second, err := devid.Renew(context.Background(), cfg, false, devid.RenewAt(cur.Leaf).Add(time.Minute))
+	second, err := enroll.Renew(context.Background(), cfg, false, enroll.RenewAt(cur.Leaf).Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if second.Serial == first.Serial || second.EKHash != first.EKHash || second.Host != host || second.Handle != "0x81010002" {
 		t.Errorf("renewal %+v after %+v", second, first)
 	}
-	now, err := devid.Load(dir)
+	now, err := enroll.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/devid"
+	"omens.dev/omens/enroll"
 	"omens.dev/omens/ra"
 )
 
@@ -214,7 +214,7 @@ func TestUnrecordedCertificateRevoked(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := r.enroll(t, t.TempDir(), 0)
-	var re *devid.RAError
+	var re *enroll.RAError
 	if !errors.As(err, &re) || re.Status != 500 || re.Check != ra.CheckInternal {
 		t.Fatalf("got %v, want check internal", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/spiretest"
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
@@ -537,38 +538,13 @@ func buildPlugin(t *testing.T, dir, name string) string {
 // returns the socket, the manufacturer CA bundle and the EK hash.
 func startSim(t *testing.T) (socket, bundle, ekHash string) {
 	t.Helper()
-	sim, err := tpmsim.Start(tpmsim.Options{StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	sim, socket := testtpm.ServeSim(t, tpmsim.Options{})
 	eks, err := tpm.EndorsementKeys(sim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ekHash, err = verify.EKHash(eks[0].PublicKey); err != nil {
 		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "omens-tpm") // short enough for a unix socket
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	socket = filepath.Join(dir, "tpm.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- sim.Serve(ctx, socket) }()
-	t.Cleanup(func() {
-		cancel()
-		<-errc
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(tpmsim.ControlPath(socket)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the simulated TPM does not listen on %s", socket)
-		}
 	}
 	return socket, sim.BundlePath(), ekHash
 }

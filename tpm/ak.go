@@ -160,23 +160,6 @@ func LoadOrCreateAK(t transport.TPM, ek *EK, handle tpm2.TPMHandle) (*AK, error)
 	return ak, nil
 }
 
-// EvictAK removes a persisted AK (TPM2_EvictControl with the owner hierarchy).
-func EvictAK(t transport.TPM, handle tpm2.TPMHandle) error {
-	rp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(t)
-	if err != nil {
-		return fmt.Errorf("tpm: ReadPublic(0x%08X): %w", uint32(handle), err)
-	}
-	_, err = tpm2.EvictControl{
-		Auth:             tpm2.TPMRHOwner,
-		ObjectHandle:     tpm2.NamedHandle{Handle: handle, Name: rp.Name},
-		PersistentHandle: handle,
-	}.Execute(t)
-	if err != nil {
-		return fmt.Errorf("tpm: EvictControl(evict 0x%08X): %w", uint32(handle), err)
-	}
-	return nil
-}
-
 // ekAuth authorizes use of the EK as a parent. The low-range TCG templates have
 // userWithAuth clear, so they need a policy session with TPM2_PolicySecret(TPM_RH_ENDORSEMENT)
 // (EK Credential Profile, B.3.3); the high-range templates allow the (empty) auth value.

@@ -434,23 +434,6 @@ func PersistDevID(t transport.TPM, k *DevIDKey, h tpm2.TPMHandle) error {
 	return nil
 }
 
-// EvictDevID removes a persisted DevID key (TPM2_EvictControl with the owner hierarchy),
-// refusing to evict a key that is not DevID-shaped.
-func EvictDevID(t transport.TPM, h tpm2.TPMHandle) error {
-	k, err := LoadPersistentDevID(t, h)
-	if err != nil {
-		return err
-	}
-	if _, err := (tpm2.EvictControl{
-		Auth:             tpm2.TPMRHOwner,
-		ObjectHandle:     tpm2.NamedHandle{Handle: h, Name: k.Name},
-		PersistentHandle: h,
-	}).Execute(t); err != nil {
-		return fmt.Errorf("tpm: EvictControl(evict DevID 0x%08X): %w", uint32(h), err)
-	}
-	return nil
-}
-
 // Certify has the AK certify the DevID key with nonce as qualifying data (TPM2_Certify,
 // Part 3, 18.2): a statement, signed by the AK, that the key of this name is loaded in the
 // same TPM. It returns the TPMS_ATTEST the TPM signed and the TPMT_SIGNATURE, both as the

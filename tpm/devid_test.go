@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )
@@ -282,7 +283,7 @@ func TestDevIDPersistent(t *testing.T) {
 	if err := tpm.PersistDevID(s, k, h); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tpm.EvictDevID(s, h) })
+	t.Cleanup(func() { testtpm.EvictDevID(s, h) })
 	if !k.Persistent || k.Handle != h {
 		t.Fatalf("after PersistDevID: handle 0x%08X persistent %v", uint32(k.Handle), k.Persistent)
 	}
@@ -332,7 +333,7 @@ func TestDevIDPersistent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tpm.EvictAK(s, tpm.DefaultAKHandle) })
+	t.Cleanup(func() { testtpm.Evict(s, tpm.DefaultAKHandle) })
 	for _, c := range []struct {
 		name string
 		err  error
@@ -343,7 +344,7 @@ func TestDevIDPersistent(t *testing.T) {
 			"tpm: persistent handle holds another key: 0x81010010: tpm: not a DevID key: attributes lack [not restricted]; choose another DevID handle or evict it (tpm2_evictcontrol -c 0x81010010)"},
 		{"load an AK", func() error { _, err := tpm.LoadPersistentDevID(s, tpm.DefaultAKHandle); return err }(), nil,
 			"tpm: 0x81010010 does not hold a DevID key: tpm: not a DevID key: attributes lack [not restricted]"},
-		{"evict an AK", tpm.EvictDevID(s, tpm.DefaultAKHandle), nil,
+		{"evict an AK", testtpm.EvictDevID(s, tpm.DefaultAKHandle), nil,
 			"tpm: 0x81010010 does not hold a DevID key: tpm: not a DevID key: attributes lack [not restricted]"},
 		{"transient handle", tpm.PersistDevID(s, other, 0x80000001), nil,
 			"tpm: 0x80000001 is not a persistent handle (want 0x81000000 to 0x81FFFFFF)"},

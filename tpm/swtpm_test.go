@@ -86,20 +86,11 @@ func handleList(hs []tpm2.TPMHandle) string {
 	return strings.Join(s, " ")
 }
 
-// evictPersistent removes the key persisted at h (TPM2_EvictControl, owner hierarchy).
+// evictPersistent removes the key persisted at h (testtpm.Evict).
 func evictPersistent(t *testing.T, tp transport.TPM, h tpm2.TPMHandle) {
 	t.Helper()
-	rp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(tp)
-	if err != nil {
-		t.Fatalf("ReadPublic(0x%08X): %v", uint32(h), err)
-	}
-	_, err = tpm2.EvictControl{
-		Auth:             tpm2.TPMRHOwner,
-		ObjectHandle:     tpm2.NamedHandle{Handle: h, Name: rp.Name},
-		PersistentHandle: h,
-	}.Execute(tp)
-	if err != nil {
-		t.Fatalf("EvictControl(0x%08X): %v", uint32(h), err)
+	if err := testtpm.Evict(tp, h); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -378,11 +369,11 @@ func TestSwtpmAK(t *testing.T) {
 			}
 			requireNothingLoaded(t, tp, "LoadOrCreateAK(handle 0) and Close")
 
-			if err := tpm.EvictAK(tp, handle); err != nil {
+			if err := testtpm.Evict(tp, handle); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := (tpm2.ReadPublic{ObjectHandle: handle}).Execute(tp); !errors.Is(err, tpm2.TPMRCHandle) {
-				t.Errorf("ReadPublic(0x%08X) after EvictAK: %v, want TPM_RC_HANDLE", uint32(handle), err)
+				t.Errorf("ReadPublic(0x%08X) after Evict: %v, want TPM_RC_HANDLE", uint32(handle), err)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/tpm"
 )
 
@@ -243,7 +244,7 @@ func TestAKCreatePersistLoad(t *testing.T) {
 	if !errors.Is(err, tpm.ErrHandleInUse) || err.Error() != want {
 		t.Errorf("LoadOrCreateAK on an occupied handle: %v\nwant %s", err, want)
 	}
-	if err := tpm.EvictAK(s, tpm.DefaultAKHandle); err != nil {
+	if err := testtpm.Evict(s, tpm.DefaultAKHandle); err != nil {
 		t.Fatal(err)
 	}
 	noTransients(t, s, ek.Handle)

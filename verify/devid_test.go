@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )
@@ -132,13 +133,13 @@ func recordDevID() (*devidData, error) {
 		ek.Close(s)
 		return nil, err
 	}
-	defer tpm.EvictAK(s, devidAKHandle)
+	defer testtpm.Evict(s, devidAKHandle)
 	otherAK, err := tpm.LoadOrCreateAK(s, ek, devidOtherAKHandle)
 	ek.Close(s)
 	if err != nil {
 		return nil, err
 	}
-	defer tpm.EvictAK(s, devidOtherAKHandle)
+	defer testtpm.Evict(s, devidOtherAKHandle)
 	d.ak = ak.Public
 
 	srk, err = tpm.LoadSRK(s, tpm2.TPMAlgECC)

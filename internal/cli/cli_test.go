@@ -3,7 +3,6 @@ package cli_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -28,6 +27,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/internal/cli"
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
@@ -66,48 +66,7 @@ type simHost struct {
 // tests that call it must not run in parallel.
 func startSim(t *testing.T, ecc bool) *simHost {
 	t.Helper()
-	sim, err := tpmsim.Start(tpmsim.Options{StateDir: t.TempDir(), ECC: ecc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sim.Close(); err != nil {
-			t.Errorf("closing the simulator: %v", err)
-		}
-	})
-	// t.TempDir can be too long for a unix socket address (108 bytes).
-	dir, err := os.MkdirTemp("", "omens")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	socket := filepath.Join(dir, "tpm.sock")
-
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- sim.Serve(ctx, socket) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-errc; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err1 := os.Stat(socket)
-		_, err2 := os.Stat(tpmsim.ControlPath(socket))
-		if err1 == nil && err2 == nil {
-			break
-		}
-		select {
-		case err := <-errc:
-			t.Fatalf("Serve(%s) returned: %v", socket, err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the simulator does not listen on %s", socket)
-		}
-	}
+	sim, socket := testtpm.ServeSim(t, tpmsim.Options{ECC: ecc})
 	return &simHost{sim: sim, socket: socket, bundle: sim.BundlePath()}
 }
 

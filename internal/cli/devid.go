@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/spf13/cobra"
 
-	"omens.dev/omens/devid"
+	"omens.dev/omens/enroll"
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/tpm"
 )
@@ -68,7 +68,7 @@ A host the RA does not know yet is queued for an operator: run it again once app
 			if err != nil {
 				return err
 			}
-			meta, err := devid.Enroll(cmd.Context(), devid.Config{TPMPath: path, RAURL: raURL, RARoots: roots, Host: host, Dir: dir, Handle: h, KeyAlg: keyAlg})
+			meta, err := enroll.Enroll(cmd.Context(), enroll.Config{TPMPath: path, RAURL: raURL, RARoots: roots, Host: host, Dir: dir, Handle: h, KeyAlg: keyAlg})
 			if err != nil {
 				return err
 			}
@@ -76,7 +76,7 @@ A host the RA does not know yet is queued for an operator: run it again once app
 				return writeJSON(cmd.OutOrStdout(), meta)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s: DevID certificate serial %s from %s, valid until %s\n", meta.Host, meta.Serial, meta.Issuer, meta.NotAfter.Format(time.RFC3339))
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (chain), %s and %s (key blobs)", filepath.Join(dir, devid.CertFile), filepath.Join(dir, devid.PubFile), filepath.Join(dir, devid.PrivFile))
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (chain), %s and %s (key blobs)", filepath.Join(dir, enroll.CertFile), filepath.Join(dir, enroll.PubFile), filepath.Join(dir, enroll.PrivFile))
 			if meta.Handle != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "; key persisted at %s", meta.Handle)
 			}
@@ -98,7 +98,7 @@ A host the RA does not know yet is queued for an operator: run it again once app
 
 // DevIDStatus is the JSON form of `omens devid status`.
 type DevIDStatus struct {
-	devid.Meta
+	enroll.Meta
 	Subject  string `json:"subject"`
 	InTPM    bool   `json:"key_in_tpm"`
 	TPMCheck string `json:"tpm_check"`
@@ -113,7 +113,7 @@ func newDevIDStatusCmd() *cobra.Command {
 		Short: "Show the DevID certificate (subject, issuer, expiry) and whether its key is in this TPM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cur, err := devid.Load(dir)
+			cur, err := enroll.Load(dir)
 			if err != nil {
 				return err
 			}
@@ -144,7 +144,7 @@ func newDevIDStatusCmd() *cobra.Command {
 
 // keyInTPM loads the DevID key (from its handle, else from its blobs under the SRK) and
 // compares it with the certificate's key.
-func keyInTPM(path, dir string, meta *devid.Meta, leaf *x509.Certificate) (bool, string) {
+func keyInTPM(path, dir string, meta *enroll.Meta, leaf *x509.Certificate) (bool, string) {
 	t, err := tpm.Open(path)
 	if err != nil {
 		return false, err.Error()
@@ -160,11 +160,11 @@ func keyInTPM(path, dir string, meta *devid.Meta, leaf *x509.Certificate) (bool,
 			return false, err.Error()
 		}
 	} else {
-		pub, err := limits.ReadFile(filepath.Join(dir, devid.PubFile), limits.KeyBlob)
+		pub, err := limits.ReadFile(filepath.Join(dir, enroll.PubFile), limits.KeyBlob)
 		if err != nil {
 			return false, err.Error()
 		}
-		priv, err := limits.ReadFile(filepath.Join(dir, devid.PrivFile), limits.KeyBlob)
+		priv, err := limits.ReadFile(filepath.Join(dir, enroll.PrivFile), limits.KeyBlob)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -219,9 +219,9 @@ from a timer instead).`,
 			if err != nil {
 				return err
 			}
-			cfg := devid.Config{TPMPath: path, RAURL: raURL, RARoots: roots, Dir: dir}
+			cfg := enroll.Config{TPMPath: path, RAURL: raURL, RARoots: roots, Dir: dir}
 			out := cmd.OutOrStdout()
-			report := func(m *devid.Meta, err error) {
+			report := func(m *enroll.Meta, err error) {
 				if err != nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "omens: renewal failed (the current DevID stays): %v\n", err)
 					return
@@ -232,11 +232,11 @@ from a timer instead).`,
 				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
 				fmt.Fprintf(out, "watching %s, checking every %s\n", dir, interval)
-				devid.Watch(ctx, cfg, interval, report)
+				enroll.Watch(ctx, cfg, interval, report)
 				return nil
 			}
-			m, err := devid.Renew(cmd.Context(), cfg, force, time.Now())
-			var nd *devid.ErrNotDue
+			m, err := enroll.Renew(cmd.Context(), cfg, force, time.Now())
+			var nd *enroll.ErrNotDue
 			if errors.As(err, &nd) {
 				fmt.Fprintln(out, nd.Error())
 				return nil

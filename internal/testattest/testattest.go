@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
@@ -180,7 +181,7 @@ func (p *Prover) DevIDPublicKey() crypto.PublicKey {
 func (p *Prover) Close() error {
 	var errs []error
 	if p.DevID != nil {
-		errs = append(errs, tpm.EvictDevID(p.TPM, p.DevID.Handle))
+		errs = append(errs, testtpm.EvictDevID(p.TPM, p.DevID.Handle))
 		p.DevID = nil
 	}
 	if p.AK != nil {
@@ -509,19 +510,6 @@ func (p *Prover) ekAuth() tpm2.AuthHandle {
 	return tpm2.AuthHandle{Handle: p.EK.Handle, Name: p.EK.Name, Auth: tpm.EKPolicySession()}
 }
 
-// OtherTPM provisions a prover on a TPM opened by open, records its Hello, and closes
-// both: the EK certificate, EK and AK public areas of another TPM (and in DevID mode its
-// DevID chain and public area), for the attacks that pair them with this one. With the
-// in-process simulator, it must run before the simulator is opened for the prover under
-// test (one simulator per process), and each opening is a new TPM with new seeds.
-func OtherTPM(open func() (transport.TPMCloser, error), cfg Config) (*protocol.Hello, error) {
-	o, err := RecordOther(open, cfg, nil)
-	if err != nil {
-		return nil, err
-	}
-	return o.Hello, nil
-}
-
 // Other is what RecordOther recorded of another TPM.
 type Other struct {
 	Hello *protocol.Hello
@@ -530,8 +518,12 @@ type Other struct {
 	Certify, CertifySignature []byte
 }
 
-// RecordOther is OtherTPM, and in DevID mode also records the other TPM's Certify of its
-// DevID key by its AK over nonce (a fixed one when nil).
+// RecordOther provisions a prover on a TPM opened by open, records its Hello, and closes
+// both: the EK certificate, EK and AK public areas of another TPM (and in DevID mode its
+// DevID chain and public area, and its AK's Certify of its DevID key over nonce, a fixed
+// one when nil), for the attacks that pair them with this one. With the in-process
+// simulator, it must run before the simulator is opened for the prover under test (one
+// simulator per process), and each opening is a new TPM with new seeds.
 func RecordOther(open func() (transport.TPMCloser, error), cfg Config, nonce []byte) (*Other, error) {
 	t, err := open()
 	if err != nil {

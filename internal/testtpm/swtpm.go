@@ -1,4 +1,6 @@
-// Package testtpm starts software TPMs for tests.
+// Package testtpm starts software TPMs for tests: swtpm (StartSwtpm) and the in-process
+// simulator served on a socket (ServeSim); Evict and EvictDevID remove what a test
+// persisted.
 //
 // StartSwtpm runs a real swtpm (TPM 2.0, libtpms) on a unix socket with freshly manufactured
 // state: RSA-2048 and ECC P-384 endorsement keys, persisted at 0x81010001 and 0x81010016,

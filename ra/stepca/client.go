@@ -16,10 +16,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -303,51 +301,6 @@ func (c *Client) certList(ctx context.Context, op, path string) ([]*x509.Certifi
 		return nil, fmt.Errorf("stepca: %s: answer holds no certificate", op)
 	}
 	return certs, nil
-}
-
-// FetchRoot gets the root certificate whose SHA-256 fingerprint (hex, as `step
-// certificate fingerprint` prints it) is fingerprint from the step-ca at url, the way
-// `step ca bootstrap` does: over TLS that is not yet trusted, then checked against the
-// fingerprint, and the CA's TLS certificate must chain to it.
-func FetchRoot(ctx context.Context, url, fingerprint string) (*x509.Certificate, error) {
-	fingerprint = strings.ToLower(strings.ReplaceAll(fingerprint, ":", ""))
-	var served []*x509.Certificate
-	client := &http.Client{
-		Timeout: requestTimeout,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			InsecureSkipVerify: true, // checked below, against the fingerprint
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				served = cs.PeerCertificates
-				return nil
-			},
-		}},
-	}
-	defer client.CloseIdleConnections()
-	c := &Client{URL: strings.TrimRight(url, "/"), HTTP: client}
-	var resp struct {
-		CA string `json:"ca"`
-	}
-	if err := c.do(ctx, "root", http.MethodGet, "/root/"+fingerprint, nil, &resp); err != nil {
-		return nil, err
-	}
-	certs, err := parsePEMCerts(resp.CA)
-	if err != nil || len(certs) != 1 {
-		return nil, fmt.Errorf("stepca: root: answer holds no single certificate (%v)", err)
-	}
-	root := certs[0]
-	if sum := sha256.Sum256(root.Raw); hex.EncodeToString(sum[:]) != fingerprint {
-		return nil, fmt.Errorf("stepca: root: fingerprint %x, want %s", sum, fingerprint)
-	}
-	if len(served) == 0 {
-		return nil, errors.New("stepca: root: no TLS certificate seen")
-	}
-	c.Roots = x509.NewCertPool()
-	c.Roots.AddCert(root)
-	if err := c.verify(served[0], served[1:]); err != nil {
-		return nil, fmt.Errorf("stepca: root: the CA's TLS certificate does not chain to root %s: %w", fingerprint, err)
-	}
-	return root, nil
 }
 
 // do sends a JSON request (body nil for none) and decodes a JSON answer into out.

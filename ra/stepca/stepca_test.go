@@ -421,23 +421,10 @@ func TestLoadProvisioner(t *testing.T) {
 	}
 }
 
-// TestFetchRoot bootstraps trust in the CA from its root fingerprint alone.
-func TestFetchRoot(t *testing.T) {
+// TestRootCertificates reads the CA's roots over TLS that trusts them.
+func TestRootCertificates(t *testing.T) {
 	ca, client := startCA(t)
 	ctx := context.Background()
-	root, err := stepca.FetchRoot(ctx, ca.URL, ca.Fingerprint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !root.Equal(ca.Root) {
-		t.Error("fetched root differs from the CA's")
-	}
-	wrong := strings.Repeat("ab", 32)
-	_, err = stepca.FetchRoot(ctx, ca.URL, wrong)
-	wantErr := `stepca: root: 404 Not Found: root certificate with fingerprint "` + wrong + `" was not found`
-	if err == nil || err.Error() != wantErr {
-		t.Errorf("unknown fingerprint:\n got %v\nwant %s", err, wantErr)
-	}
 	roots, err := client.RootCertificates(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/status"
 
+	"omens.dev/omens/internal/testtpm"
 	"omens.dev/omens/spireplugin/agent"
 	"omens.dev/omens/spireplugin/server"
 	"omens.dev/omens/tpm"
@@ -35,27 +36,8 @@ type simHost struct {
 
 func startSimHost(t *testing.T) *simHost {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "omens-sim")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sim, err := tpmsim.Start(tpmsim.Options{StateDir: filepath.Join(dir, "state")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	sock := filepath.Join(dir, "tpm.sock")
-	go func() { sim.Serve(ctx, sock); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; sim.Close() })
-	for range 100 {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		tpmDelay()
-	}
-	return &simHost{sim: sim, socket: sock, dir: dir}
+	sim, sock := testtpm.ServeSim(t, tpmsim.Options{})
+	return &simHost{sim: sim, socket: sock, dir: filepath.Dir(sock)}
 }
 
 func (h *simHost) ekHash(t *testing.T) string {

@@ -1,4 +1,4 @@
-package devid
+package enroll
 
 import (
 	"context"
@@ -27,25 +27,25 @@ type Current struct {
 func Load(dir string) (*Current, error) {
 	b, err := limits.ReadFile(filepath.Join(dir, MetaFile), limits.DevIDMeta)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("devid: no DevID enrolled in %s (%v): run omens devid enroll", dir, err)
+		return nil, fmt.Errorf("enroll: no DevID enrolled in %s (%v): run omens devid enroll", dir, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("devid: %w", err)
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	var c Current
 	if err := json.Unmarshal(b, &c.Meta); err != nil {
-		return nil, fmt.Errorf("devid: %s: %w", MetaFile, err)
+		return nil, fmt.Errorf("enroll: %s: %w", MetaFile, err)
 	}
 	certPEM, err := limits.ReadFile(filepath.Join(dir, CertFile), limits.DevIDCert)
 	if err != nil {
-		return nil, fmt.Errorf("devid: %w", err)
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	blk, _ := pem.Decode(certPEM)
 	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("devid: %s holds no certificate", filepath.Join(dir, CertFile))
+		return nil, fmt.Errorf("enroll: %s holds no certificate", filepath.Join(dir, CertFile))
 	}
 	if c.Leaf, err = x509.ParseCertificate(blk.Bytes); err != nil {
-		return nil, fmt.Errorf("devid: %s: %w", CertFile, err)
+		return nil, fmt.Errorf("enroll: %s: %w", CertFile, err)
 	}
 	return &c, nil
 }
@@ -60,7 +60,7 @@ func RenewAt(leaf *x509.Certificate) time.Time {
 type ErrNotDue struct{ At time.Time }
 
 func (e *ErrNotDue) Error() string {
-	return fmt.Sprintf("devid: not due for renewal until %s (use --force to renew now)", e.At.UTC().Format(time.RFC3339))
+	return fmt.Sprintf("enroll: not due for renewal until %s (use --force to renew now)", e.At.UTC().Format(time.RFC3339))
 }
 
 // Renew re-enrolls the DevID in cfg.Dir with a fresh attestation and a new key, when two

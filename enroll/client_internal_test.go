@@ -1,4 +1,4 @@
-package devid
+package enroll
 
 import (
 	"context"
@@ -18,9 +18,9 @@ func TestRARefusal(t *testing.T) {
 		w.Write([]byte(`{"check":"host_binding","request_id":"0123456789abcdef","error":"bound elsewhere\u001b[2J\n"}`))
 	}))
 	defer hs.Close()
-	err := post(context.Background(), Config{RAURL: hs.URL, HTTP: hs.Client()}, "/v1/enroll/begin", &protocol.EnrollBegin{}, func([]byte) error { return nil })
+	_, err := post(context.Background(), Config{RAURL: hs.URL, HTTP: hs.Client()}, "/v1/enroll/begin", &protocol.EnrollBegin{}, protocol.DecodeEnrollChallenge)
 	var re *RAError
-	want := "devid: the RA refused (403, check host_binding, request id 0123456789abcdef): bound elsewhere?[2J?"
+	want := "enroll: the RA refused (403, check host_binding, request id 0123456789abcdef): bound elsewhere?[2J?"
 	if !errors.As(err, &re) || err.Error() != want || re.Check != "host_binding" || re.RequestID != "0123456789abcdef" {
 		t.Fatalf("got %v\nwant %s", err, want)
 	}
