@@ -116,8 +116,12 @@ func LoadOrCreateAK(t transport.TPM, ek *EK, handle tpm2.TPMHandle) (*AK, error)
 			// An AK of another EK of this TPM (the agent's ek_type changed): the verifier
 			// wants the AK under the EK it attests with (TPMS_ATTEST.qualifiedSigner), so
 			// it is replaced. The AK names nothing; the agent ID is the EK's.
-			if err := EvictAK(t, handle); err != nil {
-				return nil, err
+			if _, err := (tpm2.EvictControl{
+				Auth:             tpm2.TPMRHOwner,
+				ObjectHandle:     tpm2.NamedHandle{Handle: handle, Name: rp.Name},
+				PersistentHandle: handle,
+			}).Execute(t); err != nil {
+				return nil, fmt.Errorf("tpm: EvictControl(AK of another EK at 0x%08X): %w", uint32(handle), err)
 			}
 		} else if !errors.Is(err, tpm2.TPMRCHandle) {
 			return nil, fmt.Errorf("tpm: ReadPublic(AK 0x%08X): %w", uint32(handle), err)
