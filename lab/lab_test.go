@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
+	"omens.dev/omens/internal/test/enginetest"
 	"omens.dev/omens/lab"
 )
 

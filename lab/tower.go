@@ -19,7 +19,7 @@ import (
 	"omens.dev/omens/tpm"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/stepcaproc"
 )
 
 // TrustDomain is the Tower's SPIRE trust domain.
@@ -117,7 +117,7 @@ func (l *Lab) upStepCA(ctx context.Context, p *ports) (*caState, error) {
 	} else {
 		start := time.Now()
 		l.progress("step-ca: initialising a CA with the JWK provisioner tower-of-omens (step ca init)")
-		ca, err := stepcatest.Init(l.path("ca", "step"), stepcatest.Config{Address: fmt.Sprintf("127.0.0.1:%d", p.StepCA)})
+		ca, err := stepcaproc.Init(l.path("ca", "step"), stepcaproc.Config{Address: fmt.Sprintf("127.0.0.1:%d", p.StepCA)})
 		if err != nil {
 			return nil, fmt.Errorf("lab: step-ca: %w", err)
 		}

@@ -19,8 +19,8 @@ import (
 
 	"omens.dev/omens/internal/cli"
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
-	"omens.dev/omens/internal/spiretest"
+	"omens.dev/omens/internal/test/enginetest"
+	"omens.dev/omens/internal/test/spiretest"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/stepcatest"
 )
 
 // TestDevIDAttestationLifecycle is the plan's phase 2 on real SPIRE and step-ca: host auth

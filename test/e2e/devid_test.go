@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/enginetest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/stepcatest"
 )
 
 func requireStepCA(t *testing.T) {

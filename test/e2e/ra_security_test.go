@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/stepcatest"
 )
 
 // bundleDir puts the manufacturer CA bundles of hosts in one directory, for --ek-ca.

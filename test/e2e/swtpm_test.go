@@ -4,8 +4,8 @@ import (
 	"slices"
 	"testing"
 
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )

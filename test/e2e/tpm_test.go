@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
+	"omens.dev/omens/internal/test/spiretest"
 )
 
 // writePolicy allows host's current boot state as group "tower", set "firmware-1.0".

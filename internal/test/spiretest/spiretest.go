@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/proc"
+	"omens.dev/omens/internal/test/enginetest"
 )
 
 // How long to wait for an engine to become healthy, and to stop after SIGTERM. Generous:
