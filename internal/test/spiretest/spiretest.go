@@ -79,8 +79,26 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// hclString quotes s as an HCL string.
-func hclString(s string) string { return fmt.Sprintf("%q", s) }
+// parseTTL parses the duration of a config field (empty for none).
+func parseTTL(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("spiretest: %s: %w", field, err)
+	}
+	return d, nil
+}
+
+// withRawPlugins adds blocks, HCL text written by a test, at the end of the plugins
+// section of conf, which spireconf renders last.
+func withRawPlugins(conf, blocks string) string {
+	if blocks == "" {
+		return conf
+	}
+	return strings.TrimSuffix(conf, "}\n") + blocks + "\n}\n"
+}
 
 // noCGO is what a spire-server built with CGO_ENABLED=0 logs when it is given a sqlite3
 // datastore: its sqlite driver needs cgo.
