@@ -173,9 +173,9 @@ func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
 	if err := l.writePolicy(); err != nil {
 		return err
 	}
-	// The migration (omens migrate finish) took join_token out of the server's config.
 	_, err := os.Stat(filepath.Join(dir, "server.conf.migrated"))
-	srv, err := l.serverConfig(p, ca, err != nil)
+	joinToken := err != nil // until the migration (omens migrate finish) takes it out
+	srv, err := l.serverConfig(p, ca, joinToken)
 	if err != nil {
 		return err
 	}

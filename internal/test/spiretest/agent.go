@@ -16,12 +16,9 @@ import (
 
 // AgentConfig shapes the agent.conf that StartAgent writes.
 type AgentConfig struct {
-	// Attestor is the agent's NodeAttestor plugin, such as NodeAttestor "tpm".
-	Attestor *spireconf.Plugin
-	// NodeAttestor holds the agent's NodeAttestor plugin block as HCL text, such as
-	//	NodeAttestor "tpm" { plugin_cmd = "..." plugin_data { ... } }
-	// With neither Attestor nor NodeAttestor, the agent uses join_token, with JoinToken.
-	NodeAttestor string
+	// NodeAttestor is the agent's node attestor plugin, such as NodeAttestor "tpm" with
+	// its plugin_cmd and plugin_data. Nil means join_token, with JoinToken.
+	NodeAttestor *spireconf.Plugin
 	// JoinToken is the agent's join_token setting (see Server.JoinToken).
 	JoinToken string
 	// Name labels the agent in its directory name and in failure messages.
@@ -95,8 +92,7 @@ func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 	return a
 }
 
-// config renders agent.conf with spireconf; a raw NodeAttestor block goes last in the
-// plugins section.
+// config renders agent.conf with spireconf.
 func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string, error) {
 	conf := spireconf.Agent{
 		TrustDomain: srv.TrustDomain, ServerAddress: "127.0.0.1", ServerPort: srv.port,
@@ -108,9 +104,8 @@ func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string,
 		Extra:        cfg.Extra,
 	}
 	switch {
-	case cfg.Attestor != nil:
-		conf.Plugins = append(conf.Plugins, *cfg.Attestor)
-	case cfg.NodeAttestor != "":
+	case cfg.NodeAttestor != nil:
+		conf.Plugins = append(conf.Plugins, *cfg.NodeAttestor)
 	case cfg.JoinToken != "":
 		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
 	default:
@@ -118,10 +113,7 @@ func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string,
 	}
 	conf.Plugins = append(conf.Plugins, spireconf.AgentDiskKeyManager(filepath.Join(a.Dir, "data")), spireconf.UnixWorkloadAttestor())
 	b, err := conf.Render()
-	if err != nil {
-		return "", err
-	}
-	return withRawPlugins(string(b), cfg.NodeAttestor), nil
+	return string(b), err
 }
 
 func (a *Agent) waitHealthy(t testing.TB) {

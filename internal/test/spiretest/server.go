@@ -22,12 +22,9 @@ const DefaultTrustDomain = "funlab.casa"
 type ServerConfig struct {
 	// TrustDomain defaults to DefaultTrustDomain.
 	TrustDomain string
-	// Plugins are extra plugin blocks for the plugins section, such as NodeAttestor
-	// "tpm".
-	Plugins []spireconf.Plugin
-	// NodeAttestors holds extra plugin blocks as HCL text, such as
-	//	NodeAttestor "tpm" { plugin_cmd = "..." plugin_data { ... } }
-	NodeAttestors string
+	// NodeAttestors are extra node attestor plugins, such as NodeAttestor "tpm" with its
+	// plugin_cmd and plugin_data.
+	NodeAttestors []spireconf.Plugin
 	// NoJoinToken leaves out the join_token node attestor, which is otherwise configured.
 	NoJoinToken bool
 	// AgentTTL is agent_ttl, the lifetime of agent SVIDs (SPIRE's default is
@@ -82,8 +79,7 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 	return s
 }
 
-// config renders server.conf with spireconf; the raw NodeAttestors blocks go last in
-// the plugins section.
+// config renders server.conf with spireconf.
 func (s *Server) config(cfg ServerConfig) (string, error) {
 	conf := spireconf.Server{
 		TrustDomain: s.TrustDomain, BindAddress: "127.0.0.1", BindPort: s.port,
@@ -107,12 +103,9 @@ func (s *Server) config(cfg ServerConfig) (string, error) {
 	if !cfg.NoJoinToken {
 		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
 	}
-	conf.Plugins = append(conf.Plugins, cfg.Plugins...)
+	conf.Plugins = append(conf.Plugins, cfg.NodeAttestors...)
 	b, err := conf.Render()
-	if err != nil {
-		return "", err
-	}
-	return withRawPlugins(string(b), cfg.NodeAttestors), nil
+	return string(b), err
 }
 
 // Start starts the server from its directory: a stopped server comes back with the same

@@ -91,15 +91,6 @@ func parseTTL(field, s string) (time.Duration, error) {
 	return d, nil
 }
 
-// withRawPlugins adds blocks, HCL text written by a test, at the end of the plugins
-// section of conf, which spireconf renders last.
-func withRawPlugins(conf, blocks string) string {
-	if blocks == "" {
-		return conf
-	}
-	return strings.TrimSuffix(conf, "}\n") + blocks + "\n}\n"
-}
-
 // noCGO is what a spire-server built with CGO_ENABLED=0 logs when it is given a sqlite3
 // datastore: its sqlite driver needs cgo.
 const noCGO = "sqlite3 is not a supported dialect when CGO is not enabled"
