@@ -134,7 +134,7 @@ func (l *Lab) upStepCA(ctx context.Context, p *ports) (*caState, error) {
 		l.progress("step-ca: initialised in %s", time.Since(start).Round(time.Millisecond))
 	}
 	bin, _ := engines.Path(engines.StepCA)
-	err := l.ensure(ctx, process{name: "step-ca", dir: l.Dir}, []string{bin, st.CAConfig, "--password-file", st.PasswordFile},
+	err := l.ensure(ctx, process{name: "step-ca", dir: l.Dir}, stepcaproc.Command(bin, st.CAConfig, st.PasswordFile),
 		func() error { return httpsHealthy(st.URL+"/health", st.RootPath) })
 	return &st, err
 }

@@ -285,6 +285,13 @@ func (c *CA) loadRoot() error {
 	return nil
 }
 
+// Command is the command line that runs step-ca (the executable bin) on the ca.json at
+// caConfig, the intermediate key's password read from passwordFile: what Run starts, and
+// what the lab starts detached.
+func Command(bin, caConfig, passwordFile string) []string {
+	return []string{bin, "--password-file", passwordFile, caConfig}
+}
+
 // Run starts step-ca on the CA's directory, appending its output to LogPath, and waits
 // until it answers GET /health. stop sends SIGTERM and waits for step-ca to end (killing
 // it after a while). A CA that was stopped starts again with the same address, keys and
@@ -293,7 +300,8 @@ func (c *CA) Run() (stop func() error, err error) {
 	if c.Running() {
 		return nil, errors.New("stepcaproc: step-ca already running")
 	}
-	cmd := exec.Command(c.bin, "--password-file", c.PasswordFile, c.CAConfig)
+	argv := Command(c.bin, c.CAConfig, c.PasswordFile)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), "STEPPATH="+c.Dir)
 	p, err := proc.Start("step-ca", cmd, c.LogPath)
