@@ -90,11 +90,18 @@ func (l *Lab) upTPM(ctx context.Context, h string) error {
 	p.stop(2 * time.Second) // a stale process that does not answer
 	start := time.Now()
 	l.progress("%s: starting simulated TPM", h)
-	if _, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)}); err != nil {
+	r, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)})
+	if err != nil {
 		return err
 	}
-	if err := l.waitTPM(ctx, h, 30*time.Second); err != nil {
-		return fmt.Errorf("%w\n%s", err, p.tail(10))
+	err = r.WaitReadyContext(ctx, 30*time.Second, 50*time.Millisecond, func(context.Context) error {
+		if !l.tpmAnswers(h) {
+			return fmt.Errorf("no answer on %s", l.TPMSocket(h))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: %s: simulated TPM: %w", h, err)
 	}
 	l.progress("%s: simulated TPM up in %s", h, time.Since(start).Round(time.Millisecond))
 	return nil
@@ -108,24 +115,6 @@ func (l *Lab) tpmAnswers(host string) bool {
 	defer t.Close()
 	_, err = tpm.ReadInfo(t)
 	return err == nil
-}
-
-func (l *Lab) waitTPM(ctx context.Context, host string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if l.tpmAnswers(host) {
-			return nil
-		}
-		if l.tpmProcess(host).pid() == 0 {
-			return fmt.Errorf("lab: %s: simulated TPM exited (log %s)", host, l.tpmProcess(host).logFile())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("lab: %s: simulated TPM did not answer on %s within %s", host, l.TPMSocket(host), limit)
 }
 
 // upProcess is the `omens lab up` that holds the terminal, so that `omens lab down` from

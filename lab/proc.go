@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -38,16 +37,16 @@ func (p process) pid() int {
 
 // start runs argv detached, in its own process group, with output appended to the log
 // file.
-func (p process) start(argv []string) (int, error) {
+func (p process) start(argv []string) (*proc.Process, error) {
 	opts := []proc.Option{proc.WithPIDFile(p.pidFile())}
 	if p.cred != nil {
 		opts = append(opts, proc.WithCredential(p.cred))
 	}
 	r, err := proc.Start(p.name, exec.Command(argv[0], argv[1:]...), p.logFile(), opts...)
 	if err != nil {
-		return 0, fmt.Errorf("lab: %w", err)
+		return nil, fmt.Errorf("lab: %w", err)
 	}
-	return r.PID(), nil
+	return r, nil
 }
 
 // stop sends SIGTERM, waits up to grace, then SIGKILL; it removes the pid file.
@@ -61,14 +60,4 @@ func (p process) stop(grace time.Duration) error {
 		return fmt.Errorf("lab: %w", err)
 	}
 	return nil
-}
-
-// tail returns the last n lines of the process's log, for error messages.
-func (p process) tail(n int) string {
-	b, _ := os.ReadFile(p.logFile())
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -273,26 +273,15 @@ func (l *Lab) ensure(ctx context.Context, p process, argv []string, ready func()
 	p.stop(5 * time.Second)
 	start := time.Now()
 	l.progress("%s: starting", p.name)
-	if _, err := p.start(argv); err != nil {
+	r, err := p.start(argv)
+	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = ready(); err == nil {
-			l.progress("%s: up in %s", p.name, time.Since(start).Round(time.Millisecond))
-			return nil
-		}
-		if p.pid() == 0 {
-			return fmt.Errorf("lab: %s exited; its log %s ends:\n%s", p.name, p.logFile(), p.tail(15))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := r.WaitReadyContext(ctx, 90*time.Second, 200*time.Millisecond, func(context.Context) error { return ready() }); err != nil {
+		return fmt.Errorf("lab: %w", err)
 	}
-	return fmt.Errorf("lab: %s is not ready after 90s (%v); its log %s ends:\n%s", p.name, err, p.logFile(), p.tail(15))
+	l.progress("%s: up in %s", p.name, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func httpsHealthy(url, rootPath string) error {

@@ -250,13 +250,18 @@ func alive(pid int) bool {
 // that ends after 10 seconds. It fails, with the last lines of the log, when the process
 // exits first or ready still fails after timeout; it leaves the process running.
 func (p *Process) WaitReady(timeout, interval time.Duration, ready func(context.Context) error) error {
+	return p.WaitReadyContext(context.Background(), timeout, interval, ready)
+}
+
+// WaitReadyContext is WaitReady that also stops waiting, with ctx's error, when ctx ends.
+func (p *Process) WaitReadyContext(ctx context.Context, timeout, interval time.Duration, ready func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		if done, err := p.Exited(); done {
 			return fmt.Errorf("%s exited before it was ready (%v)\n%s", p.name, err, Tail(p.logPath))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), attemptTimeout)
-		err := ready(ctx)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := ready(actx)
 		cancel()
 		if err == nil {
 			return nil
@@ -264,7 +269,11 @@ func (p *Process) WaitReady(timeout, interval time.Duration, ready func(context.
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready after %v: %w\n%s", p.name, timeout, err, Tail(p.logPath))
 		}
-		time.Sleep(interval)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
 	}
 }
 

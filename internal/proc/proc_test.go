@@ -246,3 +246,18 @@ func TestWritePIDFile(t *testing.T) {
 		t.Error("Lookup accepted a pid file that holds no pid")
 	}
 }
+
+// TestWaitReadyContext stops waiting when the context ends, and leaves the process
+// running.
+func TestWaitReadyContext(t *testing.T) {
+	p, _, _ := start(t, "echo ready; exec sleep 60")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := p.WaitReadyContext(ctx, time.Minute, 10*time.Millisecond, func(context.Context) error { return errors.New("never") })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReadyContext: %v, want the context's deadline", err)
+	}
+	if done, _ := p.Exited(); done {
+		t.Error("the process exited")
+	}
+}
