@@ -63,6 +63,8 @@ type Server struct {
 	AgentTTL time.Duration
 	// DefaultX509SVIDTTL is default_x509_svid_ttl, the lifetime of workload X.509-SVIDs.
 	DefaultX509SVIDTTL time.Duration
+	// DefaultJWTSVIDTTL is default_jwt_svid_ttl, the lifetime of workload JWT-SVIDs.
+	DefaultJWTSVIDTTL time.Duration
 	// CacheReloadInterval is experimental.cache_reload_interval: how soon new entries
 	// reach agents.
 	CacheReloadInterval time.Duration
@@ -152,6 +154,7 @@ func (s Server) Render() ([]byte, error) {
 	body = appendDuration(body, "ca_ttl", s.CATTL)
 	body = appendDuration(body, "agent_ttl", s.AgentTTL)
 	body = appendDuration(body, "default_x509_svid_ttl", s.DefaultX509SVIDTTL)
+	body = appendDuration(body, "default_jwt_svid_ttl", s.DefaultJWTSVIDTTL)
 	if s.CacheReloadInterval != 0 {
 		body = append(body, Setting{"experimental", []Setting{{"cache_reload_interval", s.CacheReloadInterval}}})
 	}

@@ -26,7 +26,8 @@ func tower(dir, checksum string) (spireconf.Server, spireconf.Agent) {
 	srv := spireconf.Server{
 		TrustDomain: "funlab.casa", BindAddress: "127.0.0.1", BindPort: 8081,
 		SocketPath: filepath.Join(dir, "api.sock"), DataDir: filepath.Join(dir, "data"), LogLevel: "INFO",
-		CATTL: 24 * time.Hour, AgentTTL: 2 * time.Minute, CacheReloadInterval: time.Second,
+		CATTL: 24 * time.Hour, AgentTTL: 2 * time.Minute, DefaultX509SVIDTTL: time.Hour, DefaultJWTSVIDTTL: 5 * time.Minute,
+		CacheReloadInterval: time.Second,
 		Plugins: []spireconf.Plugin{
 			spireconf.SQLite(filepath.Join(dir, "data", "datastore.sqlite3")),
 			spireconf.ServerDiskKeyManager(filepath.Join(dir, "data", "keys.json")),
