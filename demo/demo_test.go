@@ -23,7 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"omens.dev/omens/demo"
-	"omens.dev/omens/internal/spiretest"
+	"omens.dev/omens/internal/test/spiretest"
 )
 
 const (

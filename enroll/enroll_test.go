@@ -23,8 +23,8 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"omens.dev/omens/enroll"
-	"omens.dev/omens/internal/stepcatest"
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/stepcatest"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/ra/stepca"

@@ -1,10 +1,3 @@
-// Package lab runs the Tower of Omens on one machine: for each host a simulated TPM (an
-// `omens tpm simulate` process with its own manufacturer CA), under one state directory.
-// Later stages add step-ca, the RA, the SPIRE server and one agent per host.
-//
-// The lab's processes are recorded in DIR/run/*.pid and log to DIR/logs/*.log, so `up`
-// on a directory whose processes run resumes them, and `down` stops every one of them
-// and removes their sockets.
 package lab
 
 import (
@@ -13,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"omens.dev/omens/enroll"
+	"omens.dev/omens/internal/proc"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
@@ -66,6 +62,9 @@ func (l *Lab) TPMState(host string) string { return filepath.Join(l.Dir, "hosts"
 
 // Up starts what is not running yet and waits until every part answers.
 func (l *Lab) Up(ctx context.Context) error {
+	if err := l.checkSiblings(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
@@ -91,11 +90,18 @@ func (l *Lab) upTPM(ctx context.Context, h string) error {
 	p.stop(2 * time.Second) // a stale process that does not answer
 	start := time.Now()
 	l.progress("%s: starting simulated TPM", h)
-	if _, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)}); err != nil {
+	r, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)})
+	if err != nil {
 		return err
 	}
-	if err := l.waitTPM(ctx, h, 30*time.Second); err != nil {
-		return fmt.Errorf("%w\n%s", err, p.tail(10))
+	err = r.WaitReadyContext(ctx, 30*time.Second, 50*time.Millisecond, func(context.Context) error {
+		if !l.tpmAnswers(h) {
+			return fmt.Errorf("no answer on %s", l.TPMSocket(h))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: %s: simulated TPM: %w", h, err)
 	}
 	l.progress("%s: simulated TPM up in %s", h, time.Since(start).Round(time.Millisecond))
 	return nil
@@ -111,36 +117,13 @@ func (l *Lab) tpmAnswers(host string) bool {
 	return err == nil
 }
 
-func (l *Lab) waitTPM(ctx context.Context, host string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if l.tpmAnswers(host) {
-			return nil
-		}
-		if l.tpmProcess(host).pid() == 0 {
-			return fmt.Errorf("lab: %s: simulated TPM exited (log %s)", host, l.tpmProcess(host).logFile())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("lab: %s: simulated TPM did not answer on %s within %s", host, l.TPMSocket(host), limit)
-}
-
 // upProcess is the `omens lab up` that holds the terminal, so that `omens lab down` from
 // another terminal ends it too.
-func (l *Lab) upProcess() process { return process{name: "up", dir: l.Dir, notLeader: true} }
+func (l *Lab) upProcess() process { return process{name: "up", dir: l.Dir} }
 
-// HoldForeground records the calling process as the lab's foreground `up`.
-func (l *Lab) HoldForeground() error {
-	p := l.upProcess()
-	if err := os.MkdirAll(filepath.Dir(p.pidFile()), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(p.pidFile(), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644)
-}
+// HoldForeground records the calling process as the lab's foreground `up`, which `down`
+// signals alone (not its shell's process group).
+func (l *Lab) HoldForeground() error { return proc.WritePIDFile(l.upProcess().pidFile()) }
 
 // Down stops every process of the lab and removes their sockets. The state stays, so a
 // later Up brings back the same hosts with the same EKs.
@@ -194,9 +177,10 @@ type HostStatus struct {
 }
 
 // Status reads every host's TPM: EK hash, EK certificate verified against the host's
-// manufacturer CA, and the boot PCRs.
+// manufacturer CA, and the boot PCRs. An inventory that cannot be read shows in every
+// host's Error.
 func (l *Lab) Status() []HostStatus {
-	agents := l.agents()
+	agents, invErr := l.agents()
 	now := time.Now()
 	var out []HostStatus
 	for _, h := range Hosts {
@@ -213,29 +197,35 @@ func (l *Lab) Status() []HostStatus {
 				st.Error = err.Error()
 			}
 		}
+		if invErr != nil {
+			st.Error = strings.TrimPrefix(st.Error+"; "+invErr.Error(), "; ")
+		}
 		out = append(out, st)
 	}
 	return out
 }
 
 // agents maps host to its live SPIRE agent, from the server API; empty when the server is
-// down.
-func (l *Lab) agents() map[string]registry.Agent {
+// down. The error is that of an inventory that cannot be read.
+func (l *Lab) agents() (map[string]registry.Agent, error) {
 	out := map[string]registry.Agent{}
 	if _, err := os.Stat(l.ServerSocket()); err != nil {
-		return out
+		return out, nil
+	}
+	inv, err := l.inventory()
+	if err != nil {
+		return out, err
 	}
 	c, err := registry.Dial(l.ServerSocket())
 	if err != nil {
-		return out
+		return out, nil
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	inv, _ := registry.LoadInventory(l.InventoryPath()) // nil before the migration
 	list, err := c.Agents(ctx, inv)
 	if err != nil {
-		return out
+		return out, nil
 	}
 	for _, a := range list {
 		if a.Host == "" || !a.Live(time.Now()) {
@@ -248,7 +238,21 @@ func (l *Lab) agents() map[string]registry.Agent {
 		}
 		out[a.Host] = a
 	}
-	return out
+	return out, nil
+}
+
+// inventory is the lab's registration as code (InventoryPath), nil before the migration
+// writes it. Any other failure to read it is an error: a malformed inventory is not
+// "before the migration".
+func (l *Lab) inventory() (*registry.Inventory, error) {
+	inv, err := registry.LoadInventory(l.InventoryPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	return inv, nil
 }
 
 func (l *Lab) readHost(host string, st *HostStatus) error {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
+	"omens.dev/omens/internal/test/enginetest"
 	"omens.dev/omens/lab"
 )
 
@@ -156,7 +156,7 @@ func TestUpResumeDown(t *testing.T) {
 
 	// A BIOS update on auth is rejected, naming PCR 0, then accepted and pinned in a window.
 	var sb strings.Builder
-	if err := l.ScenarioBIOSUpdate(context.Background(), &sb); err != nil {
+	if err := lab.ScenarioBIOSUpdate.Run(context.Background(), l, &sb); err != nil {
 		t.Fatalf("bios-update: %v\n%s", err, sb.String())
 	}
 	if out := sb.String(); !strings.Contains(out, "(auth) PCR 0 is ") || !strings.Contains(out, "accepted and pinned") {
@@ -172,7 +172,7 @@ func TestUpResumeDown(t *testing.T) {
 
 	// A join token is refused once the migration removed join_token.
 	sb.Reset()
-	if err := l.ScenarioJoinTokenAfterMigration(context.Background(), &sb); err != nil {
+	if err := lab.ScenarioJoinTokenAfterMigration.Run(context.Background(), l, &sb); err != nil {
 		t.Fatalf("join-token-after-migration: %v\n%s", err, sb.String())
 	}
 	if out := sb.String(); !strings.Contains(out, "2. it is refused:\n   failed to attest: join token does not exist or has already been used\n") ||
@@ -184,7 +184,7 @@ func TestUpResumeDown(t *testing.T) {
 
 	// The SPIRE server goes down: the workloads keep their SVIDs; it comes back.
 	sb.Reset()
-	if err := l.ScenarioServerDown(context.Background(), &sb); err != nil {
+	if err := lab.ScenarioServerDown.Run(context.Background(), l, &sb); err != nil {
 		t.Fatalf("server-down: %v\n%s", err, sb.String())
 	}
 	if out := sb.String(); !strings.Contains(out, "2. spire's agent cannot re-attest, and keeps running:\n   ") ||
@@ -201,7 +201,7 @@ func TestUpResumeDown(t *testing.T) {
 
 	// spire's TPM disappears: the agent reports it, keeps serving, re-attests when it is back.
 	sb.Reset()
-	if err := l.ScenarioTPMFailure(context.Background(), &sb); err != nil {
+	if err := lab.ScenarioTPMFailure.Run(context.Background(), l, &sb); err != nil {
 		t.Fatalf("tpm-failure: %v\n%s", err, sb.String())
 	}
 	if out := sb.String(); !strings.Contains(out, "2. at its next re-attestation the agent reports it, and keeps running:\n   nodeattestor(tpm): tpm: open ") ||
@@ -216,7 +216,7 @@ func TestUpResumeDown(t *testing.T) {
 
 	// Decommissioning ca: its DevID is revoked and its agent banned.
 	sb.Reset()
-	if err := l.ScenarioRevoke(context.Background(), &sb); err != nil {
+	if err := lab.ScenarioRevoke.Run(context.Background(), l, &sb); err != nil {
 		t.Fatalf("revoke: %v\n%s", err, sb.String())
 	}
 	for _, h := range l.Status() {

@@ -16,10 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"omens.dev/omens/spireconf"
 	"omens.dev/omens/tpm"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/stepcaproc"
 )
 
 // TrustDomain is the Tower's SPIRE trust domain.
@@ -117,7 +118,7 @@ func (l *Lab) upStepCA(ctx context.Context, p *ports) (*caState, error) {
 	} else {
 		start := time.Now()
 		l.progress("step-ca: initialising a CA with the JWK provisioner tower-of-omens (step ca init)")
-		ca, err := stepcatest.Init(l.path("ca", "step"), stepcatest.Config{Address: fmt.Sprintf("127.0.0.1:%d", p.StepCA)})
+		ca, err := stepcaproc.Init(l.path("ca", "step"), stepcaproc.Config{Address: fmt.Sprintf("127.0.0.1:%d", p.StepCA)})
 		if err != nil {
 			return nil, fmt.Errorf("lab: step-ca: %w", err)
 		}
@@ -133,7 +134,7 @@ func (l *Lab) upStepCA(ctx context.Context, p *ports) (*caState, error) {
 		l.progress("step-ca: initialised in %s", time.Since(start).Round(time.Millisecond))
 	}
 	bin, _ := engines.Path(engines.StepCA)
-	err := l.ensure(ctx, process{name: "step-ca", dir: l.Dir}, []string{bin, st.CAConfig, "--password-file", st.PasswordFile},
+	err := l.ensure(ctx, process{name: "step-ca", dir: l.Dir}, stepcaproc.Command(bin, st.CAConfig, st.PasswordFile),
 		func() error { return httpsHealthy(st.URL+"/health", st.RootPath) })
 	return &st, err
 }
@@ -172,54 +173,18 @@ func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
 	if err := l.writePolicy(); err != nil {
 		return err
 	}
-	conf := fmt.Sprintf(`server {
-    bind_address = "127.0.0.1"
-    bind_port = "%d"
-    socket_path = %q
-    trust_domain = %q
-    data_dir = %q
-    log_level = "INFO"
-    # Agents re-attest (a fresh quote of their boot state) at half their SVID's life.
-    agent_ttl = "2m"
-    experimental {
-        cache_reload_interval = "1s"
-    }
-}
-plugins {
-    DataStore "sql" {
-        plugin_data {
-            database_type = "sqlite3"
-            connection_string = %q
-        }
-    }
-    KeyManager "disk" {
-        plugin_data {
-            keys_path = %q
-        }
-    }
-    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            devid_mode = "devid"
-            endorsement_ca_path = %q
-            devid_ca_path = %q
-            devid_crl_url = %q
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-            pcr_policy_path = %q
-        }
-    }
-    NodeAttestor "join_token" {
-        plugin_data {}
-    }
-}
-`, p.SPIRE, l.ServerSocket(), TrustDomain, filepath.Join(dir, "data"), filepath.Join(dir, "data", "datastore.sqlite3"),
-		filepath.Join(dir, "data", "keys.json"), l.sibling("omens-attestor-server"), l.path("ek-ca.pem"), ca.RootPath, ca.URL+"/1.0/crl", l.PolicyPath())
-	confPath := filepath.Join(dir, "server.conf")
-	if migrated, err := os.ReadFile(filepath.Join(dir, "server.conf.migrated")); err == nil {
-		conf = string(migrated) // join_token removed by the migration
+	_, err := os.Stat(filepath.Join(dir, "server.conf.migrated"))
+	joinToken := err != nil // until the migration (omens migrate finish) takes it out
+	srv, err := l.serverConfig(p, ca, joinToken)
+	if err != nil {
+		return err
 	}
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+	conf, err := srv.Render()
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	confPath := filepath.Join(dir, "server.conf")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		return err
 	}
 	bin, _ := engines.Path(engines.SPIREServer)
@@ -277,45 +242,26 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 			return err
 		}
 	}
-	conf := fmt.Sprintf(`agent {
-    data_dir = %q
-    log_level = "INFO"
-    server_address = "127.0.0.1"
-    server_port = "%d"
-    socket_path = %q
-    admin_socket_path = %q
-    trust_bundle_path = %q
-    trust_domain = %q
-%s    experimental {
-        sync_interval = "1s"
-    }
-}
-plugins {
-%s
-    KeyManager "disk" {
-        plugin_data {
-            directory = %q
-        }
-    }
-    WorkloadAttestor "unix" {
-        plugin_data {}
-    }
-}
-`, filepath.Join(dir, "data"), p.SPIRE, l.AgentSocket(host), filepath.Join(dir, "private", "admin.sock"), bundle, TrustDomain,
-		tokenLine(token), l.agentAttestor(host), filepath.Join(dir, "data"))
+	attestor, err := l.agentAttestor(host)
+	if err != nil {
+		return err
+	}
+	conf, err := spireconf.Agent{
+		TrustDomain: TrustDomain, ServerAddress: "127.0.0.1", ServerPort: p.SPIRE,
+		DataDir: filepath.Join(dir, "data"), LogLevel: "INFO",
+		SocketPath: l.AgentSocket(host), AdminSocketPath: filepath.Join(dir, "private", "admin.sock"),
+		TrustBundlePath: bundle, JoinToken: token, SyncInterval: time.Second,
+		Plugins: []spireconf.Plugin{attestor, spireconf.AgentDiskKeyManager(filepath.Join(dir, "data")), spireconf.UnixWorkloadAttestor()},
+	}.Render()
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
 	confPath := filepath.Join(dir, "agent.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
 		return err
 	}
 	return l.ensure(ctx, proc, []string{agentBin, "run", "-config", confPath},
 		func() error { return exec.Command(agentBin, "healthcheck", "-socketPath", l.AgentSocket(host)).Run() })
-}
-
-func tokenLine(token string) string {
-	if token == "" {
-		return ""
-	}
-	return fmt.Sprintf("    join_token = %q\n", token)
 }
 
 // ensure starts argv as process p unless it runs, and waits until ready passes.
@@ -327,26 +273,15 @@ func (l *Lab) ensure(ctx context.Context, p process, argv []string, ready func()
 	p.stop(5 * time.Second)
 	start := time.Now()
 	l.progress("%s: starting", p.name)
-	if _, err := p.start(argv); err != nil {
+	r, err := p.start(argv)
+	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = ready(); err == nil {
-			l.progress("%s: up in %s", p.name, time.Since(start).Round(time.Millisecond))
-			return nil
-		}
-		if p.pid() == 0 {
-			return fmt.Errorf("lab: %s exited; its log %s ends:\n%s", p.name, p.logFile(), p.tail(15))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := r.WaitReadyContext(ctx, 90*time.Second, 200*time.Millisecond, func(context.Context) error { return ready() }); err != nil {
+		return fmt.Errorf("lab: %w", err)
 	}
-	return fmt.Errorf("lab: %s is not ready after 90s (%v); its log %s ends:\n%s", p.name, err, p.logFile(), p.tail(15))
+	l.progress("%s: up in %s", p.name, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 func httpsHealthy(url, rootPath string) error {
@@ -395,20 +330,87 @@ func (l *Lab) DevIDDir(host string) string { return l.path("hosts", host, "devid
 // DevIDHandle is where each host persists its DevID key: the plan's handle.
 const DevIDHandle = "0x81010002"
 
-func (l *Lab) agentAttestor(host string) string {
+// agentAttestor is host's NodeAttestor: join_token until the migration moves it to its
+// TPM, then "tpm" in DevID mode.
+func (l *Lab) agentAttestor(host string) (spireconf.Plugin, error) {
 	if !l.onTPM(host) {
-		return "    NodeAttestor \"join_token\" {\n        plugin_data {}\n    }"
+		return spireconf.JoinToken(), nil
 	}
-	return fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            tpm_path = %q
-            devid_cert_path = %q
-            devid_priv_path = %q
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-        }
-    }`, l.sibling("omens-attestor-agent"), l.TPMSocket(host), filepath.Join(l.DevIDDir(host), "devid.crt"), DevIDHandle)
+	return l.tpmPlugin(AgentPlugin, []spireconf.Setting{
+		{Key: "tpm_path", Value: l.TPMSocket(host)},
+		{Key: "devid_cert_path", Value: filepath.Join(l.DevIDDir(host), "devid.crt")},
+		{Key: "devid_priv_path", Value: DevIDHandle},
+		{Key: "pcr_bank", Value: "sha256"},
+		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+	})
+}
+
+// serverConfig is the SPIRE server's configuration; joinToken keeps NodeAttestor
+// "join_token", which the migration removes.
+func (l *Lab) serverConfig(p *ports, ca *caState, joinToken bool) (spireconf.Server, error) {
+	dir := l.path("spire")
+	tpm, err := l.tpmPlugin(ServerPlugin, []spireconf.Setting{
+		{Key: "devid_mode", Value: "devid"},
+		{Key: "endorsement_ca_path", Value: l.path("ek-ca.pem")},
+		{Key: "devid_ca_path", Value: ca.RootPath},
+		{Key: "devid_crl_url", Value: ca.URL + "/1.0/crl"},
+		{Key: "pcr_bank", Value: "sha256"},
+		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+		{Key: "pcr_policy_path", Value: l.PolicyPath()},
+	})
+	if err != nil {
+		return spireconf.Server{}, err
+	}
+	conf := spireconf.Server{
+		TrustDomain: TrustDomain, BindAddress: "127.0.0.1", BindPort: p.SPIRE,
+		SocketPath: l.ServerSocket(), DataDir: filepath.Join(dir, "data"), LogLevel: "INFO",
+		// Agents re-attest (a fresh quote of their boot state) at half their SVID's life.
+		AgentTTL:            2 * time.Minute,
+		CacheReloadInterval: time.Second,
+		Plugins: []spireconf.Plugin{
+			spireconf.SQLite(filepath.Join(dir, "data", "datastore.sqlite3")),
+			spireconf.ServerDiskKeyManager(filepath.Join(dir, "data", "keys.json")),
+			tpm,
+		},
+	}
+	if joinToken {
+		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
+	}
+	return conf, nil
+}
+
+// The SPIRE plugins that ship beside omens.
+const (
+	ServerPlugin = "omens-attestor-server"
+	AgentPlugin  = "omens-attestor-agent"
+)
+
+// tpmPlugin is NodeAttestor "tpm" run from the plugin binary name beside omens, its
+// checksum pinned.
+func (l *Lab) tpmPlugin(name string, data []spireconf.Setting) (spireconf.Plugin, error) {
+	sum, err := spireconf.Checksum(l.sibling(name))
+	if err != nil {
+		return spireconf.Plugin{}, fmt.Errorf("lab: %w", err)
+	}
+	return spireconf.Plugin{Type: "NodeAttestor", Name: "tpm", Cmd: l.sibling(name), Checksum: sum, Data: data}, nil
+}
+
+// checkSiblings fails, naming the binary and what builds it, unless the binaries that
+// ship beside omens (the SPIRE plugins, the demo workload) are there: otherwise SPIRE
+// would fail later with a fork/exec error of its own.
+func (l *Lab) checkSiblings() error {
+	for _, name := range []string{ServerPlugin, AgentPlugin, "omens-demo"} {
+		path := l.sibling(name)
+		st, err := os.Stat(path)
+		if err == nil && (st.IsDir() || st.Mode()&0o111 == 0) {
+			err = errors.New("not an executable file")
+		}
+		if err != nil {
+			return fmt.Errorf("lab: %s is missing beside %s (%s: %v): build the binaries together with `make build`, or `go build -o bin/ ./cmd/...`",
+				name, l.Omens, path, err)
+		}
+	}
+	return nil
 }
 
 // PolicyPath is the lab's PCR boot-state policy.

@@ -19,10 +19,11 @@ import (
 
 	"omens.dev/omens/internal/cli"
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/enginetest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/registry"
+	"omens.dev/omens/spireconf"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
 	"omens.dev/omens/verify"
@@ -559,15 +560,12 @@ func TestMigrateFinishWithRealSPIRE(t *testing.T) {
 	serverPlugin := buildPlugin(t, bin, "omens-attestor-server")
 	agentPlugin := buildPlugin(t, bin, "omens-attestor-agent")
 	socket, bundle, ekHash := startSim(t)
-	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            devid_mode = "ek_cert"
-            ca_path = %q
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-        }
-    }`, serverPlugin, bundle)})
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: []spireconf.Plugin{{Type: "NodeAttestor", Name: "tpm", Cmd: serverPlugin, Data: []spireconf.Setting{
+		{Key: "devid_mode", Value: "ek_cert"},
+		{Key: "ca_path", Value: bundle},
+		{Key: "pcr_bank", Value: "sha256"},
+		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+	}}}})
 	token := srv.JoinToken(t, "spiffe://funlab.casa/agent/auth")
 	spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth-jt", JoinToken: token})
 	joinID := "spiffe://funlab.casa/spire/agent/join_token/" + token
@@ -582,14 +580,11 @@ func TestMigrateFinishWithRealSPIRE(t *testing.T) {
 		t.Fatalf("migrate finish before the TPM agent: exit %d, stderr %q", code, stderr)
 	}
 
-	spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth-tpm", NodeAttestor: fmt.Sprintf(`NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            tpm_path = %q
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-        }
-    }`, agentPlugin, socket)})
+	spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth-tpm", NodeAttestor: &spireconf.Plugin{Type: "NodeAttestor", Name: "tpm", Cmd: agentPlugin, Data: []spireconf.Setting{
+		{Key: "tpm_path", Value: socket},
+		{Key: "pcr_bank", Value: "sha256"},
+		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+	}}})
 
 	var m registry.Migration
 	code, stdout, _ := omens("migrate", "status", "--file", file, "--spire-socket", srv.SocketPath, "--json")

@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
 	"omens.dev/omens/verify"

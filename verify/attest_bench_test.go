@@ -22,7 +22,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"omens.dev/omens/internal/testattest"
+	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/policy"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"omens.dev/omens/internal/testattest"
+	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/enginetest"
+	"omens.dev/omens/internal/test/enginetest"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
 	"omens.dev/omens/verify"
 )

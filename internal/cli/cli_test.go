@@ -27,7 +27,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/internal/cli"
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
 	"omens.dev/omens/tpm/tpmsim/mfgca"

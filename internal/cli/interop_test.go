@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"omens.dev/omens/internal/cli"
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/verify"
 )
 

@@ -135,21 +135,13 @@ func newLabCmd() *cobra.Command {
 		Long: `Play a failure from the Tower's plan on the running lab (omens lab up), print each step
 and what the Tower did, then the status table. The scenarios:
 
-  bios-update                 a BIOS update on auth: its new boot state is rejected, naming
-                              the PCR; in an allow-next window it is accepted and pinned
-  join-token-after-migration  an agent with a join token from before the migration is refused
-  revoke                      host ca is decommissioned: DevID revoked in step-ca, agent banned
-  server-down                 the SPIRE server stops until spire's agent fails to re-attest:
-                              workloads keep their SVIDs; the agent re-attests when it returns
-  tpm-failure                 spire's TPM disappears: its agent reports it, keeps serving
-                              SVIDs, and re-attests when the TPM returns
-
+` + lab.ScenarioHelp() + `
 server-down and tpm-failure wait for the agent's next re-attestation: up to a minute.`,
 		Example:   "  omens lab scenario bios-update",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: lab.ScenarioNames(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			play, ok := lab.Scenarios[args[0]]
+			play, ok := lab.FindScenario(args[0])
 			if !ok {
 				return fmt.Errorf("unknown scenario %q (known: %s)", args[0], strings.Join(lab.ScenarioNames(), ", "))
 			}
@@ -157,7 +149,7 @@ server-down and tpm-failure wait for the agent's next re-attestation: up to a mi
 			if err != nil {
 				return err
 			}
-			if err := play(l, cmd.Context(), cmd.OutOrStdout()); err != nil {
+			if err := play.Run(cmd.Context(), l, cmd.OutOrStdout()); err != nil {
 				return err
 			}
 			return lab.WriteStatus(cmd.OutOrStdout(), l.Status())

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
+	"omens.dev/omens/internal/test/enginetest"
 )
 
 // pinned reads the version tools/go.mod pins for module.

@@ -168,3 +168,96 @@ func waitGone(t *testing.T, pid string) {
 		}
 	}
 }
+
+// TestPIDFile starts a detached process tracked by a pid file, finds it again with Lookup
+// as a later run of the program would, and stops it through what Lookup returned: its
+// process group goes with it and the pid file is removed.
+func TestPIDFile(t *testing.T) {
+	dir := t.TempDir()
+	pidFile, logPath := filepath.Join(dir, "run", "sh.pid"), filepath.Join(dir, "logs", "sh.log")
+	if proc.Lookup("sh", pidFile, logPath) != nil {
+		t.Fatal("Lookup found a process before Start")
+	}
+	p, err := proc.Start("sh", exec.Command("sh", "-c", "sleep 60 & echo $!; exec sleep 60"), logPath, proc.WithPIDFile(pidFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(time.Second) })
+	b, err := os.ReadFile(pidFile)
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(p.PID()) {
+		t.Fatalf("pid file holds %q (%v), want %d", b, err, p.PID())
+	}
+	var child string
+	for deadline := time.Now().Add(10 * time.Second); child == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no line in the log")
+		}
+		b, _ := os.ReadFile(logPath)
+		if line, _, ok := strings.Cut(string(b), "\n"); ok {
+			child = line
+		}
+	}
+	found := proc.Lookup("sh", pidFile, logPath)
+	if found == nil || found.PID() != p.PID() || found.Done() != nil {
+		t.Fatalf("Lookup = %v, want the process %d without a Done channel", found, p.PID())
+	}
+	if done, _ := found.Exited(); done {
+		t.Fatal("Lookup's process exited before Stop")
+	}
+	if err := found.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if done, _ := found.Exited(); !done {
+		t.Error("running after Stop")
+	}
+	if _, err := os.Stat(pidFile); !os.IsNotExist(err) {
+		t.Errorf("pid file left after Stop (stat: %v)", err)
+	}
+	if proc.Lookup("sh", pidFile, logPath) != nil {
+		t.Error("Lookup found the stopped process")
+	}
+	if runtime.GOOS == "linux" {
+		waitGone(t, child)
+	}
+}
+
+// TestWritePIDFile records the calling process, as the lab's foreground `up` records
+// itself: Lookup finds it; a pid file that holds no pid finds nothing.
+func TestWritePIDFile(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "run", "self.pid")
+	if err := proc.WritePIDFile(pidFile); err != nil {
+		t.Fatal(err)
+	}
+	p := proc.Lookup("self", pidFile, filepath.Join(dir, "self.log"))
+	if p == nil || p.PID() != os.Getpid() {
+		t.Fatalf("Lookup = %v, want this process", p)
+	}
+	if done, _ := p.Exited(); done {
+		t.Fatal("this process counts as exited")
+	}
+	if b, _ := os.ReadFile(pidFile); string(b) != strconv.Itoa(os.Getpid())+" alone\n" {
+		t.Errorf("pid file holds %q, want the pid marked alone (not its process group)", b)
+	}
+	if err := os.WriteFile(pidFile, []byte("not a pid\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if proc.Lookup("self", pidFile, "") != nil {
+		t.Error("Lookup accepted a pid file that holds no pid")
+	}
+}
+
+// TestWaitReadyContext stops waiting when the context ends, and leaves the process
+// running.
+func TestWaitReadyContext(t *testing.T) {
+	p, _, _ := start(t, "echo ready; exec sleep 60")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := p.WaitReadyContext(ctx, time.Minute, 10*time.Millisecond, func(context.Context) error { return errors.New("never") })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReadyContext: %v, want the context's deadline", err)
+	}
+	if done, _ := p.Exited(); done {
+		t.Error("the process exited")
+	}
+}

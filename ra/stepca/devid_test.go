@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/stepcatest"
 	"omens.dev/omens/ra/stepca"
 )
 

@@ -21,7 +21,7 @@ import (
 
 	"go.step.sm/crypto/jose"
 
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/stepcatest"
 	"omens.dev/omens/ra/stepca"
 )
 

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/spireplugin/agent"
 	"omens.dev/omens/tpm/tpmsim"

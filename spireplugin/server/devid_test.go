@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 
-	"omens.dev/omens/internal/testattest"
+	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/tpm"
 )
 

@@ -19,7 +19,7 @@ import (
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/status"
 
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/spireplugin/agent"
 	"omens.dev/omens/spireplugin/server"
 	"omens.dev/omens/tpm"

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/spireconf"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )
@@ -79,12 +80,12 @@ func TestBannedAgentStaysOut(t *testing.T) {
 	requireEngines(t)
 	auth := startSimHost(t, "auth", "--ecc")
 	srv := spiretest.StartServer(t, spiretest.ServerConfig{
-		NodeAttestors: tpmServerBlock(t, auth.bundle(), ""),
+		NodeAttestors: tpmServerAttestors(t, auth.bundle(), ""),
 		AgentTTL:      "20s",
 	})
 	agentID := "spiffe://funlab.casa/spire/agent/tpm/" + auth.ekHash(t)
 	agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{
-		Name: "auth", NodeAttestor: tpmAgentBlock(t, auth.socket, ""), FailFast: true,
+		Name: "auth", NodeAttestor: tpmAgentAttestor(t, auth.socket), FailFast: true,
 	})
 	if id := agent.SPIFFEID(t); id != agentID {
 		t.Fatalf("agent ID %s, want %s", id, agentID)
@@ -177,7 +178,7 @@ func TestBannedAgentStaysOut(t *testing.T) {
 		}
 		srvSkip := len(srv.Log())
 		ecc := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{
-			Name: "auth-ecc", NodeAttestor: tpmAgentBlock(t, auth.socket, `ek_type = "ECC-P256"`), FailFast: true,
+			Name: "auth-ecc", NodeAttestor: tpmAgentAttestor(t, auth.socket, spireconf.Setting{Key: "ek_type", Value: "ECC-P256"}), FailFast: true,
 		})
 		if err := ecc.WaitExit(t, 60*time.Second); err == nil {
 			t.Error("agent on the TPM's ECC EK exited cleanly")

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/stepcatest"
+	"omens.dev/omens/spireconf"
 )
 
 // TestDevIDAttestationLifecycle is the plan's phase 2 on real SPIRE and step-ca: host auth
@@ -34,29 +35,19 @@ func TestDevIDAttestationLifecycle(t *testing.T) {
 	srv := spiretest.StartServer(t, spiretest.ServerConfig{
 		AgentTTL:           "20s",
 		DefaultX509SVIDTTL: "20s",
-		NodeAttestors: fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            devid_mode = "devid"
-            devid_ca_path = %q
-            endorsement_ca_path = %q
-            devid_crl_url = %q
-            devid_crl_refresh_interval = "2s"
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-        }
-    }`, build(t).server, ca.RootPath, auth.bundle(), ca.URL+"/1.0/crl"),
+		NodeAttestors: []spireconf.Plugin{{Type: "NodeAttestor", Name: "tpm", Cmd: build(t).server, Data: []spireconf.Setting{
+			{Key: "devid_mode", Value: "devid"},
+			{Key: "devid_ca_path", Value: ca.RootPath},
+			{Key: "endorsement_ca_path", Value: auth.bundle()},
+			{Key: "devid_crl_url", Value: ca.URL + "/1.0/crl"},
+			{Key: "devid_crl_refresh_interval", Value: "2s"},
+			{Key: "pcr_bank", Value: "sha256"},
+			{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+		}}},
 	})
-	agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            tpm_path = %q
-            devid_cert_path = %q
-            devid_priv_path = "0x81010002"
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-        }
-    }`, build(t).agent, auth.socket, filepath.Join(dir, "devid.crt"))})
+	agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: tpmAgentAttestor(t, auth.socket,
+		spireconf.Setting{Key: "devid_cert_path", Value: filepath.Join(dir, "devid.crt")},
+		spireconf.Setting{Key: "devid_priv_path", Value: "0x81010002"})})
 	agentID := "spiffe://funlab.casa/spire/agent/tpm/" + ekHash
 	serialSelector := func() string {
 		for _, s := range srv.Agent(t, agentID).Selectors {
@@ -121,14 +112,12 @@ func TestDevIDAttestationLifecycle(t *testing.T) {
 	}
 	// A fresh agent on the revoked host is refused: banned, and its DevID is in the CRL.
 	os.RemoveAll(filepath.Join(agent.Dir, "data"))
-	a2 := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{Name: "auth-again", NodeAttestor: fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            tpm_path = %q
-            devid_cert_path = %q
-            devid_priv_path = "0x81010002"
-        }
-    }`, build(t).agent, auth.socket, filepath.Join(dir, "devid.crt")), FailFast: true})
+	a2 := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{Name: "auth-again", NodeAttestor: &spireconf.Plugin{
+		Type: "NodeAttestor", Name: "tpm", Cmd: build(t).agent, Data: []spireconf.Setting{
+			{Key: "tpm_path", Value: auth.socket},
+			{Key: "devid_cert_path", Value: filepath.Join(dir, "devid.crt")},
+			{Key: "devid_priv_path", Value: "0x81010002"},
+		}}, FailFast: true})
 	if err := a2.WaitExit(t, 60*time.Second); err == nil {
 		t.Error("an agent with a revoked DevID attested")
 	}

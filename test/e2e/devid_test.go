@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +15,10 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/enginetest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/stepcatest"
+	"omens.dev/omens/spireconf"
 )
 
 func requireStepCA(t *testing.T) {
@@ -131,8 +131,8 @@ func TestDevIDEnrollmentThroughRA(t *testing.T) {
 
 	// Decommission: revoke in step-ca and ban the host's SPIRE agent (attested with tpm).
 	requireEngines(t)
-	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerBlock(t, auth.bundle(), "")})
-	spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: tpmAgentBlock(t, auth.socket, "")})
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerAttestors(t, auth.bundle(), "")})
+	spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: tpmAgentAttestor(t, auth.socket)})
 	agentID := "spiffe://funlab.casa/spire/agent/tpm/" + auth.ekHash(t)
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte(ca.ProvisionerPassword), 0o600)
@@ -162,12 +162,10 @@ func TestDevIDInteropWithSPIREtpmDevID(t *testing.T) {
 	ca := stepcatest.Start(t, stepcatest.Config{})
 	raURL, state := startRA(t, ca, auth.bundle())
 	omens(t, "ra", "approve", "auth.funlab.casa", "--state", state, "--ek", auth.ekHash(t))
-	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: fmt.Sprintf(`    NodeAttestor "tpm_devid" {
-        plugin_data {
-            devid_ca_path = %q
-            endorsement_ca_path = %q
-        }
-    }`, ca.RootPath, auth.bundle())})
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: []spireconf.Plugin{{Type: "NodeAttestor", Name: "tpm_devid", Data: []spireconf.Setting{
+		{Key: "devid_ca_path", Value: ca.RootPath},
+		{Key: "endorsement_ca_path", Value: auth.bundle()},
+	}}}})
 	for _, key := range []string{"rsa", "ecc"} {
 		t.Run(key, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "devid")
@@ -180,14 +178,12 @@ func TestDevIDInteropWithSPIREtpmDevID(t *testing.T) {
 			blk, _ := pem.Decode(cert)
 			sum := sha1.Sum(blk.Bytes)
 			id := "spiffe://funlab.casa/spire/agent/tpm_devid/" + hex.EncodeToString(sum[:])
-			a := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth-tpm-devid-" + key, NodeAttestor: fmt.Sprintf(`    NodeAttestor "tpm_devid" {
-        plugin_data {
-            tpm_device_path = %q
-            devid_cert_path = %q
-            devid_priv_path = %q
-            devid_pub_path = %q
-        }
-    }`, auth.socket, filepath.Join(dir, "devid.crt"), filepath.Join(dir, "devid.priv"), filepath.Join(dir, "devid.pub"))})
+			a := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth-tpm-devid-" + key, NodeAttestor: &spireconf.Plugin{Type: "NodeAttestor", Name: "tpm_devid", Data: []spireconf.Setting{
+				{Key: "tpm_device_path", Value: auth.socket},
+				{Key: "devid_cert_path", Value: filepath.Join(dir, "devid.crt")},
+				{Key: "devid_priv_path", Value: filepath.Join(dir, "devid.priv")},
+				{Key: "devid_pub_path", Value: filepath.Join(dir, "devid.pub")},
+			}}})
 			info := srv.Agent(t, id)
 			if info.AttestationType != "tpm_devid" || !slices.Contains(info.Selectors, "tpm_devid:subject:cn:auth.funlab.casa") {
 				t.Errorf("tpm_devid agent %s: type %s selectors %v", id, info.AttestationType, info.Selectors)

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/engines"
-	"omens.dev/omens/internal/enginetest"
+	"omens.dev/omens/internal/test/enginetest"
+	"omens.dev/omens/spireconf"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )
@@ -165,37 +166,28 @@ func omens(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// tpmServerBlock is the server's NodeAttestor "tpm" block: the plan's keys, plus
-// plugin_cmd and the boot-state policy.
-func tpmServerBlock(t *testing.T, caPath, policyPath string, lines ...string) string {
-	extra := ""
+// tpmServerAttestors are the server's NodeAttestor "tpm": the plan's keys, plus
+// plugin_cmd, the boot-state policy and extra settings.
+func tpmServerAttestors(t *testing.T, caPath, policyPath string, extra ...spireconf.Setting) []spireconf.Plugin {
+	data := []spireconf.Setting{
+		{Key: "devid_mode", Value: "ek_cert"},
+		{Key: "ca_path", Value: caPath},
+		{Key: "allow_insecure", Value: false},
+		{Key: "pcr_bank", Value: "sha256"},
+		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+	}
 	if policyPath != "" {
-		extra = fmt.Sprintf("\n            pcr_policy_path = %q", policyPath)
+		data = append(data, spireconf.Setting{Key: "pcr_policy_path", Value: policyPath})
 	}
-	for _, l := range lines {
-		extra += "\n            " + l
-	}
-	return fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            devid_mode = "ek_cert"
-            ca_path = %q
-            allow_insecure = false
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]%s
-        }
-    }`, build(t).server, caPath, extra)
+	return []spireconf.Plugin{{Type: "NodeAttestor", Name: "tpm", Cmd: build(t).server, Data: append(data, extra...)}}
 }
 
-// tpmAgentBlock is the agent's NodeAttestor "tpm" block, as in the plan plus plugin_cmd.
-func tpmAgentBlock(t *testing.T, tpmPath, extra string) string {
-	return fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            tpm_path = %q
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-            %s
-        }
-    }`, build(t).agent, tpmPath, extra)
+// tpmAgentAttestor is the agent's NodeAttestor "tpm", as in the plan plus plugin_cmd and
+// extra settings.
+func tpmAgentAttestor(t *testing.T, tpmPath string, extra ...spireconf.Setting) *spireconf.Plugin {
+	return &spireconf.Plugin{Type: "NodeAttestor", Name: "tpm", Cmd: build(t).agent, Data: append([]spireconf.Setting{
+		{Key: "tpm_path", Value: tpmPath},
+		{Key: "pcr_bank", Value: "sha256"},
+		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+	}, extra...)}
 }

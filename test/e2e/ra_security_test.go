@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/stepcatest"
+	"omens.dev/omens/spireconf"
 )
 
 // bundleDir puts the manufacturer CA bundles of hosts in one directory, for --ek-ca.
@@ -203,29 +204,19 @@ func TestDecommissionRevokesEarlierDevID(t *testing.T) {
 		}
 	}
 
-	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            devid_mode = "devid"
-            devid_ca_path = %q
-            endorsement_ca_path = %q
-            devid_crl_url = %q
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-        }
-    }`, build(t).server, ca.RootPath, auth.bundle(), ca.URL+"/1.0/crl")})
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: []spireconf.Plugin{{Type: "NodeAttestor", Name: "tpm", Cmd: build(t).server, Data: []spireconf.Setting{
+		{Key: "devid_mode", Value: "devid"},
+		{Key: "devid_ca_path", Value: ca.RootPath},
+		{Key: "endorsement_ca_path", Value: auth.bundle()},
+		{Key: "devid_crl_url", Value: ca.URL + "/1.0/crl"},
+		{Key: "pcr_bank", Value: "sha256"},
+		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+	}}}})
 	old := dirs[0]
-	a := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{Name: "auth-old-devid", FailFast: true, NodeAttestor: fmt.Sprintf(`    NodeAttestor "tpm" {
-        plugin_cmd = %q
-        plugin_data {
-            tpm_path = %q
-            devid_cert_path = %q
-            devid_priv_path = %q
-            devid_pub_path = %q
-            pcr_bank = "sha256"
-            pcr_selection = [0, 2, 4, 7]
-        }
-    }`, build(t).agent, auth.socket, filepath.Join(old, "devid.crt"), filepath.Join(old, "devid.priv"), filepath.Join(old, "devid.pub"))})
+	a := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{Name: "auth-old-devid", FailFast: true, NodeAttestor: tpmAgentAttestor(t, auth.socket,
+		spireconf.Setting{Key: "devid_cert_path", Value: filepath.Join(old, "devid.crt")},
+		spireconf.Setting{Key: "devid_priv_path", Value: filepath.Join(old, "devid.priv")},
+		spireconf.Setting{Key: "devid_pub_path", Value: filepath.Join(old, "devid.pub")})})
 	if err := a.WaitExit(t, 60*time.Second); err == nil {
 		t.Fatal("an agent with the earlier, revoked DevID attested")
 	}

@@ -4,8 +4,9 @@ import (
 	"slices"
 	"testing"
 
-	"omens.dev/omens/internal/spiretest"
-	"omens.dev/omens/internal/testtpm"
+	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/internal/test/testtpm"
+	"omens.dev/omens/spireconf"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/verify"
 )
@@ -17,7 +18,7 @@ func TestTPMAttestationSwtpm(t *testing.T) {
 	requireEngines(t)
 	sw := testtpm.StartSwtpm(t)
 	// ek_type = "any": both of swtpm's EKs, each its own agent ID.
-	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerBlock(t, sw.CABundle, "", `ek_type = "any"`)})
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerAttestors(t, sw.CABundle, "", spireconf.Setting{Key: "ek_type", Value: "any"})})
 
 	tt, err := tpm.Open(sw.Socket)
 	if err != nil {
@@ -33,7 +34,7 @@ func TestTPMAttestationSwtpm(t *testing.T) {
 			hash, _ := verify.EKHash(ek.PublicKey)
 			agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{
 				Name:         "swtpm-" + ek.Kind.Name,
-				NodeAttestor: tpmAgentBlock(t, sw.Socket, `ek_type = "`+ek.Kind.Name+`"`),
+				NodeAttestor: tpmAgentAttestor(t, sw.Socket, spireconf.Setting{Key: "ek_type", Value: ek.Kind.Name}),
 			})
 			info := srv.Agent(t, "spiffe://funlab.casa/spire/agent/tpm/"+hash)
 			for _, want := range []string{"tpm:pub_hash:" + hash, "tpm:ek_cert:issuer:cn:swtpm-localca"} {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
+	"omens.dev/omens/internal/test/spiretest"
 )
 
 // writePolicy allows host's current boot state as group "tower", set "firmware-1.0".
@@ -61,14 +61,14 @@ func TestTPMAttestationWithRealSPIRE(t *testing.T) {
 	auth := startSimHost(t, "auth")
 	policyPath := writePolicy(t, t.TempDir(), auth)
 	srv := spiretest.StartServer(t, spiretest.ServerConfig{
-		NodeAttestors: tpmServerBlock(t, auth.bundle(), policyPath),
+		NodeAttestors: tpmServerAttestors(t, auth.bundle(), policyPath),
 		AgentTTL:      "20s",
 	})
 	ekHash := auth.ekHash(t)
 	agentID := "spiffe://funlab.casa/spire/agent/tpm/" + ekHash
 
 	// (a) The agent attests with tpm; its ID and selectors are as specified.
-	agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: tpmAgentBlock(t, auth.socket, "")})
+	agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: tpmAgentAttestor(t, auth.socket)})
 	info := srv.Agent(t, agentID)
 	if info.AttestationType != "tpm" || !info.CanReattest {
 		t.Errorf("agent %s: attestation type %q, can_reattest %v", agentID, info.AttestationType, info.CanReattest)
@@ -134,7 +134,7 @@ func TestTPMAttestationWithRealSPIRE(t *testing.T) {
 
 	// (e) A TPM whose EK certificate comes from an unknown CA is rejected.
 	rogue := startSimHost(t, "rogue")
-	ra := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{Name: "rogue", NodeAttestor: tpmAgentBlock(t, rogue.socket, "")})
+	ra := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{Name: "rogue", NodeAttestor: tpmAgentAttestor(t, rogue.socket)})
 	if err := ra.WaitExit(t, 90*time.Second); err == nil {
 		t.Error("agent with an EK from an unknown manufacturer exited cleanly")
 	}

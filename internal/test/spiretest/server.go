@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/spireconf"
 )
 
 // DefaultTrustDomain is the trust domain of a server whose config names none.
@@ -22,9 +22,9 @@ const DefaultTrustDomain = "funlab.casa"
 type ServerConfig struct {
 	// TrustDomain defaults to DefaultTrustDomain.
 	TrustDomain string
-	// NodeAttestors holds extra plugin blocks for the plugins section, such as
-	//	NodeAttestor "tpm" { plugin_cmd = "..." plugin_data { ... } }
-	NodeAttestors string
+	// NodeAttestors are extra node attestor plugins, such as NodeAttestor "tpm" with its
+	// plugin_cmd and plugin_data.
+	NodeAttestors []spireconf.Plugin
 	// NoJoinToken leaves out the join_token node attestor, which is otherwise configured.
 	NoJoinToken bool
 	// AgentTTL is agent_ttl, the lifetime of agent SVIDs (SPIRE's default is
@@ -34,9 +34,9 @@ type ServerConfig struct {
 	// DefaultX509SVIDTTL is default_x509_svid_ttl, the lifetime of workload X.509-SVIDs
 	// (SPIRE's default is 1h).
 	DefaultX509SVIDTTL string
-	// Extra holds extra lines for the server block, such as `audit_log_enabled = true`.
+	// Extra holds extra settings for the server block, such as audit_log_enabled = true.
 	// The server block already has an experimental block (cache_reload_interval = "1s").
-	Extra string
+	Extra []spireconf.Setting
 }
 
 // Server is a spire-server process with its own directory, datastore and keys.
@@ -67,7 +67,11 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 	s.port = freePort(t)
 	s.Address = fmt.Sprintf("127.0.0.1:%d", s.port)
 	s.conf = filepath.Join(s.Dir, "server.conf")
-	if err := os.WriteFile(s.conf, []byte(s.config(cfg)), 0o600); err != nil {
+	conf, err := s.config(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.stopAtCleanup(t)
@@ -75,54 +79,33 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 	return s
 }
 
-// config renders server.conf.
-func (s *Server) config(cfg ServerConfig) string {
-	var b strings.Builder
-	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	line("server {")
-	line("    bind_address = %s", hclString("127.0.0.1"))
-	line("    bind_port = %s", hclString(strconv.Itoa(s.port)))
-	line("    socket_path = %s", hclString(s.SocketPath))
-	line("    trust_domain = %s", hclString(s.TrustDomain))
-	line("    data_dir = %s", hclString(filepath.Join(s.Dir, "data")))
-	line("    log_level = %s", hclString("DEBUG"))
-	if cfg.AgentTTL != "" {
-		line("    agent_ttl = %s", hclString(cfg.AgentTTL))
+// config renders server.conf with spireconf.
+func (s *Server) config(cfg ServerConfig) (string, error) {
+	conf := spireconf.Server{
+		TrustDomain: s.TrustDomain, BindAddress: "127.0.0.1", BindPort: s.port,
+		SocketPath: s.SocketPath, DataDir: filepath.Join(s.Dir, "data"), LogLevel: "DEBUG",
+		// New entries reach agents after the server's entry cache reloads; the default
+		// interval is 5s.
+		CacheReloadInterval: time.Second,
+		Extra:               cfg.Extra,
+		Plugins: []spireconf.Plugin{
+			spireconf.SQLite(filepath.Join(s.Dir, "data", "datastore.sqlite3")),
+			spireconf.ServerDiskKeyManager(filepath.Join(s.Dir, "data", "keys.json")),
+		},
 	}
-	if cfg.DefaultX509SVIDTTL != "" {
-		line("    default_x509_svid_ttl = %s", hclString(cfg.DefaultX509SVIDTTL))
+	var err error
+	if conf.AgentTTL, err = parseTTL("AgentTTL", cfg.AgentTTL); err != nil {
+		return "", err
 	}
-	// New entries reach agents after the server's entry cache reloads; the default
-	// interval is 5s.
-	line("    experimental {")
-	line("        cache_reload_interval = %s", hclString("1s"))
-	line("    }")
-	if cfg.Extra != "" {
-		line("%s", cfg.Extra)
+	if conf.DefaultX509SVIDTTL, err = parseTTL("DefaultX509SVIDTTL", cfg.DefaultX509SVIDTTL); err != nil {
+		return "", err
 	}
-	line("}")
-	line("plugins {")
-	line("    DataStore %s {", hclString("sql"))
-	line("        plugin_data {")
-	line("            database_type = %s", hclString("sqlite3"))
-	line("            connection_string = %s", hclString(filepath.Join(s.Dir, "data", "datastore.sqlite3")))
-	line("        }")
-	line("    }")
-	line("    KeyManager %s {", hclString("disk"))
-	line("        plugin_data {")
-	line("            keys_path = %s", hclString(filepath.Join(s.Dir, "data", "keys.json")))
-	line("        }")
-	line("    }")
 	if !cfg.NoJoinToken {
-		line("    NodeAttestor %s {", hclString("join_token"))
-		line("        plugin_data {}")
-		line("    }")
+		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
 	}
-	if cfg.NodeAttestors != "" {
-		line("%s", cfg.NodeAttestors)
-	}
-	line("}")
-	return b.String()
+	conf.Plugins = append(conf.Plugins, cfg.NodeAttestors...)
+	b, err := conf.Render()
+	return string(b), err
 }
 
 // Start starts the server from its directory: a stopped server comes back with the same

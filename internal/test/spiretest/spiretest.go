@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/proc"
+	"omens.dev/omens/internal/test/enginetest"
 )
 
 // How long to wait for an engine to become healthy, and to stop after SIGTERM. Generous:
@@ -79,8 +79,17 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// hclString quotes s as an HCL string.
-func hclString(s string) string { return fmt.Sprintf("%q", s) }
+// parseTTL parses the duration of a config field (empty for none).
+func parseTTL(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("spiretest: %s: %w", field, err)
+	}
+	return d, nil
+}
 
 // noCGO is what a spire-server built with CGO_ENABLED=0 logs when it is given a sqlite3
 // datastore: its sqlite driver needs cgo.

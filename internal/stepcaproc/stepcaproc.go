@@ -1,4 +1,5 @@
-// Package stepcatest runs a real step-ca for Go tests and for the lab.
+// Package stepcaproc lays out and runs a real step-ca: the lab's CA, and the one the
+// tests start through internal/test/stepcatest.
 //
 // Init lays out a new CA with `step ca init` (non-interactive, standalone, badger
 // database) in a directory used as its STEPPATH, then shapes its ca.json the way omens
@@ -8,11 +9,9 @@
 // operator does), and CRL generation on, regenerated at each revocation. Run starts `step-ca --password-file` on that directory and waits until GET
 // /health answers over TLS that trusts the new root.
 //
-// Start, with the CA's Start and Stop methods, wraps Init and Run for tests: the CA runs
-// in a temporary directory and stops, leaving no process, when the test ends. When the
-// engines (tools/bin/step and tools/bin/step-ca, see internal/engines) are missing the
-// test is skipped, or fails if the environment variable CI is "true".
-package stepcatest
+// The engines (tools/bin/step and tools/bin/step-ca) are found with internal/engines.
+// internal/test/stepcatest wraps Init and Run for tests.
+package stepcaproc
 
 import (
 	"bytes"
@@ -135,7 +134,7 @@ func Init(dir string, cfg Config) (*CA, error) {
 	}
 	_, port, err := net.SplitHostPort(cfg.Address)
 	if err != nil {
-		return nil, fmt.Errorf("stepcatest: address %q: %w", cfg.Address, err)
+		return nil, fmt.Errorf("stepcaproc: address %q: %w", cfg.Address, err)
 	}
 	host := cfg.DNSNames[0]
 	for _, n := range cfg.DNSNames {
@@ -162,7 +161,7 @@ func Init(dir string, cfg Config) (*CA, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(c.CAConfig); err == nil {
-		return nil, fmt.Errorf("stepcatest: %s already holds a CA", dir)
+		return nil, fmt.Errorf("stepcaproc: %s already holds a CA", dir)
 	}
 	caPassword, err := randomPassword()
 	if err != nil {
@@ -197,7 +196,7 @@ func Init(dir string, cfg Config) (*CA, error) {
 	cmd.Env = append(os.Environ(), "STEPPATH="+dir)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("stepcatest: step %s: %w\n%s", strings.Join(args, " "), err, out)
+		return nil, fmt.Errorf("stepcaproc: step %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	if !cfg.NoTemplate {
 		// As an operator installs it (stepca.DevIDTemplate's doc).
@@ -210,7 +209,7 @@ func Init(dir string, cfg Config) (*CA, error) {
 		cmd.Env = append(os.Environ(), "STEPPATH="+dir)
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("stepcatest: step %s: %w\n%s", strings.Join(args, " "), err, out)
+			return nil, fmt.Errorf("stepcaproc: step %s: %w\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 	if err := configure(c.CAConfig, cfg.Provisioner, c.URL); err != nil {
@@ -231,7 +230,7 @@ func configure(path, provisioner, url string) error {
 	}
 	var conf map[string]any
 	if err := json.Unmarshal(b, &conf); err != nil {
-		return fmt.Errorf("stepcatest: %s: %w", path, err)
+		return fmt.Errorf("stepcaproc: %s: %w", path, err)
 	}
 	authority, _ := conf["authority"].(map[string]any)
 	provs, _ := authority["provisioners"].([]any)
@@ -251,7 +250,7 @@ func configure(path, provisioner, url string) error {
 		found = true
 	}
 	if !found {
-		return fmt.Errorf("stepcatest: %s has no JWK provisioner %q", path, provisioner)
+		return fmt.Errorf("stepcaproc: %s has no JWK provisioner %q", path, provisioner)
 	}
 	conf["crl"] = map[string]any{
 		"enabled":          true,
@@ -274,10 +273,10 @@ func (c *CA) loadRoot() error {
 	}
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return fmt.Errorf("stepcatest: %s holds no PEM certificate", c.RootPath)
+		return fmt.Errorf("stepcaproc: %s holds no PEM certificate", c.RootPath)
 	}
 	if c.Root, err = x509.ParseCertificate(block.Bytes); err != nil {
-		return fmt.Errorf("stepcatest: %s: %w", c.RootPath, err)
+		return fmt.Errorf("stepcaproc: %s: %w", c.RootPath, err)
 	}
 	c.RootPool = x509.NewCertPool()
 	c.RootPool.AddCert(c.Root)
@@ -286,33 +285,48 @@ func (c *CA) loadRoot() error {
 	return nil
 }
 
+// Command is the command line that runs step-ca (the executable bin) on the ca.json at
+// caConfig, the intermediate key's password read from passwordFile: what Run starts, and
+// what the lab starts detached.
+func Command(bin, caConfig, passwordFile string) []string {
+	return []string{bin, "--password-file", passwordFile, caConfig}
+}
+
 // Run starts step-ca on the CA's directory, appending its output to LogPath, and waits
 // until it answers GET /health. stop sends SIGTERM and waits for step-ca to end (killing
 // it after a while). A CA that was stopped starts again with the same address, keys and
 // database.
 func (c *CA) Run() (stop func() error, err error) {
 	if c.Running() {
-		return nil, errors.New("stepcatest: step-ca already running")
+		return nil, errors.New("stepcaproc: step-ca already running")
 	}
-	cmd := exec.Command(c.bin, "--password-file", c.PasswordFile, c.CAConfig)
+	argv := Command(c.bin, c.CAConfig, c.PasswordFile)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), "STEPPATH="+c.Dir)
 	p, err := proc.Start("step-ca", cmd, c.LogPath)
 	if err != nil {
-		return nil, fmt.Errorf("stepcatest: %w", err)
+		return nil, fmt.Errorf("stepcaproc: %w", err)
 	}
 	c.proc = p
-	stop = func() error {
-		if err := p.Stop(stopTimeout); err != nil {
-			return fmt.Errorf("stepcatest: %w", err)
-		}
-		return nil
-	}
+	stop = c.Stop
 	if err := p.WaitReady(ReadyTimeout, 100*time.Millisecond, c.Healthy); err != nil {
 		_ = stop()
-		return nil, fmt.Errorf("stepcatest: %w", err)
+		return nil, fmt.Errorf("stepcaproc: %w", err)
 	}
 	return stop, nil
+}
+
+// Stop stops the step-ca that Run started last (SIGTERM, then SIGKILL after a grace
+// period) and waits for it; it returns nil when none was started or it has exited.
+func (c *CA) Stop() error {
+	if c.proc == nil {
+		return nil
+	}
+	if err := c.proc.Stop(stopTimeout); err != nil {
+		return fmt.Errorf("stepcaproc: %w", err)
+	}
+	return nil
 }
 
 // Healthy asks step-ca's GET /health once.
@@ -335,7 +349,7 @@ func (c *CA) Healthy(ctx context.Context) error {
 		Status string `json:"status"`
 	}
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &health) != nil || health.Status != "ok" {
-		return fmt.Errorf("stepcatest: GET /health: %s: %s", resp.Status, bytes.TrimSpace(body))
+		return fmt.Errorf("stepcaproc: GET /health: %s: %s", resp.Status, bytes.TrimSpace(body))
 	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/spiretest"
+	"omens.dev/omens/internal/test/spiretest"
 )
 
 const fetchTimeout = 30 * time.Second

@@ -6,21 +6,19 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/proc"
+	"omens.dev/omens/spireconf"
 )
 
 // AgentConfig shapes the agent.conf that StartAgent writes.
 type AgentConfig struct {
-	// NodeAttestor holds the agent's NodeAttestor plugin block, such as
-	//	NodeAttestor "tpm" { plugin_cmd = "..." plugin_data { ... } }
-	// Empty means join_token, with JoinToken.
-	NodeAttestor string
+	// NodeAttestor is the agent's node attestor plugin, such as NodeAttestor "tpm" with
+	// its plugin_cmd and plugin_data. Nil means join_token, with JoinToken.
+	NodeAttestor *spireconf.Plugin
 	// JoinToken is the agent's join_token setting (see Server.JoinToken).
 	JoinToken string
 	// Name labels the agent in its directory name and in failure messages.
@@ -29,9 +27,9 @@ type AgentConfig struct {
 	// warning): the agent exits at the first rejected attestation instead of retrying with
 	// backoff for about a minute.
 	FailFast bool
-	// Extra holds extra lines for the agent block, which already has an experimental
+	// Extra holds extra settings for the agent block, which already has an experimental
 	// block (sync_interval = "1s").
-	Extra string
+	Extra []spireconf.Setting
 }
 
 // Agent is a spire-agent process with its own directory.
@@ -94,52 +92,28 @@ func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 	return a
 }
 
-// config renders agent.conf.
+// config renders agent.conf with spireconf.
 func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string, error) {
-	attestor := cfg.NodeAttestor
-	if attestor == "" {
-		if cfg.JoinToken == "" {
-			return "", fmt.Errorf("spiretest: agent config has neither a NodeAttestor nor a JoinToken")
-		}
-		attestor = fmt.Sprintf("NodeAttestor %s {\n        plugin_data {}\n    }", hclString("join_token"))
+	conf := spireconf.Agent{
+		TrustDomain: srv.TrustDomain, ServerAddress: "127.0.0.1", ServerPort: srv.port,
+		DataDir: filepath.Join(a.Dir, "data"), LogLevel: "DEBUG",
+		SocketPath: a.WorkloadSocket, AdminSocketPath: a.AdminSocket, TrustBundlePath: bundlePath,
+		JoinToken: cfg.JoinToken, NoRetryBootstrap: cfg.FailFast,
+		// Entries reach the agent at each sync; the default interval is 5s.
+		SyncInterval: time.Second,
+		Extra:        cfg.Extra,
 	}
-	var b strings.Builder
-	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	line("agent {")
-	line("    data_dir = %s", hclString(filepath.Join(a.Dir, "data")))
-	line("    log_level = %s", hclString("DEBUG"))
-	line("    server_address = %s", hclString("127.0.0.1"))
-	line("    server_port = %s", hclString(strconv.Itoa(srv.port)))
-	line("    socket_path = %s", hclString(a.WorkloadSocket))
-	line("    admin_socket_path = %s", hclString(a.AdminSocket))
-	line("    trust_bundle_path = %s", hclString(bundlePath))
-	line("    trust_domain = %s", hclString(srv.TrustDomain))
-	if cfg.JoinToken != "" {
-		line("    join_token = %s", hclString(cfg.JoinToken))
+	switch {
+	case cfg.NodeAttestor != nil:
+		conf.Plugins = append(conf.Plugins, *cfg.NodeAttestor)
+	case cfg.JoinToken != "":
+		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
+	default:
+		return "", fmt.Errorf("spiretest: agent config has neither a NodeAttestor nor a JoinToken")
 	}
-	if cfg.FailFast {
-		line("    retry_bootstrap = false")
-	}
-	// Entries reach the agent at each sync; the default interval is 5s.
-	line("    experimental {")
-	line("        sync_interval = %s", hclString("1s"))
-	line("    }")
-	if cfg.Extra != "" {
-		line("%s", cfg.Extra)
-	}
-	line("}")
-	line("plugins {")
-	line("    %s", attestor)
-	line("    KeyManager %s {", hclString("disk"))
-	line("        plugin_data {")
-	line("            directory = %s", hclString(filepath.Join(a.Dir, "data")))
-	line("        }")
-	line("    }")
-	line("    WorkloadAttestor %s {", hclString("unix"))
-	line("        plugin_data {}")
-	line("    }")
-	line("}")
-	return b.String(), nil
+	conf.Plugins = append(conf.Plugins, spireconf.AgentDiskKeyManager(filepath.Join(a.Dir, "data")), spireconf.UnixWorkloadAttestor())
+	b, err := conf.Render()
+	return string(b), err
 }
 
 func (a *Agent) waitHealthy(t testing.TB) {

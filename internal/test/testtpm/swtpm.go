@@ -24,8 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/enginetest"
 	"omens.dev/omens/internal/proc"
+	"omens.dev/omens/internal/test/enginetest"
 )
 
 const installHint = "apt-get install swtpm swtpm-tools tpm2-tools"

@@ -1,0 +1,41 @@
+// Package cmd_test checks what the shipped binaries link.
+package cmd_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// TestNoTestKitInBinaries lists the dependencies of every binary under cmd/ with `go list
+// -deps`: none may link the standard library's testing package or a test kit of
+// internal/test/.
+func TestNoTestKitInBinaries(t *testing.T) {
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := exec.LookPath(goBin); err != nil {
+		if goBin, err = exec.LookPath("go"); err != nil {
+			t.Fatalf("the go command: %v", err)
+		}
+	}
+	out, err := exec.Command(goBin, "list", "-f", "{{.ImportPath}}", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	cmds := strings.Fields(string(out))
+	if len(cmds) < 4 {
+		t.Fatalf("go list ./... found %d binaries under cmd/: %v", len(cmds), cmds)
+	}
+	for _, c := range cmds {
+		deps, err := exec.Command(goBin, "list", "-deps", c).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", c, err)
+		}
+		for _, d := range strings.Fields(string(deps)) {
+			if d == "testing" || strings.HasPrefix(d, "omens.dev/omens/internal/test/") {
+				t.Errorf("%s links %s", c, d)
+			}
+		}
+	}
+}
