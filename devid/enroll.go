@@ -30,6 +30,7 @@ import (
 	"omens.dev/omens/internal/statefile"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -86,7 +87,7 @@ func Enroll(ctx context.Context, cfg Config) (*Meta, error) {
 		cfg.Open = tpm.Open
 	}
 	if cfg.AKHandle == 0 {
-		cfg.AKHandle = tpm.DefaultAKHandle
+		cfg.AKHandle = tpmrules.DefaultAKHandle
 	}
 	alg := tpm2.TPMAlgECC
 	switch cfg.KeyAlg {
@@ -194,7 +195,7 @@ func Enroll(ctx context.Context, cfg Config) (*Meta, error) {
 	ekHash, _ := verify.EKHash(ekKey)
 	meta := &Meta{Host: cfg.Host, EKHash: ekHash, KeyAlg: cfg.KeyAlg, Serial: leaf.SerialNumber.Text(16), Issuer: leaf.Issuer.String(), NotAfter: leaf.NotAfter.UTC(), Enrolled: time.Now().UTC()}
 	if cfg.Handle != 0 {
-		meta.Handle = fmt.Sprintf("0x%08X", uint32(cfg.Handle))
+		meta.Handle = tpmrules.FormatHandle(cfg.Handle)
 	}
 	if err := writeFiles(cfg.Dir, key, res.Chain, meta); err != nil {
 		return nil, err
@@ -203,18 +204,18 @@ func Enroll(ctx context.Context, cfg Config) (*Meta, error) {
 }
 
 // firstEK returns the first EK kind with a certificate, as the prover does.
-func firstEK(t transport.TPM) (tpm.EKKind, []byte, error) {
-	for _, kind := range tpm.EKKinds {
+func firstEK(t transport.TPM) (tpmrules.EKKind, []byte, error) {
+	for _, kind := range tpmrules.EKKinds {
 		cert, err := tpm.ReadEKCertificate(t, kind)
 		if errors.Is(err, tpm.ErrNoEKCertificate) {
 			continue
 		}
 		if err != nil {
-			return tpm.EKKind{}, nil, err
+			return tpmrules.EKKind{}, nil, err
 		}
 		return kind, cert, nil
 	}
-	return tpm.EKRSA2048, nil, nil
+	return tpmrules.EKRSA2048, nil, nil
 }
 
 func post(ctx context.Context, cfg Config, path string, msg any, decode func([]byte) error) error {

@@ -20,6 +20,7 @@ import (
 	"omens.dev/omens/devid"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -28,7 +29,7 @@ var Hosts = []string{"spire", "auth", "ca"}
 
 // BootPCRs are the PCRs the status shows: firmware, option ROMs, boot loader, Secure Boot
 // (the plan's LUKS/Clevis binding).
-var BootPCRs = []int{0, 2, 4, 7}
+var BootPCRs = tpmrules.DefaultPCRs()
 
 // Lab is one lab state directory.
 type Lab struct {

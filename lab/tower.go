@@ -20,6 +20,7 @@ import (
 
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/stepcatest"
+	"omens.dev/omens/tpmrules"
 )
 
 // TrustDomain is the Tower's SPIRE trust domain.
@@ -393,7 +394,7 @@ func (l *Lab) onTPM(host string) bool {
 func (l *Lab) DevIDDir(host string) string { return l.path("hosts", host, "devid") }
 
 // DevIDHandle is where each host persists its DevID key: the plan's handle.
-const DevIDHandle = "0x81010002"
+var DevIDHandle = tpmrules.FormatHandle(tpmrules.PlanDevIDHandle)
 
 func (l *Lab) agentAttestor(host string) string {
 	if !l.onTPM(host) {

@@ -25,6 +25,7 @@ import (
 
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 // DefaultEventLogPath is where Linux exposes the firmware's boot event log.
@@ -34,7 +35,7 @@ const DefaultEventLogPath = "/sys/kernel/security/tpm0/binary_bios_measurements"
 type Config struct {
 	// TPMPath is the TPM device or socket; "" auto-detects (tpm.Open).
 	TPMPath string
-	// AKHandle is where the AK is persisted (tpm.DefaultAKHandle when zero).
+	// AKHandle is where the AK is persisted (tpmrules.DefaultAKHandle when zero).
 	AKHandle tpm2.TPMHandle
 	// Bank and PCRs are the selection to quote (sha256 and 0,2,4,7 by default).
 	Bank string
@@ -61,7 +62,7 @@ type Prover struct {
 }
 
 type identity struct {
-	kind  tpm.EKKind
+	kind  tpmrules.EKKind
 	cert  []byte
 	props protocol.TPMProperties
 }
@@ -69,13 +70,13 @@ type identity struct {
 // New checks cfg and returns a Prover.
 func New(cfg Config) (*Prover, error) {
 	if cfg.AKHandle == 0 {
-		cfg.AKHandle = tpm.DefaultAKHandle
+		cfg.AKHandle = tpmrules.DefaultAKHandle
 	}
 	if cfg.Bank == "" {
-		cfg.Bank = "sha256"
+		cfg.Bank = tpmrules.DefaultPCRBank
 	}
 	if len(cfg.PCRs) == 0 {
-		cfg.PCRs = []int{0, 2, 4, 7}
+		cfg.PCRs = tpmrules.DefaultPCRs()
 	}
 	if cfg.EventLogPath == "" {
 		cfg.EventLogPath = DefaultEventLogPath
@@ -88,11 +89,7 @@ func New(cfg Config) (*Prover, error) {
 		return nil, err
 	}
 	if cfg.EKType != "" {
-		found := false
-		for _, k := range tpm.EKKinds {
-			found = found || k.Name == cfg.EKType
-		}
-		if !found {
+		if _, found := tpmrules.EKKindNamed(cfg.EKType); !found {
 			return nil, fmt.Errorf("prover: EK type %q: want RSA-2048, ECC-P256 or ECC-P384", cfg.EKType)
 		}
 	}
@@ -171,8 +168,8 @@ func (p *Prover) identity(t transport.TPM) (*identity, error) {
 	if p.cached != nil {
 		return p.cached, nil
 	}
-	id := &identity{kind: tpm.EKRSA2048}
-	for _, kind := range tpm.EKKinds {
+	id := &identity{kind: tpmrules.EKRSA2048}
+	for _, kind := range tpmrules.EKKinds {
 		if p.cfg.EKType != "" && kind.Name != p.cfg.EKType {
 			continue
 		}
@@ -272,13 +269,9 @@ func digestMatches(quote []byte, ak *tpm2.TPMTPublic, values [][]byte) (bool, er
 		return false, fmt.Errorf("prover: quote from TPM: %w", err)
 	}
 	h := crypto.SHA256
-	if ak.Type == tpm2.TPMAlgECC {
-		if p, err := ak.Parameters.ECCDetail(); err == nil {
-			if d, err := p.Scheme.Details.ECDSA(); err == nil {
-				if hh, err := d.HashAlg.Hash(); err == nil {
-					h = hh
-				}
-			}
+	if _, alg, err := tpmrules.SigningScheme(ak); err == nil {
+		if hh, err := alg.Hash(); err == nil {
+			h = hh
 		}
 	}
 	d := h.New()

@@ -20,8 +20,8 @@ import (
 
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/ra"
-	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -60,7 +60,7 @@ func forgedBegins(t *testing.T, ca *mfgca.CA, d *device, n int) [][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub := tpm.EKECCP256.Template
+		pub := tpmrules.EKECCP256.Template
 		ecdh, _ := k.PublicKey.ECDH()
 		pt := ecdh.Bytes()
 		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: pt[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: pt[33:]}})

@@ -6,38 +6,9 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"omens.dev/omens/tpmrules"
 )
-
-// DefaultAKHandle is where omens persists the attestation key: in the range that the TCG
-// Provisioning Guidance (7.8) leaves to endorsement-hierarchy keys, clear of the EK
-// handles 0x81010001/0x81010002 and of the DevID handle the Tower's plan uses (0x81010002
-// in tpm_devid configs that predate omens).
-const DefaultAKHandle tpm2.TPMHandle = 0x81010010
-
-// AKTemplate is the attestation key omens creates: ECC NIST P-256, ECDSA with SHA-256, a
-// restricted signing key (it signs only TPM-generated structures, so a quote cannot be
-// forged with it) that never leaves the TPM (fixedTPM, fixedParent, sensitiveDataOrigin).
-var AKTemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgECC,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM:            true,
-		FixedParent:         true,
-		SensitiveDataOrigin: true,
-		UserWithAuth:        true,
-		NoDA:                true,
-		Restricted:          true,
-		SignEncrypt:         true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Scheme: tpm2.TPMTECCScheme{
-			Scheme:  tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-		CurveID: tpm2.TPMECCNistP256,
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
-}
 
 // AK is an attestation key loaded in the TPM.
 type AK struct {
@@ -63,23 +34,10 @@ func (ak *AK) Close(t transport.TPM) error {
 	return flush(t, ak.Handle)
 }
 
-// IsAttestationKey reports why pub is not a key omens accepts as an AK, or nil: a
-// restricted signing key that cannot leave the TPM and was generated in it.
+// IsAttestationKey reports why pub is not a key omens accepts as an AK, or nil: the AK
+// attribute rule of tpmrules, which the verifier applies too.
 func IsAttestationKey(pub *tpm2.TPMTPublic) error {
-	a := pub.ObjectAttributes
-	var missing []string
-	for _, c := range []struct {
-		ok   bool
-		name string
-	}{
-		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"},
-		{a.SensitiveDataOrigin, "sensitiveDataOrigin"}, {a.Restricted, "restricted"},
-		{a.SignEncrypt, "sign"}, {!a.Decrypt, "not decrypt"},
-	} {
-		if !c.ok {
-			missing = append(missing, c.name)
-		}
-	}
+	missing := tpmrules.AKAttributesLack(pub.ObjectAttributes)
 	if len(missing) > 0 {
 		return fmt.Errorf("tpm: not an attestation key: attributes lack %v", missing)
 	}
@@ -112,7 +70,7 @@ func LoadOrCreateAK(t transport.TPM, ek *EK, handle tpm2.TPMHandle) (*AK, error)
 	}
 	cr, err := tpm2.Create{
 		ParentHandle: ekAuth(ek),
-		InPublic:     tpm2.New2B(AKTemplate),
+		InPublic:     tpm2.New2B(tpmrules.AKTemplate),
 	}.Execute(t)
 	if err != nil {
 		return nil, fmt.Errorf("tpm: Create(AK under EK %s): %w", ek.Kind.Name, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 // openSim opens the in-process reference simulator; one test at a time holds it.
@@ -144,7 +145,7 @@ func TestEndorsementKeysWithoutCertificate(t *testing.T) {
 	if len(eks) != 1 || eks[0].Kind.Name != "RSA-2048" || eks[0].Certificate != nil || eks[0].Persistent {
 		t.Fatalf("EndorsementKeys on a TPM without certificates = %+v, want one created RSA-2048 EK without certificate", eks)
 	}
-	if _, err := tpm.ReadEKCertificate(s, tpm.EKRSA2048); !errors.Is(err, tpm.ErrNoEKCertificate) ||
+	if _, err := tpm.ReadEKCertificate(s, tpmrules.EKRSA2048); !errors.Is(err, tpm.ErrNoEKCertificate) ||
 		err.Error() != "tpm: no EK certificate in NV: RSA-2048 index 0x01C00002 is not defined" {
 		t.Errorf("ReadEKCertificate error = %v", err)
 	}
@@ -153,7 +154,7 @@ func TestEndorsementKeysWithoutCertificate(t *testing.T) {
 
 func TestEKTemplatesAreDeterministic(t *testing.T) {
 	s := openSim(t)
-	for _, kind := range tpm.EKKinds {
+	for _, kind := range tpmrules.EKKinds {
 		a, err := tpm.LoadEK(s, kind)
 		if err != nil {
 			t.Fatal(err)
@@ -173,7 +174,7 @@ func TestEKTemplatesAreDeterministic(t *testing.T) {
 
 func TestPersistentEKIsLoaded(t *testing.T) {
 	s := openSim(t)
-	ek, err := tpm.LoadEK(s, tpm.EKRSA2048)
+	ek, err := tpm.LoadEK(s, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestPersistentEKIsLoaded(t *testing.T) {
 	}
 	ek.Close(s)
 	c := tpm.NewCountingTPM(s)
-	again, err := tpm.LoadEK(c, tpm.EKRSA2048)
+	again, err := tpm.LoadEK(c, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,23 +198,23 @@ func TestPersistentEKIsLoaded(t *testing.T) {
 
 func TestAKCreatePersistLoad(t *testing.T) {
 	s := openSim(t)
-	ek, err := tpm.LoadEK(s, tpm.EKRSA2048)
+	ek, err := tpm.LoadEK(s, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ek.Close(s)
-	ak, err := tpm.LoadOrCreateAK(s, ek, tpm.DefaultAKHandle)
+	ak, err := tpm.LoadOrCreateAK(s, ek, tpmrules.DefaultAKHandle)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ak.Created || !ak.Persistent || ak.Handle != tpm.DefaultAKHandle {
+	if !ak.Created || !ak.Persistent || ak.Handle != tpmrules.DefaultAKHandle {
 		t.Errorf("first LoadOrCreateAK = created %v persistent %v handle %x", ak.Created, ak.Persistent, ak.Handle)
 	}
 	if err := tpm.IsAttestationKey(&ak.Public); err != nil {
 		t.Error(err)
 	}
 	c := tpm.NewCountingTPM(s)
-	again, err := tpm.LoadOrCreateAK(c, ek, tpm.DefaultAKHandle)
+	again, err := tpm.LoadOrCreateAK(c, ek, tpmrules.DefaultAKHandle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func TestAKCreatePersistLoad(t *testing.T) {
 	noTransients(t, s, ek.Handle)
 
 	// A persistent handle that holds something else is refused, not overwritten.
-	other, err := tpm.LoadEK(s, tpm.EKECCP256) // a decrypt key, not an AK
+	other, err := tpm.LoadEK(s, tpmrules.EKECCP256) // a decrypt key, not an AK
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestAKCreatePersistLoad(t *testing.T) {
 	if !errors.Is(err, tpm.ErrHandleInUse) || err.Error() != want {
 		t.Errorf("LoadOrCreateAK on an occupied handle: %v\nwant %s", err, want)
 	}
-	if err := tpm.EvictAK(s, tpm.DefaultAKHandle); err != nil {
+	if err := tpm.EvictAK(s, tpmrules.DefaultAKHandle); err != nil {
 		t.Fatal(err)
 	}
 	noTransients(t, s, ek.Handle)
@@ -250,7 +251,7 @@ func TestAKCreatePersistLoad(t *testing.T) {
 
 func TestAKUnderECCEK(t *testing.T) {
 	s := openSim(t)
-	for _, kind := range []tpm.EKKind{tpm.EKECCP256, tpm.EKECCP384} {
+	for _, kind := range []tpmrules.EKKind{tpmrules.EKECCP256, tpmrules.EKECCP384} {
 		ek, err := tpm.LoadEK(s, kind)
 		if err != nil {
 			t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/protocol"
+	"omens.dev/omens/tpmrules"
 )
 
 // Checks, named in every rejection (CheckError.Check) and in audit lines.
@@ -106,44 +107,12 @@ type EKPolicy struct {
 	// RequireCertAndAllow asks for both a valid certificate and an allow-listed hash.
 	RequireCertAndAllow bool
 	Expired             ExpiredPolicy
-	// Type is the one EK type accepted (EKTypeRSA2048, EKTypeECCP256, EKTypeECCP384);
+	// Type is the one EK type accepted (tpmrules.EKTypeRSA2048, EKTypeECCP256,
+	// EKTypeECCP384);
 	// empty accepts every type. A TPM holds up to three certified EKs, each its own agent
 	// ID: accepting one type gives a chip one identity, so that a ban or a deny-listed
 	// hash keeps the chip out rather than one of its keys.
 	Type string
-}
-
-// The EK types of the TCG EK Credential Profile (2.2.1.5, the low range of EK templates),
-// by the names the agent's ek_type uses.
-const (
-	EKTypeRSA2048 = "RSA-2048"
-	EKTypeECCP256 = "ECC-P256"
-	EKTypeECCP384 = "ECC-P384"
-)
-
-// EKType names the type of an EK public area: one of the EKType constants, or a
-// description of another key.
-func EKType(pub *tpm2.TPMTPublic) string {
-	switch pub.Type {
-	case tpm2.TPMAlgRSA:
-		if p, err := pub.Parameters.RSADetail(); err == nil {
-			if p.KeyBits == 2048 {
-				return EKTypeRSA2048
-			}
-			return fmt.Sprintf("RSA-%d", p.KeyBits)
-		}
-	case tpm2.TPMAlgECC:
-		if p, err := pub.Parameters.ECCDetail(); err == nil {
-			switch p.CurveID {
-			case tpm2.TPMECCNistP256:
-				return EKTypeECCP256
-			case tpm2.TPMECCNistP384:
-				return EKTypeECCP384
-			}
-			return fmt.Sprintf("ECC curve 0x%04X", uint16(p.CurveID))
-		}
-	}
-	return fmt.Sprintf("key type 0x%04X", uint16(pub.Type))
 }
 
 // Verifier checks attestations. Its fields are read-only once in use.
@@ -214,18 +183,6 @@ type Result struct {
 	Firmware string
 	// EventLog is the boot event log the agent sent, unparsed; nil when none.
 	EventLog []byte
-}
-
-var bankNames = map[tpm2.TPMIAlgHash]string{tpm2.TPMAlgSHA1: "sha1", tpm2.TPMAlgSHA256: "sha256", tpm2.TPMAlgSHA384: "sha384"}
-
-// BankAlg returns the hash algorithm of a PCR bank name.
-func BankAlg(name string) (tpm2.TPMIAlgHash, error) {
-	for alg, n := range bankNames {
-		if n == name {
-			return alg, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown PCR bank %q (want sha1, sha256 or sha384)", name)
 }
 
 func (v *Verifier) mode() string {
@@ -300,13 +257,14 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	if hello.Mode != mode {
 		return nil, nil, reject(CheckProtocol, "mode %q is not served by this verifier (want %q)", hello.Mode, mode)
 	}
-	bankAlg, err := BankAlg(hello.PCRBank)
+	bank, err := tpmrules.ParseBank(hello.PCRBank)
 	if err != nil {
 		return nil, nil, reject(CheckPCRSelection, "%v", err)
 	}
+	bankAlg := bank.Alg
 	if bankAlg != v.PCRBank || !slices.Equal(hello.PCRs, v.PCRs) {
 		return nil, nil, reject(CheckPCRSelection, "agent selects %s %v, server requires %s %v (set pcr_bank and pcr_selection alike on both sides)",
-			hello.PCRBank, hello.PCRs, bankNames[v.PCRBank], v.PCRs)
+			hello.PCRBank, hello.PCRs, tpmrules.BankName(v.PCRBank), v.PCRs)
 	}
 	c, err := v.credential(hello.EKCert, hello.EKPublic, hello.AKPublic, hello.TPM)
 	if err != nil {
@@ -399,8 +357,7 @@ func (v *Verifier) credential(ekCert, ekPublic, akPublic []byte, props protocol.
 // checkEK decides whether the EK (ekPub, with certificate ekCert) is one this server
 // accepts.
 func (v *Verifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *tpm2.TPMTPublic) (*Identity, error) {
-	a := ekPub.ObjectAttributes
-	if !a.FixedTPM || !a.FixedParent || !a.Restricted || !a.Decrypt || a.SignEncrypt {
+	if len(tpmrules.EKAttributesLack(ekPub.ObjectAttributes)) > 0 {
 		return nil, reject(CheckEKPublic, "not an endorsement key: want a restricted decryption key fixed to its TPM")
 	}
 	key, err := tpm2.Pub(*ekPub)
@@ -412,7 +369,7 @@ func (v *Verifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *t
 		return nil, reject(CheckEKPublic, "%v", err)
 	}
 	id := &Identity{EKHash: hash, EKPublicKey: key, TPM: props, CertStatus: "none"}
-	if t := EKType(ekPub); v.EK.Type != "" && t != v.EK.Type {
+	if t := tpmrules.EKType(ekPub); v.EK.Type != "" && t != v.EK.Type {
 		return id, reject(CheckEKType, "EK type %s is not the one this server accepts, %s (ek_hash=%s): each EK of a TPM is another agent ID, so one type is served; set the agent's ek_type = %q",
 			t, v.EK.Type, hash, v.EK.Type)
 	}
@@ -491,26 +448,14 @@ func (v *Verifier) checkEKCert(raw []byte, ekKey crypto.PublicKey, hash string) 
 // Certify structures with its scheme's hash, and its name (of its name algorithm) is what
 // the credential is bound to.
 func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	a := pub.ObjectAttributes
-	var lack []string
-	for _, c := range []struct {
-		ok   bool
-		name string
-	}{
-		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"}, {a.SensitiveDataOrigin, "sensitiveDataOrigin"},
-		{a.Restricted, "restricted"}, {a.SignEncrypt, "sign"}, {!a.Decrypt, "not decrypt"},
-	} {
-		if !c.ok {
-			lack = append(lack, c.name)
-		}
-	}
+	lack := tpmrules.AKAttributesLack(pub.ObjectAttributes)
 	if len(lack) > 0 {
 		return nil, reject(CheckAKAttributes, "AK attributes lack %v", lack)
 	}
 	if pub.NameAlg == tpm2.TPMAlgSHA1 {
 		return nil, checkHash("AK name algorithm", pub.NameAlg, CheckAKAttributes)
 	}
-	if pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384 {
+	if !tpmrules.AcceptedNameAlg(pub.NameAlg) {
 		return nil, reject(CheckAKAttributes, "AK name algorithm 0x%04X, want SHA-256 or SHA-384", uint16(pub.NameAlg))
 	}
 	switch pub.Type {
@@ -522,14 +467,14 @@ func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 		if p.Scheme.Scheme != tpm2.TPMAlgECDSA {
 			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want ECDSA", uint16(p.Scheme.Scheme))
 		}
-		d, err := p.Scheme.Details.ECDSA()
-		if err == nil && d.HashAlg == tpm2.TPMAlgSHA1 {
-			return nil, checkHash("AK ECDSA scheme hash", d.HashAlg, CheckAKAttributes)
+		_, hash, err := tpmrules.SigningScheme(pub)
+		if err == nil && hash == tpm2.TPMAlgSHA1 {
+			return nil, checkHash("AK ECDSA scheme hash", hash, CheckAKAttributes)
 		}
-		if err != nil || d.HashAlg != tpm2.TPMAlgSHA256 {
+		if err != nil || hash != tpm2.TPMAlgSHA256 {
 			return nil, reject(CheckAKAttributes, "AK ECDSA scheme hash is not SHA-256")
 		}
-		if p.CurveID != tpm2.TPMECCNistP256 && p.CurveID != tpm2.TPMECCNistP384 {
+		if !tpmrules.AcceptedCurve(p.CurveID) {
 			return nil, reject(CheckAKAttributes, "AK curve 0x%04X, want NIST P-256 or P-384", uint16(p.CurveID))
 		}
 	case tpm2.TPMAlgRSA:
@@ -537,31 +482,18 @@ func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 		if err != nil {
 			return nil, reject(CheckAKAttributes, "AK RSA parameters: %v", err)
 		}
-		var hash tpm2.TPMIAlgHash
-		switch p.Scheme.Scheme {
-		case tpm2.TPMAlgRSASSA:
-			d, derr := p.Scheme.Details.RSASSA()
-			if derr == nil {
-				hash = d.HashAlg
-			}
-			err = derr
-		case tpm2.TPMAlgRSAPSS:
-			d, derr := p.Scheme.Details.RSAPSS()
-			if derr == nil {
-				hash = d.HashAlg
-			}
-			err = derr
-		default:
+		if p.Scheme.Scheme != tpm2.TPMAlgRSASSA && p.Scheme.Scheme != tpm2.TPMAlgRSAPSS {
 			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want RSASSA or RSAPSS", uint16(p.Scheme.Scheme))
 		}
+		_, hash, err := tpmrules.SigningScheme(pub)
 		if err != nil {
 			return nil, reject(CheckAKAttributes, "AK %s scheme: %v", schemeName(p.Scheme.Scheme), err)
 		}
 		if err := checkHash("AK "+schemeName(p.Scheme.Scheme)+" scheme hash", hash, CheckAKAttributes); err != nil {
 			return nil, err
 		}
-		if p.KeyBits < 2048 {
-			return nil, reject(CheckAKAttributes, "AK RSA key is %d bits, want at least 2048", p.KeyBits)
+		if p.KeyBits < tpmrules.MinRSAKeyBits {
+			return nil, reject(CheckAKAttributes, "AK RSA key is %d bits, want at least %d", p.KeyBits, tpmrules.MinRSAKeyBits)
 		}
 	default:
 		return nil, reject(CheckAKAttributes, "AK type 0x%04X, want RSA or ECC", uint16(pub.Type))
@@ -650,10 +582,10 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 	if err != nil {
 		return nil, reject(CheckQuoteSignature, "quote info: %v", err)
 	}
-	quoted := selected(info.PCRSelect)
+	quoted := tpmrules.SelectedPCRs(info.PCRSelect)
 	want := map[tpm2.TPMIAlgHash][]int{s.bankAlg: s.hello.PCRs}
 	if !sameSelection(quoted, want) {
-		return nil, reject(CheckQuoteSelection, "quote covers %s, want %s %v", describeSelection(quoted), bankNames[s.bankAlg], s.hello.PCRs)
+		return nil, reject(CheckQuoteSelection, "quote covers %s, want %s %v", describeSelection(quoted), tpmrules.BankName(s.bankAlg), s.hello.PCRs)
 	}
 	if len(ev.PCRValues) != len(s.hello.PCRs) {
 		return nil, reject(CheckPCRDigest, "%d PCR values for %d quoted PCRs", len(ev.PCRValues), len(s.hello.PCRs))
@@ -666,7 +598,7 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 	pcrs := make(map[int][]byte, len(ev.PCRValues))
 	for i, val := range ev.PCRValues {
 		if len(val) != h.Size() {
-			return nil, reject(CheckPCRDigest, "PCR %d value is %d bytes, want %d for %s", s.hello.PCRs[i], len(val), h.Size(), bankNames[s.bankAlg])
+			return nil, reject(CheckPCRDigest, "PCR %d value is %d bytes, want %d for %s", s.hello.PCRs[i], len(val), h.Size(), tpmrules.BankName(s.bankAlg))
 		}
 		d.Write(val)
 		pcrs[s.hello.PCRs[i]] = val
@@ -686,7 +618,7 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 	}
 	return &Result{
 		Identity:  s.Identity,
-		PCRBank:   bankNames[s.bankAlg],
+		PCRBank:   tpmrules.BankName(s.bankAlg),
 		PCRs:      pcrs,
 		PCRDigest: hex.EncodeToString(info.PCRDigest.Buffer),
 		Firmware:  firmware,
@@ -697,30 +629,11 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 // signingHash is the hash the AK's scheme signs with; the TPM also hashes the quoted PCRs
 // with it (Part 3, 18.4.1: "the digest ... using the hash of the signing scheme").
 func signingHash(ak *tpm2.TPMTPublic) (crypto.Hash, error) {
-	switch ak.Type {
-	case tpm2.TPMAlgECC:
-		p, _ := ak.Parameters.ECCDetail()
-		d, err := p.Scheme.Details.ECDSA()
-		if err != nil {
-			return 0, err
-		}
-		return d.HashAlg.Hash()
-	case tpm2.TPMAlgRSA:
-		p, _ := ak.Parameters.RSADetail()
-		if p.Scheme.Scheme == tpm2.TPMAlgRSAPSS {
-			d, err := p.Scheme.Details.RSAPSS()
-			if err != nil {
-				return 0, err
-			}
-			return d.HashAlg.Hash()
-		}
-		d, err := p.Scheme.Details.RSASSA()
-		if err != nil {
-			return 0, err
-		}
-		return d.HashAlg.Hash()
+	_, alg, err := tpmrules.SigningScheme(ak)
+	if err != nil {
+		return 0, err
 	}
-	return 0, fmt.Errorf("AK type 0x%04X", uint16(ak.Type))
+	return alg.Hash()
 }
 
 // verifySignature checks sig over msg (a "quote" or other TPMS_ATTEST, as what says) with
@@ -800,26 +713,6 @@ func algOf(h crypto.Hash) tpm2.TPMAlgID {
 	return tpm2.TPMAlgNull
 }
 
-// selected lists the PCRs of each bank in a TPML_PCR_SELECTION.
-func selected(sel tpm2.TPMLPCRSelection) map[tpm2.TPMIAlgHash][]int {
-	out := map[tpm2.TPMIAlgHash][]int{}
-	for _, s := range sel.PCRSelections {
-		for i, b := range s.PCRSelect {
-			for bit := range 8 {
-				if b&(1<<bit) != 0 {
-					out[s.Hash] = append(out[s.Hash], i*8+bit)
-				}
-			}
-		}
-	}
-	for k, v := range out {
-		if len(v) == 0 {
-			delete(out, k)
-		}
-	}
-	return out
-}
-
 func sameSelection(a, b map[tpm2.TPMIAlgHash][]int) bool {
 	if len(a) != len(b) {
 		return false
@@ -838,7 +731,7 @@ func describeSelection(sel map[tpm2.TPMIAlgHash][]int) string {
 	}
 	var out string
 	for alg, pcrs := range sel {
-		name := bankNames[alg]
+		name := tpmrules.BankName(alg)
 		if name == "" {
 			name = fmt.Sprintf("alg 0x%04X", uint16(alg))
 		}

@@ -13,13 +13,14 @@ import (
 	"omens.dev/omens/internal/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
 // rsaAKTemplate is a restricted RSA 2048 signing key of scheme (RSASSA or RSAPSS) with
 // hash, as tpm2_createak -G rsa -s rsassa -g sha1 makes it.
 func rsaAKTemplate(scheme tpm2.TPMAlgID, hash tpm2.TPMIAlgHash) tpm2.TPMTPublic {
-	tmpl := tpm.AKTemplate
+	tmpl := tpmrules.AKTemplate
 	tmpl.Type = tpm2.TPMAlgRSA
 	details := tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: hash})
 	if scheme == tpm2.TPMAlgRSAPSS {
@@ -201,7 +202,7 @@ var structureCases = []attestCase{
 // name is not that of a child of the EK. It is flushed at the end of the case.
 func primaryAK(e *attestEnv) *tpm.AK {
 	e.t.Helper()
-	r, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tpm.AKTemplate)}.Execute(e.sim)
+	r, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tpmrules.AKTemplate)}.Execute(e.sim)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -292,13 +293,13 @@ var ekCases = []attestCase{
 	},
 	{
 		name:   "EK of another type than the one served",
-		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.Type = verify.EKTypeECCP256 },
+		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.Type = tpmrules.EKTypeECCP256 },
 		check:  verify.CheckEKType,
 		err:    `attest: ek_type: EK type RSA-2048 is not the one this server accepts, ECC-P256 (ek_hash={ek_hash}): each EK of a TPM is another agent ID, so one type is served; set the agent's ek_type = "ECC-P256"`,
 	},
 	{
 		name:       "EK of the type served",
-		policy:     func(_ *attestEnv, p *verify.EKPolicy) { p.Type = verify.EKTypeRSA2048 },
+		policy:     func(_ *attestEnv, p *verify.EKPolicy) { p.Type = tpmrules.EKTypeRSA2048 },
 		certStatus: "valid",
 	},
 	{
@@ -431,7 +432,7 @@ var akCases = []attestCase{
 	{
 		name: "unrestricted signing key of the TPM",
 		hello: func(e *attestEnv) []byte {
-			tmpl := tpm.AKTemplate
+			tmpl := tpmrules.AKTemplate
 			tmpl.ObjectAttributes.Restricted = false
 			return e.helloWithKey(tmpl)
 		},
@@ -449,7 +450,7 @@ var akCases = []attestCase{
 	{
 		name: "ECDSA with SHA-384, made by the TPM",
 		hello: func(e *attestEnv) []byte {
-			tmpl := tpm.AKTemplate
+			tmpl := tpmrules.AKTemplate
 			tmpl.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
 				Scheme: tpm2.TPMTECCScheme{
 					Scheme:  tpm2.TPMAlgECDSA,
@@ -872,7 +873,7 @@ func TestAttestHonest(t *testing.T) {
 	if err := tpm.ExtendPCR(sim, 7, []byte("secure boot state")); err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range tpm.EKKinds {
+	for _, kind := range tpmrules.EKKinds {
 		t.Run(kind.Name, func(t *testing.T) {
 			p, err := testattest.New(sim, testattest.Config{CA: ca, EKKind: kind})
 			if err != nil {
@@ -968,8 +969,8 @@ func TestFinishTwice(t *testing.T) {
 // TestEKTypeNames: the verifier names each EK template of the prover by the name the
 // agent's ek_type uses, so that the server's ek_type and the agent's cannot drift.
 func TestEKTypeNames(t *testing.T) {
-	for _, kind := range tpm.EKKinds {
-		if got := verify.EKType(&kind.Template); got != kind.Name {
+	for _, kind := range tpmrules.EKKinds {
+		if got := tpmrules.EKType(&kind.Template); got != kind.Name {
 			t.Errorf("EKType(%s template) = %q", kind.Name, got)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"omens.dev/omens/internal/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -204,7 +205,7 @@ func must2[A, B any](a A, b B, err error) (A, B) {
 // returns no result, only the rejection, and the session cannot be finished again.
 func TestCVE_2023_3674_BadQuoteSignatureRefused(t *testing.T) {
 	e := newAttestEnv(t, testattest.Config{})
-	otherAK := must(e.p.CreateKey(tpm.AKTemplate))
+	otherAK := must(e.p.CreateKey(tpmrules.AKTemplate))
 	defer otherAK.Close(e.sim)
 	for _, c := range []struct {
 		name string

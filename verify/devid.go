@@ -16,6 +16,8 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"omens.dev/omens/tpmrules"
 )
 
 // Checks of DevID keys, named in every rejection (CheckError.Check) and in audit lines.
@@ -57,7 +59,7 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 	if pub.NameAlg == tpm2.TPMAlgSHA1 {
 		return nil, nil, checkHash("DevID name algorithm", pub.NameAlg, CheckDevIDAttributes)
 	}
-	if pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384 {
+	if !tpmrules.AcceptedNameAlg(pub.NameAlg) {
 		return nil, nil, reject(CheckDevIDAttributes, "DevID name algorithm 0x%04X, want SHA-256 or SHA-384", uint16(pub.NameAlg))
 	}
 	name, err := canonicalName(pub.NameAlg, pubBytes)
@@ -65,18 +67,7 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 		return nil, nil, reject(CheckDevIDAttributes, "DevID name: %v", err)
 	}
 	a := pub.ObjectAttributes
-	var lack []string
-	for _, c := range []struct {
-		ok   bool
-		name string
-	}{
-		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"}, {a.SensitiveDataOrigin, "sensitiveDataOrigin"},
-		{a.SignEncrypt, "sign"}, {!a.Restricted, "not restricted"}, {!a.Decrypt, "not decrypt"},
-	} {
-		if !c.ok {
-			lack = append(lack, c.name)
-		}
-	}
+	lack := tpmrules.DevIDAttributesLack(a)
 	if len(lack) > 0 {
 		why := ""
 		if !a.FixedTPM || !a.SensitiveDataOrigin {
@@ -91,15 +82,15 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 		if err != nil {
 			return nil, nil, reject(CheckDevIDAttributes, "DevID RSA parameters: %v", err)
 		}
-		if p.KeyBits < 2048 {
-			return nil, nil, reject(CheckDevIDAttributes, "DevID RSA key is %d bits, want at least 2048 (devid_name=%x)", p.KeyBits, name.Buffer)
+		if p.KeyBits < tpmrules.MinRSAKeyBits {
+			return nil, nil, reject(CheckDevIDAttributes, "DevID RSA key is %d bits, want at least %d (devid_name=%x)", p.KeyBits, tpmrules.MinRSAKeyBits, name.Buffer)
 		}
 	case tpm2.TPMAlgECC:
 		p, err := pub.Parameters.ECCDetail()
 		if err != nil {
 			return nil, nil, reject(CheckDevIDAttributes, "DevID ECC parameters: %v", err)
 		}
-		if p.CurveID != tpm2.TPMECCNistP256 && p.CurveID != tpm2.TPMECCNistP384 {
+		if !tpmrules.AcceptedCurve(p.CurveID) {
 			return nil, nil, reject(CheckDevIDAttributes, "DevID curve 0x%04X, want NIST P-256 or P-384 (devid_name=%x)", uint16(p.CurveID), name.Buffer)
 		}
 	default:

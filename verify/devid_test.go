@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -86,7 +87,7 @@ func recordDevID() (*devidData, error) {
 			blobA = [2][]byte{k.PublicBlob, k.PrivateBlob}
 		}
 	}
-	signDecrypt := tpm.DevIDTemplateECC
+	signDecrypt := tpmrules.DevIDTemplateECC
 	signDecrypt.ObjectAttributes.Decrypt = true
 	signDecrypt.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{CurveID: tpm2.TPMECCNistP256})
 	cr, err := tpm2.Create{ParentHandle: srkAuth(srk), InPublic: tpm2.New2B(signDecrypt)}.Execute(s)
@@ -107,7 +108,7 @@ func recordDevID() (*devidData, error) {
 	}
 	rsaKey.Close(s)
 	d.rsa = rsaKey.PublicBlob
-	small := tpm.DevIDTemplateRSA
+	small := tpmrules.DevIDTemplateRSA
 	small.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
 		Scheme:  tpm2.TPMTRSAScheme{Scheme: tpm2.TPMAlgRSASSA, Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256})},
 		KeyBits: 1024,
@@ -123,7 +124,7 @@ func recordDevID() (*devidData, error) {
 		return nil, err
 	}
 
-	ek, err := tpm.LoadEK(s, tpm.EKECCP256)
+	ek, err := tpm.LoadEK(s, tpmrules.EKECCP256)
 	if err != nil {
 		return nil, err
 	}

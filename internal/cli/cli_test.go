@@ -31,6 +31,7 @@ import (
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -306,7 +307,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 			setup: func(t *testing.T, h *simHost) (string, map[string]verdictWant) {
 				cert := endorsementKeys(t, h)["RSA-2048"].Certificate
 				half := len(cert) / 2
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, cert[:half])
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, cert[:half])
 				return h.bundle, map[string]verdictWant{
 					"RSA-2048": {"malformed", []string{fmt.Sprintf("truncated: DER SEQUENCE declares %d bytes, only %d present", len(cert), half)}},
 					"ECC-P256": {"trusted", nil},
@@ -321,7 +322,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				eks := endorsementKeys(t, h)
 				rsa, ecc := eks["RSA-2048"], eks["ECC-P256"]
 				// A genuine certificate of this TPM's manufacturer, in the wrong index.
-				replaceNV(t, h, tpm.EKECCP256.CertIndex, rsa.Certificate)
+				replaceNV(t, h, tpmrules.EKECCP256.CertIndex, rsa.Certificate)
 				return h.bundle, map[string]verdictWant{
 					"RSA-2048": {"trusted", nil},
 					"ECC-P256": {"key_mismatch", []string{"cert key sha256 " + ekHash(t, rsa), "EK sha256 " + ekHash(t, ecc)}},
@@ -345,7 +346,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, der)
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, der)
 				keyHash, err := verify.EKHash(key.Public())
 				if err != nil {
 					t.Fatal(err)
@@ -379,7 +380,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, der)
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, der)
 				bundle := filepath.Join(t.TempDir(), "privacy-ca.pem")
 				if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}), 0o644); err != nil {
 					t.Fatal(err)
@@ -407,7 +408,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, der)
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, der)
 				c, err := verify.ParseEKCertificate(der)
 				if err != nil {
 					t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -72,9 +73,9 @@ func readEKs(path string) ([]EKReport, error) {
 	}
 	out := make([]EKReport, 0, len(eks))
 	for _, ek := range eks {
-		r := EKReport{Kind: ek.Kind.Name, NVIndex: fmt.Sprintf("0x%08X", uint32(ek.Kind.CertIndex))}
+		r := EKReport{Kind: ek.Kind.Name, NVIndex: tpmrules.FormatHandle(ek.Kind.CertIndex)}
 		if ek.Persistent {
-			r.EKHandle = fmt.Sprintf("0x%08X", uint32(ek.Kind.PersistentHandle))
+			r.EKHandle = tpmrules.FormatHandle(ek.Kind.PersistentHandle)
 		}
 		if r.EKHash, err = verify.EKHash(ek.PublicKey); err != nil {
 			return nil, err
