@@ -283,19 +283,14 @@ func (l *Lab) readHost(host string, st *HostStatus) error {
 }
 
 func (l *Lab) verifyEK(host string, ek tpm.EndorsementKey) string {
-	c, err := verify.ParseEKCertificate(ek.Certificate)
-	if err != nil {
-		return err.Error()
-	}
-	if err := c.CheckPublicKey(ek.PublicKey); err != nil {
-		return err.Error()
-	}
 	bundle, _, err := verify.LoadBundle(filepath.Join(l.TPMState(host), "manufacturer-ca.pem"))
 	if err != nil {
 		return err.Error()
 	}
-	if _, err := bundle.VerifyEKCertificate(c, time.Now()); err != nil {
+	check, err := verify.VerifyEKCert(ek.Certificate, ek.PublicKey, bundle, time.Now())
+	if err != nil {
 		return err.Error()
 	}
+	c := check.Cert
 	return "verified (" + c.KeyType + ", " + c.TPM.ManufacturerName + " " + c.TPM.Model + ")"
 }

@@ -101,7 +101,7 @@ func TestSessionFlood(t *testing.T) {
 	// EKs no trusted manufacturer certified are refused before any session is made.
 	for _, body := range forgedBegins(t, other, d, 10) {
 		status, e := postFrom(t, "127.0.0.2", begin, body)
-		wantBody(t, r, status, e, 403, verify.CheckEKCertificate, "attest: ek_certificate: ek: certificate not trusted: issuer \"CN=Other Vendor EK Intermediate CA,O=omens\" (serial ...")
+		wantBody(t, r, status, e, 403, verify.CheckEKCertificate, "verify: ek_certificate: verify: certificate not trusted: issuer \"CN=Other Vendor EK Intermediate CA,O=omens\" (serial ...")
 	}
 	// So the address still has its four places, and no fifth.
 	forged := forgedBegins(t, trusted, d, 4+20*4+8)
@@ -142,7 +142,7 @@ func TestRateLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := &logBuffer{}
-	srv := ra.New(ra.Config{Verifier: &verify.Verifier{}, Store: store, Log: slogJSON(log)})
+	srv := ra.New(ra.Config{Enroller: &verify.Enroller{}, Store: store, Log: slogJSON(log)})
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	r := &rig{log: log}

@@ -89,7 +89,7 @@ func newRigWith(t *testing.T, ekCA *verify.Bundle, edit func(*ra.Config)) *rig {
 	log := &logBuffer{}
 	clk := &clock{}
 	cfg := ra.Config{
-		Verifier: &verify.Verifier{EK: verify.EKPolicy{Bundle: ekCA}},
+		Enroller: &verify.Enroller{EK: verify.EKPolicy{Bundle: ekCA}},
 		Store:    store,
 		Signer:   client,
 		Revoker:  client,
@@ -282,7 +282,7 @@ func TestEKFromUnknownCA(t *testing.T) {
 	}
 	r := newRig(t, verify.NewBundle([]*x509.Certificate{other.Root()}, []*x509.Certificate{other.Intermediate()}))
 	_, err = r.enroll(t, t.TempDir(), 0)
-	wantRefusal(t, r, err, 403, verify.CheckEKCertificate, "attest: ek_certificate: ek: certificate not trusted: issuer \"CN=omens Simulated TPM Manufacturer EK Intermediate CA,O=omens\" (serial ...")
+	wantRefusal(t, r, err, 403, verify.CheckEKCertificate, "verify: ek_certificate: verify: certificate not trusted: issuer \"CN=omens Simulated TPM Manufacturer EK Intermediate CA,O=omens\" (serial ...")
 }
 
 func TestHostBoundToAnotherEK(t *testing.T) {
@@ -432,14 +432,14 @@ func TestRefusals(t *testing.T) {
 		body, _ := protocol.EncodeEnroll(&protocol.EnrollBegin{Host: host, EKCert: cert, EKPublic: tpm2.Marshal(ek.Public), AKPublic: tpm2.Marshal(d.ak.Public), DevIDPublic: tpm2.Marshal(pub)})
 		ek.Close(r.sim)
 		status, e := d.refusal("/v1/enroll/begin", body)
-		wantBody(t, r, status, e, 403, verify.CheckDevIDAttributes, "attest: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]: a key made outside the TPM or able to leave it is no device identity (devid_name=...")
+		wantBody(t, r, status, e, 403, verify.CheckDevIDAttributes, "verify: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]: a key made outside the TPM or able to leave it is no device identity (devid_name=...")
 	})
 
 	t.Run("Certify over a stale nonce", func(t *testing.T) {
 		old := d.begin(tpm2.Marshal(d.key.Public))
 		cur := d.begin(tpm2.Marshal(d.key.Public))
 		status, e := d.refusal("/v1/enroll/finish", d.finish(cur, old.Nonce))
-		wantBody(t, r, status, e, 403, verify.CheckCertifyNonce, "attest: devid_certify_nonce: Certify qualifying data ...")
+		wantBody(t, r, status, e, 403, verify.CheckCertifyNonce, "verify: devid_certify_nonce: Certify qualifying data ...")
 	})
 
 	t.Run("replayed enrollment", func(t *testing.T) {

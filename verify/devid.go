@@ -20,28 +20,6 @@ import (
 	"omens.dev/omens/tpmrules"
 )
 
-// Checks of DevID keys, named in every rejection (CheckError.Check) and in audit lines.
-const (
-	// CheckDevIDAttributes: the DevID public area, its attributes, type and size.
-	CheckDevIDAttributes = "devid_attributes"
-	// CheckCertify: the Certify structure, its signature by the AK, its origin (magic)
-	// and type.
-	CheckCertify = "devid_certify"
-	// CheckCertifyNonce: the Certify's qualifying data is not the verifier's nonce.
-	CheckCertifyNonce = "devid_certify_nonce"
-	// CheckCertifyKey: the Certify is about another key than the DevID key presented.
-	CheckCertifyKey = "devid_certify_key"
-	// CheckCertifyStructure: a field of the Certify's TPMS_ATTEST holds what the spec
-	// does not let a TPM put there (qualifiedSigner not the AK's qualified name,
-	// extraData longer than the nonce, a certified name or qualifiedName that is not a
-	// name of the DevID key's name algorithm).
-	CheckCertifyStructure = "devid_certify_structure"
-	// CheckCSRSignature: the CSR does not parse or is not signed by the key it names.
-	CheckCSRSignature = "devid_csr"
-	// CheckCSRKey: the CSR is for another key than the DevID key.
-	CheckCSRKey = "devid_csr_key"
-)
-
 // minNonce is the shortest nonce VerifyCertify accepts from its caller.
 const minNonce = 16
 
@@ -123,7 +101,7 @@ func VerifyCertify(akPub *tpm2.TPMTPublic, attest, sig []byte, nonce []byte, dev
 // must be akQN.
 func verifyCertify(akPub *tpm2.TPMTPublic, akQN []byte, attest, sig []byte, nonce []byte, devidPub []byte) error {
 	if len(nonce) < minNonce {
-		return fmt.Errorf("attest: Certify nonce is %d bytes, want at least %d: the verifier must draw a fresh one", len(nonce), minNonce)
+		return fmt.Errorf("verify: Certify nonce is %d bytes, want at least %d: the verifier must draw a fresh one", len(nonce), minNonce)
 	}
 	akKey, err := checkAK(akPub)
 	if err != nil {
@@ -197,7 +175,7 @@ var weakCSRSignatures = map[x509.SignatureAlgorithm]bool{
 func CheckCSR(csrDER []byte, devid crypto.PublicKey) (*x509.CertificateRequest, error) {
 	want, err := keyID(devid)
 	if err != nil {
-		return nil, fmt.Errorf("attest: DevID key: %v", err)
+		return nil, fmt.Errorf("verify: DevID key: %v", err)
 	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {

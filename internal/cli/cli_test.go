@@ -386,7 +386,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 					t.Fatal(err)
 				}
 				return bundle, map[string]verdictWant{
-					"RSA-2048": {"not_ek_certificate", []string{"ek: not an EK certificate: serial 0xa1 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3)"}},
+					"RSA-2048": {"not_ek_certificate", []string{"verify: not an EK certificate: serial 0xa1 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3)"}},
 				}
 			},
 			wantStderr: "1 of 1 EK certificates did not verify",
