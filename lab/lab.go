@@ -270,7 +270,7 @@ func (l *Lab) readHost(host string, st *HostStatus) error {
 	if ek.Certificate != nil {
 		st.EKCert = l.verifyEK(host, ek)
 	}
-	bank, _ := tpm.ParseBank("sha256")
+	bank, _ := tpmrules.ParseBank(tpmrules.DefaultPCRBank)
 	pcrs, err := tpm.ReadPCRs(t, bank, BootPCRs)
 	if err != nil {
 		return err

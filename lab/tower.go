@@ -425,7 +425,7 @@ func (l *Lab) writePolicy() error {
 	if err != nil {
 		return err
 	}
-	bank, _ := tpm.ParseBank("sha256")
+	bank, _ := tpmrules.ParseBank(tpmrules.DefaultPCRBank)
 	pcrs, err := tpm.ReadPCRs(t, bank, BootPCRs)
 	t.Close()
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 const NumPCRs = tpmrules.NumPCRs
 
 // DefaultBank is the bank of a set that names none.
-const DefaultBank = "sha256"
+const DefaultBank = tpmrules.DefaultPCRBank
 
 // Reject is the unknown_hosts value that refuses hosts the policy file does not list.
 const Reject = "reject"
