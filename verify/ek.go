@@ -46,11 +46,10 @@ type EKPolicy struct {
 	// RequireCertAndAllow asks for both a valid certificate and an allow-listed hash.
 	RequireCertAndAllow bool
 	Expired             ExpiredPolicy
-	// Type is the one EK type accepted (tpmrules.EKTypeRSA2048, EKTypeECCP256,
-	// EKTypeECCP384);
-	// empty accepts every type. A TPM holds up to three certified EKs, each its own agent
-	// ID: accepting one type gives a chip one identity, so that a ban or a deny-listed
-	// hash keeps the chip out rather than one of its keys.
+	// Type is the one EK type accepted (tpmrules.EKTypeRSA2048, EKTypeECCP256 or
+	// EKTypeECCP384); empty accepts every type. A TPM holds up to three certified EKs,
+	// each its own agent ID: accepting one type gives a chip one identity, so that a ban or
+	// a deny-listed hash keeps the chip out rather than one of its keys.
 	Type string
 }
 
