@@ -90,7 +90,7 @@ func TestEnrollThroughRA(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := stepca.New(ca.URL, ca.RootPool, prov)
-	srv := ra.New(ra.Config{Verifier: &verify.Verifier{EK: verify.EKPolicy{Bundle: d.bundle}}, Store: store, Signer: client, Revoker: client})
+	srv := ra.New(ra.Config{Enroller: &verify.Enroller{EK: verify.EKPolicy{Bundle: d.bundle}}, Store: store, Signer: client, Revoker: client})
 	hs := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	roots := x509.NewCertPool()
@@ -156,7 +156,7 @@ func TestEnrollConfig(t *testing.T) {
 // standIn answers begin with a real challenge from the verifier, so that the device gets
 // as far as finish, and finish with finish(w, csr).
 func standIn(t *testing.T, d *device, finish func(http.ResponseWriter, *x509.CertificateRequest)) *httptest.Server {
-	v := &verify.Verifier{EK: verify.EKPolicy{Bundle: d.bundle}}
+	v := &verify.Enroller{EK: verify.EKPolicy{Bundle: d.bundle}}
 	var session *verify.Enrollment
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

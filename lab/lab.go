@@ -16,6 +16,7 @@ import (
 	"omens.dev/omens/internal/proc"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -24,7 +25,7 @@ var Hosts = []string{"spire", "auth", "ca"}
 
 // BootPCRs are the PCRs the status shows: firmware, option ROMs, boot loader, Secure Boot
 // (the plan's LUKS/Clevis binding).
-var BootPCRs = []int{0, 2, 4, 7}
+var BootPCRs = tpmrules.DefaultPCRs()
 
 // Lab is one lab state directory.
 type Lab struct {
@@ -273,7 +274,7 @@ func (l *Lab) readHost(host string, st *HostStatus) error {
 	if ek.Certificate != nil {
 		st.EKCert = l.verifyEK(host, ek)
 	}
-	bank, _ := tpm.ParseBank("sha256")
+	bank, _ := tpmrules.ParseBank(tpmrules.DefaultPCRBank)
 	pcrs, err := tpm.ReadPCRs(t, bank, BootPCRs)
 	if err != nil {
 		return err
@@ -286,19 +287,14 @@ func (l *Lab) readHost(host string, st *HostStatus) error {
 }
 
 func (l *Lab) verifyEK(host string, ek tpm.EndorsementKey) string {
-	c, err := verify.ParseEKCertificate(ek.Certificate)
-	if err != nil {
-		return err.Error()
-	}
-	if err := c.CheckPublicKey(ek.PublicKey); err != nil {
-		return err.Error()
-	}
 	bundle, _, err := verify.LoadBundle(filepath.Join(l.TPMState(host), "manufacturer-ca.pem"))
 	if err != nil {
 		return err.Error()
 	}
-	if _, err := bundle.VerifyEKCertificate(c, time.Now()); err != nil {
+	check, err := verify.VerifyEKCert(ek.Certificate, ek.PublicKey, bundle, time.Now())
+	if err != nil {
 		return err.Error()
 	}
+	c := check.Cert
 	return "verified (" + c.KeyType + ", " + c.TPM.ManufacturerName + " " + c.TPM.Model + ")"
 }

@@ -10,12 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"omens.dev/omens/enroll"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -67,7 +66,7 @@ func (l *Lab) Migrate(ctx context.Context, report func(step string, st []HostSta
 		}
 		l.progress("%s: enrolling its DevID through the RA and step-ca", h)
 		if _, err := enroll.Load(l.DevIDDir(h)); err != nil {
-			handle := tpm2.TPMHandle(0x81010002)
+			handle := tpmrules.PlanDevIDHandle
 			if _, err := enroll.Enroll(ctx, enroll.Config{TPMPath: l.TPMSocket(h), RAURL: fmt.Sprintf("https://127.0.0.1:%d", p.RA),
 				RARoots: roots, Host: name, Dir: l.DevIDDir(h), Handle: handle}); err != nil {
 				return fmt.Errorf("lab: %s: %w", h, err)

@@ -21,6 +21,7 @@ import (
 
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/stepcaproc"
+	"omens.dev/omens/tpmrules"
 )
 
 // TrustDomain is the Tower's SPIRE trust domain.
@@ -328,7 +329,7 @@ func (l *Lab) onTPM(host string) bool {
 func (l *Lab) DevIDDir(host string) string { return l.path("hosts", host, "devid") }
 
 // DevIDHandle is where each host persists its DevID key: the plan's handle.
-const DevIDHandle = "0x81010002"
+var DevIDHandle = tpmrules.FormatHandle(tpmrules.PlanDevIDHandle)
 
 // agentAttestor is host's NodeAttestor: join_token until the migration moves it to its
 // TPM, then "tpm" in DevID mode.
@@ -426,7 +427,7 @@ func (l *Lab) writePolicy() error {
 	if err != nil {
 		return err
 	}
-	bank, _ := tpm.ParseBank("sha256")
+	bank, _ := tpmrules.ParseBank(tpmrules.DefaultPCRBank)
 	pcrs, err := tpm.ReadPCRs(t, bank, BootPCRs)
 	t.Close()
 	if err != nil {

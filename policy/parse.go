@@ -13,14 +13,15 @@ import (
 	"github.com/hashicorp/hcl/hcl/token"
 
 	"omens.dev/omens/internal/limits"
+	"omens.dev/omens/tpmrules"
 )
 
 // NumPCRs is the number of PCRs in a bank of a PC Client TPM (TCG PC Client Platform TPM
 // Profile, section 4.6.1).
-const NumPCRs = 24
+const NumPCRs = tpmrules.NumPCRs
 
 // DefaultBank is the bank of a set that names none.
-const DefaultBank = "sha256"
+const DefaultBank = tpmrules.DefaultPCRBank
 
 // Reject is the unknown_hosts value that refuses hosts the policy file does not list.
 const Reject = "reject"
@@ -31,12 +32,12 @@ const (
 	PolicyPinned = "pinned" // sets pinned through a window
 )
 
-// digestSizes are the banks a set may name, with their digest sizes in bytes.
-var digestSizes = map[string]int{"sha1": 20, "sha256": 32, "sha384": 48}
-
-// DigestSize returns the digest size of bank, or 0 if the bank is not one of sha1, sha256
-// and sha384.
-func DigestSize(bank string) int { return digestSizes[bank] }
+// DigestSize returns the digest size of bank, or 0 if the bank is not one of the banks a
+// set may name (tpmrules.Banks: sha1, sha256 and sha384).
+func DigestSize(bank string) int {
+	b, _ := tpmrules.ParseBank(bank)
+	return b.Size
+}
 
 // Policy is a parsed policy file.
 type Policy struct {
@@ -326,7 +327,7 @@ func (p *parser) set(item *ast.ObjectItem, others []*Set, where string) (*Set, e
 			if s.Bank, err = p.str(it, k); err != nil {
 				return nil, err
 			}
-			if digestSizes[s.Bank] == 0 {
+			if DigestSize(s.Bank) == 0 {
 				return nil, p.errf(it.Pos(), "bank %q in %s: want sha1, sha256 or sha384", s.Bank, where)
 			}
 		case "pcrs":
@@ -350,7 +351,7 @@ func (p *parser) set(item *ast.ObjectItem, others []*Set, where string) (*Set, e
 		return nil, p.errf(pcrsItem.Pos(), "pcrs in %s is empty", where)
 	}
 	s.PCRs = map[int][]byte{}
-	size := digestSizes[s.Bank]
+	size := DigestSize(s.Bank)
 	for _, it := range obj.List.Items {
 		k := firstKey(it)
 		idx, ok := parseIndex(k)

@@ -174,7 +174,7 @@ func parseState(filename string, data []byte) (*State, error) {
 
 // checkValues checks a bank and PCR values; emptyOK allows no values at all.
 func checkValues(bank string, pcrs PCRValues, emptyOK bool) error {
-	size := digestSizes[bank]
+	size := DigestSize(bank)
 	if size == 0 {
 		return fmt.Errorf("bank %q: want sha1, sha256 or sha384", bank)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/internal/statefile"
+	"omens.dev/omens/tpmrules"
 )
 
 // ErrRejected matches (errors.Is) every error Evaluate returns because the presented boot
@@ -199,11 +200,6 @@ func mismatches(set *Set, pcrs map[int][]byte) []int {
 	return out
 }
 
-// defaultPinPCRs are pinned for a host that has no set to take the PCRs from: the PCRs a
-// LUKS/Clevis TPM binding uses (firmware code, option ROM code, boot loader, Secure Boot
-// policy).
-var defaultPinPCRs = []int{0, 2, 4, 7}
-
 // Evaluate checks the presented PCR values (bank name, PCR index -> digest) of host
 // ekHash at time now. It records what the host presented. Rejection: returns
 // Decision{Allowed:false} and an error that names the PCR index and both values, and
@@ -358,7 +354,7 @@ func pin(ek, bank string, pcrs map[int][]byte, inBank []candidate, hs *HostState
 		}
 	}
 	if len(want) == 0 {
-		for _, i := range defaultPinPCRs {
+		for _, i := range tpmrules.DefaultPCRs() { // pinned for a host that has no set to take the PCRs from
 			want[i] = true
 		}
 	}

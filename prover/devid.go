@@ -18,6 +18,7 @@ import (
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 // DevIDConfig says where the DevID certificate and key are.
@@ -39,8 +40,8 @@ func (c *DevIDConfig) check() error {
 	case c.Handle != 0 && c.PrivPath != "":
 		return errors.New("prover: the DevID key is either at a persistent handle or in blob files, not both")
 	case c.Handle != 0:
-		if uint32(c.Handle)>>24 != uint32(tpm2.TPMHTPersistent) {
-			return fmt.Errorf("prover: DevID handle 0x%08X is not a persistent handle (0x81000000 to 0x81FFFFFF)", uint32(c.Handle))
+		if !tpmrules.IsPersistent(c.Handle) {
+			return fmt.Errorf("prover: DevID handle %s is not a persistent handle (%s)", tpmrules.FormatHandle(c.Handle), tpmrules.PersistentRange)
 		}
 	case c.PrivPath == "":
 		return errors.New("prover: DevID mode needs the DevID key (devid_priv_path: a persistent handle such as 0x81010002, or the private blob)")

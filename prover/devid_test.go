@@ -14,6 +14,7 @@ import (
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/prover"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -28,7 +29,7 @@ type devidHost struct {
 
 // newDevIDHost makes an ECC DevID key under the TCG SRK. With handle, it is persisted
 // there; else its blobs are written to files. With persistSRK, the SRK is persisted at
-// tpm.DefaultSRKHandle.
+// tpmrules.DefaultSRKHandle.
 func newDevIDHost(t *testing.T, handle tpm2.TPMHandle, persistSRK bool) *devidHost {
 	t.Helper()
 	h := &devidHost{host: newHost(t), dir: t.TempDir()}
@@ -41,7 +42,7 @@ func newDevIDHost(t *testing.T, handle tpm2.TPMHandle, persistSRK bool) *devidHo
 		_, err = tpm2.EvictControl{
 			Auth:             tpm2.TPMRHOwner,
 			ObjectHandle:     tpm2.NamedHandle{Handle: srk.Handle, Name: srk.Name},
-			PersistentHandle: tpm.DefaultSRKHandle,
+			PersistentHandle: tpmrules.DefaultSRKHandle,
 		}.Execute(h.sim)
 	}
 	srk.Close(h.sim)

@@ -19,13 +19,14 @@ import (
 
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 // Enrollment is one DevID enrollment in progress on the TPM. Close it when done.
 type Enrollment struct {
 	p      *Prover
 	t      transport.TPMCloser
-	kind   tpm.EKKind
+	kind   tpmrules.EKKind
 	ekPub  tpm2.TPMTPublic
 	host   string
 	ak     *tpm.AK

@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/verify"
 )
 
 // TestEnrollmentRoundTrip: the prover's two halves of an enrollment, checked by the
@@ -20,7 +21,7 @@ func TestEnrollmentRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		session, ch, err := v.BeginEnrollment(begin)
+		session, ch, err := (&verify.Enroller{EK: v.EK}).BeginEnrollment(begin)
 		if err != nil {
 			t.Fatal(err)
 		}

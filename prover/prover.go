@@ -13,6 +13,7 @@ import (
 
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 // DefaultEventLogPath is where Linux exposes the firmware's boot event log.
@@ -22,7 +23,7 @@ const DefaultEventLogPath = "/sys/kernel/security/tpm0/binary_bios_measurements"
 type Config struct {
 	// TPMPath is the TPM device or socket; "" auto-detects (tpm.Open).
 	TPMPath string
-	// AKHandle is where the AK is persisted (tpm.DefaultAKHandle when zero).
+	// AKHandle is where the AK is persisted (tpmrules.DefaultAKHandle when zero).
 	AKHandle tpm2.TPMHandle
 	// Bank and PCRs are the selection to quote (sha256 and 0,2,4,7 by default).
 	Bank string
@@ -49,7 +50,7 @@ type Prover struct {
 }
 
 type identity struct {
-	kind  tpm.EKKind
+	kind  tpmrules.EKKind
 	cert  []byte
 	props protocol.TPMProperties
 }
@@ -57,13 +58,13 @@ type identity struct {
 // New checks cfg and returns a Prover.
 func New(cfg Config) (*Prover, error) {
 	if cfg.AKHandle == 0 {
-		cfg.AKHandle = tpm.DefaultAKHandle
+		cfg.AKHandle = tpmrules.DefaultAKHandle
 	}
 	if cfg.Bank == "" {
-		cfg.Bank = "sha256"
+		cfg.Bank = tpmrules.DefaultPCRBank
 	}
 	if len(cfg.PCRs) == 0 {
-		cfg.PCRs = []int{0, 2, 4, 7}
+		cfg.PCRs = tpmrules.DefaultPCRs()
 	}
 	if cfg.EventLogPath == "" {
 		cfg.EventLogPath = DefaultEventLogPath
@@ -76,11 +77,7 @@ func New(cfg Config) (*Prover, error) {
 		return nil, err
 	}
 	if cfg.EKType != "" {
-		found := false
-		for _, k := range tpm.EKKinds {
-			found = found || k.Name == cfg.EKType
-		}
-		if !found {
+		if _, found := tpmrules.EKKindNamed(cfg.EKType); !found {
 			return nil, fmt.Errorf("prover: EK type %q: want RSA-2048, ECC-P256 or ECC-P384", cfg.EKType)
 		}
 	}
@@ -174,11 +171,11 @@ func (p *Prover) identity(t transport.TPM) (*identity, error) {
 }
 
 // chooseEK returns the EK of kind ekType and its certificate (nil when NV holds none); with
-// ekType "", the first kind of tpm.EKKinds with a certificate, else RSA-2048. Attestation
+// ekType "", the first kind of tpmrules.EKKinds with a certificate, else RSA-2048. Attestation
 // and enrollment choose the same way, so both present the same EK.
-func chooseEK(t transport.TPM, ekType string) (tpm.EKKind, []byte, error) {
-	chosen := tpm.EKRSA2048
-	for _, kind := range tpm.EKKinds {
+func chooseEK(t transport.TPM, ekType string) (tpmrules.EKKind, []byte, error) {
+	chosen := tpmrules.EKRSA2048
+	for _, kind := range tpmrules.EKKinds {
 		if ekType != "" && kind.Name != ekType {
 			continue
 		}
@@ -190,7 +187,7 @@ func chooseEK(t transport.TPM, ekType string) (tpm.EKKind, []byte, error) {
 			continue
 		}
 		if err != nil {
-			return tpm.EKKind{}, nil, err
+			return tpmrules.EKKind{}, nil, err
 		}
 		return kind, cert, nil
 	}
@@ -271,13 +268,9 @@ func digestMatches(quote []byte, ak *tpm2.TPMTPublic, values [][]byte) (bool, er
 		return false, fmt.Errorf("prover: quote from TPM: %w", err)
 	}
 	h := crypto.SHA256
-	if ak.Type == tpm2.TPMAlgECC {
-		if p, err := ak.Parameters.ECCDetail(); err == nil {
-			if d, err := p.Scheme.Details.ECDSA(); err == nil {
-				if hh, err := d.HashAlg.Hash(); err == nil {
-					h = hh
-				}
-			}
+	if _, alg, err := tpmrules.SigningScheme(ak); err == nil {
+		if hh, err := alg.Hash(); err == nil {
+			h = hh
 		}
 	}
 	d := h.New()

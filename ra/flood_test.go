@@ -20,8 +20,8 @@ import (
 
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/ra"
-	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -60,7 +60,7 @@ func forgedBegins(t *testing.T, ca *mfgca.CA, d *device, n int) [][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub := tpm.EKECCP256.Template
+		pub := tpmrules.EKECCP256.Template
 		ecdh, _ := k.PublicKey.ECDH()
 		pt := ecdh.Bytes()
 		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: pt[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: pt[33:]}})
@@ -101,7 +101,7 @@ func TestSessionFlood(t *testing.T) {
 	// EKs no trusted manufacturer certified are refused before any session is made.
 	for _, body := range forgedBegins(t, other, d, 10) {
 		status, e := postFrom(t, "127.0.0.2", begin, body)
-		wantBody(t, r, status, e, 403, verify.CheckEKCertificate, "attest: ek_certificate: ek: certificate not trusted: issuer \"CN=Other Vendor EK Intermediate CA,O=omens\" (serial ...")
+		wantBody(t, r, status, e, 403, verify.CheckEKCertificate, "verify: ek_certificate: verify: certificate not trusted: issuer \"CN=Other Vendor EK Intermediate CA,O=omens\" (serial ...")
 	}
 	// So the address still has its four places, and no fifth.
 	forged := forgedBegins(t, trusted, d, 4+20*4+8)
@@ -142,7 +142,7 @@ func TestRateLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := &logBuffer{}
-	srv := ra.New(ra.Config{Verifier: &verify.Verifier{}, Store: store, Log: slogJSON(log)})
+	srv := ra.New(ra.Config{Enroller: &verify.Enroller{}, Store: store, Log: slogJSON(log)})
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	r := &rig{log: log}

@@ -33,6 +33,7 @@ import (
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -88,7 +89,7 @@ func newRigWith(t *testing.T, ekCA *verify.Bundle, edit func(*ra.Config)) *rig {
 	log := &logBuffer{}
 	clk := &clock{}
 	cfg := ra.Config{
-		Verifier: &verify.Verifier{EK: verify.EKPolicy{Bundle: ekCA}},
+		Enroller: &verify.Enroller{EK: verify.EKPolicy{Bundle: ekCA}},
 		Store:    store,
 		Signer:   client,
 		Revoker:  client,
@@ -281,7 +282,7 @@ func TestEKFromUnknownCA(t *testing.T) {
 	}
 	r := newRig(t, verify.NewBundle([]*x509.Certificate{other.Root()}, []*x509.Certificate{other.Intermediate()}))
 	_, err = r.enroll(t, t.TempDir(), 0)
-	wantRefusal(t, r, err, 403, verify.CheckEKCertificate, "attest: ek_certificate: ek: certificate not trusted: issuer \"CN=omens Simulated TPM Manufacturer EK Intermediate CA,O=omens\" (serial ...")
+	wantRefusal(t, r, err, 403, verify.CheckEKCertificate, "verify: ek_certificate: verify: certificate not trusted: issuer \"CN=omens Simulated TPM Manufacturer EK Intermediate CA,O=omens\" (serial ...")
 }
 
 func TestHostBoundToAnotherEK(t *testing.T) {
@@ -305,17 +306,17 @@ func TestHostBoundToAnotherEK(t *testing.T) {
 type device struct {
 	t   *testing.T
 	r   *rig
-	ek  tpm.EKKind
+	ek  tpmrules.EKKind
 	ak  *tpm.AK
 	key *tpm.DevIDKey
 }
 
 func newDevice(t *testing.T, r *rig) *device {
-	ek, err := tpm.LoadEK(r.sim, tpm.EKRSA2048)
+	ek, err := tpm.LoadEK(r.sim, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ak, err := tpm.LoadOrCreateAK(r.sim, ek, tpm.DefaultAKHandle)
+	ak, err := tpm.LoadOrCreateAK(r.sim, ek, tpmrules.DefaultAKHandle)
 	ek.Close(r.sim)
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +331,7 @@ func newDevice(t *testing.T, r *rig) *device {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { key.Close(r.sim) })
-	return &device{t: t, r: r, ek: tpm.EKRSA2048, ak: ak, key: key}
+	return &device{t: t, r: r, ek: tpmrules.EKRSA2048, ak: ak, key: key}
 }
 
 func (d *device) post(path string, body []byte) (int, []byte) {
@@ -421,24 +422,24 @@ func TestRefusals(t *testing.T) {
 	t.Run("key not fixedTPM", func(t *testing.T) {
 		// A software key the device could copy: its public area says so.
 		soft, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		pub := tpm.DevIDTemplateECC
+		pub := tpmrules.DevIDTemplateECC
 		pub.ObjectAttributes.FixedTPM, pub.ObjectAttributes.FixedParent, pub.ObjectAttributes.SensitiveDataOrigin = false, false, false
 		ecdh, _ := soft.PublicKey.ECDH()
 		pt := ecdh.Bytes()
 		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: pt[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: pt[33:]}})
-		cert, _ := tpm.ReadEKCertificate(r.sim, tpm.EKRSA2048)
-		ek, _ := tpm.LoadEK(r.sim, tpm.EKRSA2048)
+		cert, _ := tpm.ReadEKCertificate(r.sim, tpmrules.EKRSA2048)
+		ek, _ := tpm.LoadEK(r.sim, tpmrules.EKRSA2048)
 		body, _ := protocol.EncodeEnroll(&protocol.EnrollBegin{Host: host, EKCert: cert, EKPublic: tpm2.Marshal(ek.Public), AKPublic: tpm2.Marshal(d.ak.Public), DevIDPublic: tpm2.Marshal(pub)})
 		ek.Close(r.sim)
 		status, e := d.refusal("/v1/enroll/begin", body)
-		wantBody(t, r, status, e, 403, verify.CheckDevIDAttributes, "attest: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]: a key made outside the TPM or able to leave it is no device identity (devid_name=...")
+		wantBody(t, r, status, e, 403, verify.CheckDevIDAttributes, "verify: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]: a key made outside the TPM or able to leave it is no device identity (devid_name=...")
 	})
 
 	t.Run("Certify over a stale nonce", func(t *testing.T) {
 		old := d.begin(tpm2.Marshal(d.key.Public))
 		cur := d.begin(tpm2.Marshal(d.key.Public))
 		status, e := d.refusal("/v1/enroll/finish", d.finish(cur, old.Nonce))
-		wantBody(t, r, status, e, 403, verify.CheckCertifyNonce, "attest: devid_certify_nonce: Certify qualifying data ...")
+		wantBody(t, r, status, e, 403, verify.CheckCertifyNonce, "verify: devid_certify_nonce: Certify qualifying data ...")
 	})
 
 	t.Run("replayed enrollment", func(t *testing.T) {

@@ -76,7 +76,7 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		return err
 	}
 	srv := New(Config{
-		Verifier:       &verify.Verifier{EK: verify.EKPolicy{Bundle: bundle}},
+		Enroller:       &verify.Enroller{EK: verify.EKPolicy{Bundle: bundle}},
 		Store:          store,
 		Signer:         cfg.StepCA,
 		Revoker:        cfg.StepCA,

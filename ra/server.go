@@ -45,8 +45,8 @@ type Signer interface {
 
 // Config configures a Server.
 type Config struct {
-	// Verifier holds the EK policy (manufacturer bundle, lists); its PCR fields are unused.
-	Verifier *verify.Verifier
+	// Enroller holds the EK policy (manufacturer bundle, lists).
+	Enroller *verify.Enroller
 	Store    *Store
 	Signer   Signer
 	// Revoker revokes superseded certificates (RevokeSuperseded) and a certificate the RA
@@ -181,7 +181,7 @@ func (s *Server) begin(_ context.Context, body []byte, a *audit) (any, error) {
 		return nil, &verify.CheckError{Check: verify.CheckProtocol, Err: err}
 	}
 	a.host = m.Host
-	v := *s.cfg.Verifier
+	v := *s.cfg.Enroller
 	v.Now = s.cfg.Now
 	// The EK chain, the AK and the DevID key are checked before a session takes a place.
 	e, ch, err := v.BeginEnrollment(m)

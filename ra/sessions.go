@@ -4,7 +4,7 @@ package ra
 // only public data (an EK certificate is public), so the table is built to resist a flood:
 //
 //   - a session is created only after the EK chain and the AK and DevID key were checked
-//     (verify.BeginEnrollment), so only EKs of trusted manufacturers take a place;
+//     (verify.Enroller.BeginEnrollment), so only EKs of trusted manufacturers take a place;
 //   - one open session per EK: a new begin for the same EK replaces the old session,
 //     whose finish is then refused (check session). Refusing instead would let anyone
 //     who knows a TPM's public EK hold its place and lock it out; replacing means such an

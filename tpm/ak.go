@@ -2,44 +2,14 @@ package tpm
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"omens.dev/omens/tpmrules"
 )
-
-// DefaultAKHandle is where omens persists the attestation key: in the range that the TCG
-// Provisioning Guidance (7.8) leaves to endorsement-hierarchy keys, clear of the EK
-// handles 0x81010001/0x81010002 and of the DevID handle the Tower's plan uses (0x81010002
-// in tpm_devid configs that predate omens).
-const DefaultAKHandle tpm2.TPMHandle = 0x81010010
-
-// AKTemplate is the attestation key omens creates: ECC NIST P-256, ECDSA with SHA-256, a
-// restricted signing key (it signs only TPM-generated structures, so a quote cannot be
-// forged with it) that never leaves the TPM (fixedTPM, fixedParent, sensitiveDataOrigin).
-var AKTemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgECC,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM:            true,
-		FixedParent:         true,
-		SensitiveDataOrigin: true,
-		UserWithAuth:        true,
-		NoDA:                true,
-		Restricted:          true,
-		SignEncrypt:         true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Scheme: tpm2.TPMTECCScheme{
-			Scheme:  tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-		CurveID: tpm2.TPMECCNistP256,
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
-}
 
 // AK is an attestation key loaded in the TPM.
 type AK struct {
@@ -65,23 +35,10 @@ func (ak *AK) Close(t transport.TPM) error {
 	return flush(t, ak.Handle)
 }
 
-// IsAttestationKey reports why pub is not a key omens accepts as an AK, or nil: a
-// restricted signing key that cannot leave the TPM and was generated in it.
+// IsAttestationKey reports why pub is not a key omens accepts as an AK, or nil: the AK
+// attribute rule of tpmrules, which the verifier applies too.
 func IsAttestationKey(pub *tpm2.TPMTPublic) error {
-	a := pub.ObjectAttributes
-	var missing []string
-	for _, c := range []struct {
-		ok   bool
-		name string
-	}{
-		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"},
-		{a.SensitiveDataOrigin, "sensitiveDataOrigin"}, {a.Restricted, "restricted"},
-		{a.SignEncrypt, "sign"}, {!a.Decrypt, "not decrypt"},
-	} {
-		if !c.ok {
-			missing = append(missing, c.name)
-		}
-	}
+	missing := tpmrules.AKAttributesLack(pub.ObjectAttributes)
 	if len(missing) > 0 {
 		return fmt.Errorf("tpm: not an attestation key: attributes lack %v", missing)
 	}
@@ -106,11 +63,11 @@ func LoadOrCreateAK(t transport.TPM, ek *EK, handle tpm2.TPMHandle) (*AK, error)
 				return nil, fmt.Errorf("%w: 0x%08X: %v; choose another AK handle or evict it (tpm2_evictcontrol -c 0x%08X)",
 					ErrHandleInUse, uint32(handle), err, uint32(handle))
 			}
-			under, err := childOf(ek, pub.NameAlg, rp.Name.Buffer, rp.QualifiedName.Buffer)
+			qn, err := tpmrules.AKQualifiedName(ek.Public.NameAlg, ek.Name.Buffer, pub.NameAlg, rp.Name.Buffer)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("tpm: qualified name of the AK at 0x%08X: %w", uint32(handle), err)
 			}
-			if under {
+			if bytes.Equal(qn, rp.QualifiedName.Buffer) {
 				return &AK{Handle: handle, Name: rp.Name, Public: *pub, Persistent: true}, nil
 			}
 			// An AK of another EK of this TPM (the agent's ek_type changed): the verifier
@@ -129,7 +86,7 @@ func LoadOrCreateAK(t transport.TPM, ek *EK, handle tpm2.TPMHandle) (*AK, error)
 	}
 	cr, err := tpm2.Create{
 		ParentHandle: ekAuth(ek),
-		InPublic:     tpm2.New2B(AKTemplate),
+		InPublic:     tpm2.New2B(tpmrules.AKTemplate),
 	}.Execute(t)
 	if err != nil {
 		return nil, fmt.Errorf("tpm: Create(AK under EK %s): %w", ek.Kind.Name, err)
@@ -185,33 +142,4 @@ func EKPolicySession() tpm2.Session {
 		}.Execute(t)
 		return err
 	})
-}
-
-// childOf reports whether an object of name algorithm alg, name name and qualified name
-// qn (as ReadPublic returns them) is a child of ek, a primary key of the endorsement
-// hierarchy: its qualified name is then H_alg(QN(ek) || name), with QN(ek) =
-// H_ekAlg(TPM_RH_ENDORSEMENT || Name(ek)) (TPM 2.0 Part 1, 16 "Names").
-func childOf(ek *EK, alg tpm2.TPMIAlgHash, name, qn []byte) (bool, error) {
-	ekQN, err := qualify(ek.Public.NameAlg, binary.BigEndian.AppendUint32(nil, uint32(tpm2.TPMRHEndorsement)), ek.Name.Buffer)
-	if err != nil {
-		return false, fmt.Errorf("tpm: EK %s name algorithm: %w", ek.Kind.Name, err)
-	}
-	want, err := qualify(alg, ekQN, name)
-	if err != nil {
-		return false, fmt.Errorf("tpm: AK name algorithm: %w", err)
-	}
-	return bytes.Equal(want, qn), nil
-}
-
-// qualify is the qualified name of an object of name algorithm alg and name name under a
-// parent of qualified name parent.
-func qualify(alg tpm2.TPMIAlgHash, parent, name []byte) ([]byte, error) {
-	h, err := alg.Hash()
-	if err != nil {
-		return nil, err
-	}
-	d := h.New()
-	d.Write(parent)
-	d.Write(name)
-	return d.Sum(binary.BigEndian.AppendUint16(nil, uint16(alg))), nil
 }

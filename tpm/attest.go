@@ -5,6 +5,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"omens.dev/omens/tpmrules"
 )
 
 // Quote has the AK sign the selected PCRs of one bank with nonce as qualifying data
@@ -15,7 +17,7 @@ func Quote(t transport.TPM, ak *AK, bank Bank, pcrs []int, nonce []byte) (attest
 		SignHandle:     ak.AuthHandle(),
 		QualifyingData: tpm2.TPM2BData{Buffer: nonce},
 		InScheme:       tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgNull},
-		PCRSelect:      PCRSelection(bank, pcrs),
+		PCRSelect:      tpmrules.PCRSelection(bank, pcrs),
 	}.Execute(t)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tpm: Quote(%s %v): %w", bank.Name, pcrs, err)

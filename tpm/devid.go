@@ -21,113 +21,9 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"omens.dev/omens/tpmrules"
 )
-
-// DefaultSRKHandle is where platforms conventionally persist the SRK (TCG TPM v2.0
-// Provisioning Guidance, 7.8).
-const DefaultSRKHandle tpm2.TPMHandle = 0x81000001
-
-// SRK templates: a restricted decryption key of the owner hierarchy with AES-128-CFB for
-// its children, userWithAuth and noDA, an empty authPolicy and an empty unique field, the
-// SRK of the TCG TPM v2.0 Provisioning Guidance. SPIRE's tpm_devid calls them the "H-1"
-// and "H-2" templates, after the EK Credential Profile's high range, whose empty unique
-// they share.
-// The unique field takes part in deriving a primary key: go-tpm's tpm2.RSASRKTemplate and
-// tpm2.ECCSRKTemplate fill it with zeros and so derive another SRK, under which blobs made
-// here would not load, nor those made by tpm_devid's provisioning.
-var (
-	SRKTemplateRSA = tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgRSA,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: srkAttributes,
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
-			Symmetric: srkSymmetric,
-			KeyBits:   2048,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{}),
-	}
-	SRKTemplateECC = tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgECC,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: srkAttributes,
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Symmetric: srkSymmetric,
-			CurveID:   tpm2.TPMECCNistP256,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
-	}
-)
-
-var srkAttributes = tpm2.TPMAObject{
-	FixedTPM:            true,
-	FixedParent:         true,
-	SensitiveDataOrigin: true,
-	UserWithAuth:        true,
-	NoDA:                true,
-	Restricted:          true,
-	Decrypt:             true,
-}
-
-var srkSymmetric = tpm2.TPMTSymDefObject{
-	Algorithm: tpm2.TPMAlgAES,
-	KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(128)),
-	Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
-}
-
-// DevID templates: an unrestricted signing key (it signs CSRs, TLS handshakes and
-// tpm_devid's challenge, none of them TPM-generated) that the TPM generated
-// (sensitiveDataOrigin) and that cannot be duplicated (fixedTPM, fixedParent), with an
-// empty auth value. noDA is set: with an empty auth value dictionary-attack protection
-// guards nothing, and wrong auth values sent to the key would otherwise count towards the
-// lockout of the whole TPM. The scheme is fixed with SHA-256, as tpm_devid signs with the
-// key's own scheme and its server checks RSASSA (PKCS #1 v1.5) or ECDSA over SHA-256.
-var (
-	DevIDTemplateRSA = tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgRSA,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: devIDAttributes,
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
-			Scheme: tpm2.TPMTRSAScheme{
-				Scheme:  tpm2.TPMAlgRSASSA,
-				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256}),
-			},
-			KeyBits: 2048,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{}),
-	}
-	DevIDTemplateECC = tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgECC,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: devIDAttributes,
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Scheme: tpm2.TPMTECCScheme{
-				Scheme:  tpm2.TPMAlgECDSA,
-				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-			},
-			CurveID: tpm2.TPMECCNistP256,
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
-	}
-)
-
-var devIDAttributes = tpm2.TPMAObject{
-	FixedTPM:            true,
-	FixedParent:         true,
-	SensitiveDataOrigin: true,
-	UserWithAuth:        true,
-	NoDA:                true,
-	SignEncrypt:         true,
-}
-
-func keyAlgName(alg tpm2.TPMAlgID) string {
-	switch alg {
-	case tpm2.TPMAlgRSA:
-		return "RSA"
-	case tpm2.TPMAlgECC:
-		return "ECC"
-	}
-	return fmt.Sprintf("alg 0x%04X", uint16(alg))
-}
 
 // SRK is a loaded storage root key. Close flushes it when it was derived as a transient
 // object; a persistent SRK stays.
@@ -151,17 +47,14 @@ func (s *SRK) authHandle() tpm2.AuthHandle {
 }
 
 func srkTemplate(alg tpm2.TPMAlgID) (tpm2.TPMTPublic, error) {
-	switch alg {
-	case tpm2.TPMAlgRSA:
-		return SRKTemplateRSA, nil
-	case tpm2.TPMAlgECC:
-		return SRKTemplateECC, nil
+	if tmpl, ok := tpmrules.SRKTemplate(alg); ok {
+		return tmpl, nil
 	}
-	return tpm2.TPMTPublic{}, fmt.Errorf("tpm: no SRK template for %s (want RSA or ECC)", keyAlgName(alg))
+	return tpm2.TPMTPublic{}, fmt.Errorf("tpm: no SRK template for %s (want RSA or ECC)", tpmrules.KeyTypeName(alg))
 }
 
 // LoadSRK returns the SRK of type alg (tpm2.TPMAlgRSA or tpm2.TPMAlgECC): the key persisted
-// at DefaultSRKHandle when it has the same template (the unique field aside, as it holds
+// at tpmrules.DefaultSRKHandle when it has the same template (the unique field aside, as it holds
 // the key), else DeriveSRK's. The caller must Close it.
 //
 // A template match does not prove that a persisted SRK is the one the template derives:
@@ -172,17 +65,17 @@ func LoadSRK(t transport.TPM, alg tpm2.TPMAlgID) (*SRK, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rp, err := (tpm2.ReadPublic{ObjectHandle: DefaultSRKHandle}).Execute(t); err == nil {
+	if rp, err := (tpm2.ReadPublic{ObjectHandle: tpmrules.DefaultSRKHandle}).Execute(t); err == nil {
 		pub, err := rp.OutPublic.Contents()
 		if err == nil && sameTemplate(pub, &tmpl) {
-			return &SRK{Handle: DefaultSRKHandle, Name: rp.Name, Public: *pub, Persistent: true}, nil
+			return &SRK{Handle: tpmrules.DefaultSRKHandle, Name: rp.Name, Public: *pub, Persistent: true}, nil
 		}
 	}
 	return DeriveSRK(t, alg)
 }
 
 // DeriveSRK derives the SRK of type alg from the owner hierarchy's seed (TPM2_CreatePrimary
-// with SRKTemplateRSA or SRKTemplateECC and an empty owner auth value), as tpm_devid does
+// with tpmrules.SRKTemplateRSA or tpmrules.SRKTemplateECC and an empty owner auth value), as tpm_devid does
 // at every attestation. The result is always transient; the caller must Close it.
 func DeriveSRK(t transport.TPM, alg tpm2.TPMAlgID) (*SRK, error) {
 	tmpl, err := srkTemplate(alg)
@@ -194,12 +87,12 @@ func DeriveSRK(t transport.TPM, alg tpm2.TPMAlgID) (*SRK, error) {
 		InPublic:      tpm2.New2B(tmpl),
 	}.Execute(t)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: CreatePrimary(SRK %s): %w", keyAlgName(alg), err)
+		return nil, fmt.Errorf("tpm: CreatePrimary(SRK %s): %w", tpmrules.KeyTypeName(alg), err)
 	}
 	pub, err := r.OutPublic.Contents()
 	if err != nil {
 		_ = flush(t, r.ObjectHandle)
-		return nil, fmt.Errorf("tpm: CreatePrimary(SRK %s): %w", keyAlgName(alg), err)
+		return nil, fmt.Errorf("tpm: CreatePrimary(SRK %s): %w", tpmrules.KeyTypeName(alg), err)
 	}
 	return &SRK{Handle: r.ObjectHandle, Name: r.Name, Public: *pub}, nil
 }
@@ -208,25 +101,12 @@ func DeriveSRK(t transport.TPM, alg tpm2.TPMAlgID) (*SRK, error) {
 // key, not restricted (it signs data from outside the TPM) and not a decryption key, that
 // was generated in the TPM and cannot leave it.
 func IsDevIDKey(pub *tpm2.TPMTPublic) error {
-	a := pub.ObjectAttributes
-	var missing []string
-	for _, c := range []struct {
-		ok   bool
-		name string
-	}{
-		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"},
-		{a.SensitiveDataOrigin, "sensitiveDataOrigin"}, {a.SignEncrypt, "sign"},
-		{!a.Restricted, "not restricted"}, {!a.Decrypt, "not decrypt"},
-	} {
-		if !c.ok {
-			missing = append(missing, c.name)
-		}
-	}
+	missing := tpmrules.DevIDAttributesLack(pub.ObjectAttributes)
 	if len(missing) > 0 {
 		return fmt.Errorf("tpm: not a DevID key: attributes lack %v", missing)
 	}
 	if pub.Type != tpm2.TPMAlgRSA && pub.Type != tpm2.TPMAlgECC {
-		return fmt.Errorf("tpm: not a DevID key: type %s, want RSA or ECC", keyAlgName(pub.Type))
+		return fmt.Errorf("tpm: not a DevID key: type %s, want RSA or ECC", tpmrules.KeyTypeName(pub.Type))
 	}
 	return nil
 }
@@ -260,24 +140,19 @@ func (k *DevIDKey) authHandle() tpm2.AuthHandle {
 func (k *DevIDKey) PublicKey() (crypto.PublicKey, error) { return tpm2.Pub(k.Public) }
 
 // CreateDevID has the TPM generate a DevID key of type alg under srk (TPM2_Create, Part
-// 3, 12.1) from DevIDTemplateRSA or DevIDTemplateECC, and loads it (TPM2_Load). The private
+// 3, 12.1) from tpmrules.DevIDTemplateRSA or tpmrules.DevIDTemplateECC, and loads it (TPM2_Load). The private
 // part leaves the TPM only wrapped by the SRK. srk must have the key's type: tpm_devid picks
 // the SRK by the DevID key's type. Under a persistent SRK, the SRK is first derived once to
 // check that the persistent one is that key, since tpm_devid always derives it. The caller
 // must Close the key.
 func CreateDevID(t transport.TPM, srk *SRK, alg tpm2.TPMAlgID) (*DevIDKey, error) {
-	var tmpl tpm2.TPMTPublic
-	switch alg {
-	case tpm2.TPMAlgRSA:
-		tmpl = DevIDTemplateRSA
-	case tpm2.TPMAlgECC:
-		tmpl = DevIDTemplateECC
-	default:
-		return nil, fmt.Errorf("tpm: no DevID template for %s (want RSA or ECC)", keyAlgName(alg))
+	tmpl, ok := tpmrules.DevIDTemplate(alg)
+	if !ok {
+		return nil, fmt.Errorf("tpm: no DevID template for %s (want RSA or ECC)", tpmrules.KeyTypeName(alg))
 	}
 	if srk.Public.Type != alg {
 		return nil, fmt.Errorf("tpm: a DevID %s key under an %s SRK would not load in SPIRE's tpm_devid, which derives the SRK of the DevID key's type",
-			keyAlgName(alg), keyAlgName(srk.Public.Type))
+			tpmrules.KeyTypeName(alg), tpmrules.KeyTypeName(srk.Public.Type))
 	}
 	if srk.Persistent {
 		derived, err := DeriveSRK(t, alg)
@@ -298,11 +173,11 @@ func CreateDevID(t transport.TPM, srk *SRK, alg tpm2.TPMAlgID) (*DevIDKey, error
 		InPublic:     tpm2.New2B(tmpl),
 	}.Execute(t)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: Create(DevID %s): %w", keyAlgName(alg), err)
+		return nil, fmt.Errorf("tpm: Create(DevID %s): %w", tpmrules.KeyTypeName(alg), err)
 	}
 	pub, err := cr.OutPublic.Contents()
 	if err != nil {
-		return nil, fmt.Errorf("tpm: Create(DevID %s): %w", keyAlgName(alg), err)
+		return nil, fmt.Errorf("tpm: Create(DevID %s): %w", tpmrules.KeyTypeName(alg), err)
 	}
 	lr, err := tpm2.Load{
 		ParentHandle: srk.authHandle(),
@@ -310,7 +185,7 @@ func CreateDevID(t transport.TPM, srk *SRK, alg tpm2.TPMAlgID) (*DevIDKey, error
 		InPublic:     cr.OutPublic,
 	}.Execute(t)
 	if err != nil {
-		return nil, fmt.Errorf("tpm: Load(DevID %s): %w", keyAlgName(alg), err)
+		return nil, fmt.Errorf("tpm: Load(DevID %s): %w", tpmrules.KeyTypeName(alg), err)
 	}
 	return &DevIDKey{
 		Public:      *pub,
@@ -336,7 +211,7 @@ func LoadDevID(t transport.TPM, srk *SRK, pubBlob, privBlob []byte) (*DevIDKey, 
 		return nil, err
 	}
 	if pub.Type != srk.Public.Type {
-		return nil, fmt.Errorf("tpm: a DevID %s key does not load under an %s SRK", keyAlgName(pub.Type), keyAlgName(srk.Public.Type))
+		return nil, fmt.Errorf("tpm: a DevID %s key does not load under an %s SRK", tpmrules.KeyTypeName(pub.Type), tpmrules.KeyTypeName(srk.Public.Type))
 	}
 	lr, err := tpm2.Load{
 		ParentHandle: srk.authHandle(),
@@ -359,8 +234,8 @@ func LoadDevID(t transport.TPM, srk *SRK, pubBlob, privBlob []byte) (*DevIDKey, 
 }
 
 func checkPersistentHandle(h tpm2.TPMHandle) error {
-	if uint32(h)>>24 != uint32(tpm2.TPMHTPersistent) {
-		return fmt.Errorf("tpm: 0x%08X is not a persistent handle (want 0x81000000 to 0x81FFFFFF)", uint32(h))
+	if !tpmrules.IsPersistent(h) {
+		return fmt.Errorf("tpm: 0x%08X is not a persistent handle (want %s)", uint32(h), tpmrules.PersistentRange)
 	}
 	return nil
 }
@@ -460,27 +335,10 @@ func (k *DevIDKey) Signer(t transport.TPM) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tpm: DevID public key: %w", err)
 	}
-	var scheme tpm2.TPMAlgID
-	var hash tpm2.TPMIAlgHash
-	switch k.Public.Type {
-	case tpm2.TPMAlgRSA:
-		p, err := k.Public.Parameters.RSADetail()
-		if err != nil {
-			return nil, fmt.Errorf("tpm: DevID RSA parameters: %w", err)
-		}
-		scheme = p.Scheme.Scheme
-		if d, err := p.Scheme.Details.RSASSA(); err == nil && scheme == tpm2.TPMAlgRSASSA {
-			hash = d.HashAlg
-		}
-	case tpm2.TPMAlgECC:
-		p, err := k.Public.Parameters.ECCDetail()
-		if err != nil {
-			return nil, fmt.Errorf("tpm: DevID ECC parameters: %w", err)
-		}
-		scheme = p.Scheme.Scheme
-		if d, err := p.Scheme.Details.ECDSA(); err == nil && scheme == tpm2.TPMAlgECDSA {
-			hash = d.HashAlg
-		}
+	// tpm_devid and the TLS and CSR signers use the key's own scheme: RSASSA or ECDSA.
+	scheme, hash, err := tpmrules.SigningScheme(&k.Public)
+	if err != nil || (scheme != tpm2.TPMAlgRSASSA && scheme != tpm2.TPMAlgECDSA) {
+		hash = 0
 	}
 	if hash != tpm2.TPMAlgSHA256 {
 		return nil, fmt.Errorf("tpm: DevID scheme 0x%04X with hash 0x%04X: the signer needs RSASSA or ECDSA with SHA-256", uint16(scheme), uint16(hash))

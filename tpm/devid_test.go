@@ -21,6 +21,7 @@ import (
 
 	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -64,9 +65,9 @@ func TestSRKTemplatesAreTPMDevIDs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := tpm2.Marshal(tpm.SRKTemplateRSA)
+		got := tpm2.Marshal(tpmrules.SRKTemplateRSA)
 		if a.alg == tpm2.TPMAlgECC {
-			got = tpm2.Marshal(tpm.SRKTemplateECC)
+			got = tpm2.Marshal(tpmrules.SRKTemplateECC)
 		}
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s SRK template\n%x\ntpm_devid's\n%x", a.name, got, want)
@@ -324,27 +325,27 @@ func TestDevIDPersistent(t *testing.T) {
 	}
 	defer other.Close(s)
 	srk.Close(s)
-	ek, err := tpm.LoadEK(s, tpm.EKECCP256)
+	ek, err := tpm.LoadEK(s, tpmrules.EKECCP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ak, err := tpm.LoadOrCreateAK(s, ek, tpm.DefaultAKHandle)
+	ak, err := tpm.LoadOrCreateAK(s, ek, tpmrules.DefaultAKHandle)
 	ek.Close(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { testtpm.Evict(s, tpm.DefaultAKHandle) })
+	t.Cleanup(func() { testtpm.Evict(s, tpmrules.DefaultAKHandle) })
 	for _, c := range []struct {
 		name string
 		err  error
 		is   error
 		want string
 	}{
-		{"persist over an AK", tpm.PersistDevID(s, other, tpm.DefaultAKHandle), tpm.ErrHandleInUse,
+		{"persist over an AK", tpm.PersistDevID(s, other, tpmrules.DefaultAKHandle), tpm.ErrHandleInUse,
 			"tpm: persistent handle holds another key: 0x81010010: tpm: not a DevID key: attributes lack [not restricted]; choose another DevID handle or evict it (tpm2_evictcontrol -c 0x81010010)"},
-		{"load an AK", func() error { _, err := tpm.LoadPersistentDevID(s, tpm.DefaultAKHandle); return err }(), nil,
+		{"load an AK", func() error { _, err := tpm.LoadPersistentDevID(s, tpmrules.DefaultAKHandle); return err }(), nil,
 			"tpm: 0x81010010 does not hold a DevID key: tpm: not a DevID key: attributes lack [not restricted]"},
-		{"evict an AK", testtpm.EvictDevID(s, tpm.DefaultAKHandle), nil,
+		{"evict an AK", testtpm.EvictDevID(s, tpmrules.DefaultAKHandle), nil,
 			"tpm: 0x81010010 does not hold a DevID key: tpm: not a DevID key: attributes lack [not restricted]"},
 		{"transient handle", tpm.PersistDevID(s, other, 0x80000001), nil,
 			"tpm: 0x80000001 is not a persistent handle (want 0x81000000 to 0x81FFFFFF)"},
@@ -355,14 +356,14 @@ func TestDevIDPersistent(t *testing.T) {
 			t.Errorf("%s: error = %v\nwant %s", c.name, c.err, c.want)
 		}
 	}
-	if rp, err := (tpm2.ReadPublic{ObjectHandle: tpm.DefaultAKHandle}).Execute(s); err != nil || !bytes.Equal(rp.Name.Buffer, ak.Name.Buffer) {
-		t.Errorf("the AK at 0x%08X changed: %v", uint32(tpm.DefaultAKHandle), err)
+	if rp, err := (tpm2.ReadPublic{ObjectHandle: tpmrules.DefaultAKHandle}).Execute(s); err != nil || !bytes.Equal(rp.Name.Buffer, ak.Name.Buffer) {
+		t.Errorf("the AK at 0x%08X changed: %v", uint32(tpmrules.DefaultAKHandle), err)
 	}
 	other.Close(s)
 	noTransients(t, s)
 }
 
-// persistSRK makes a primary key of template persistent at tpm.DefaultSRKHandle.
+// persistSRK makes a primary key of template persistent at tpmrules.DefaultSRKHandle.
 func persistSRK(t *testing.T, s transport.TPM, template tpm2.TPMTPublic) tpm2.TPM2BName {
 	t.Helper()
 	r, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(template)}.Execute(s)
@@ -373,7 +374,7 @@ func persistSRK(t *testing.T, s transport.TPM, template tpm2.TPMTPublic) tpm2.TP
 	if _, err := (tpm2.EvictControl{
 		Auth:             tpm2.TPMRHOwner,
 		ObjectHandle:     tpm2.NamedHandle{Handle: r.ObjectHandle, Name: r.Name},
-		PersistentHandle: tpm.DefaultSRKHandle,
+		PersistentHandle: tpmrules.DefaultSRKHandle,
 	}).Execute(s); err != nil {
 		t.Fatal(err)
 	}
@@ -384,8 +385,8 @@ func evictSRK(t *testing.T, s transport.TPM, name tpm2.TPM2BName) {
 	t.Helper()
 	if _, err := (tpm2.EvictControl{
 		Auth:             tpm2.TPMRHOwner,
-		ObjectHandle:     tpm2.NamedHandle{Handle: tpm.DefaultSRKHandle, Name: name},
-		PersistentHandle: tpm.DefaultSRKHandle,
+		ObjectHandle:     tpm2.NamedHandle{Handle: tpmrules.DefaultSRKHandle, Name: name},
+		PersistentHandle: tpmrules.DefaultSRKHandle,
 	}).Execute(s); err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +395,7 @@ func evictSRK(t *testing.T, s transport.TPM, name tpm2.TPM2BName) {
 func TestDevIDPersistentSRK(t *testing.T) {
 	s := openSim(t)
 	// The SRK the template derives, persisted: used as it is.
-	name := persistSRK(t, s, tpm.SRKTemplateECC)
+	name := persistSRK(t, s, tpmrules.SRKTemplateECC)
 	srk, err := tpm.LoadSRK(s, tpm2.TPMAlgECC)
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +461,7 @@ func TestDevIDCertify(t *testing.T) {
 	s := openSim(t)
 	// A TPM may have only three object slots: the EK goes once the AK is made, and each
 	// DevID key's SRK once the key is loaded.
-	ek, err := tpm.LoadEK(s, tpm.EKECCP256)
+	ek, err := tpm.LoadEK(s, tpmrules.EKECCP256)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,9 @@
 // endorsement key (EK) certificates from NV, loads or creates the EK from the TCG templates,
 // reads TPM properties and PCRs, and creates, persists and loads the attestation key (AK).
 //
+// The templates it creates keys from and the rules it checks loaded keys with are package
+// tpmrules', which the verifier applies too.
+//
 // Every function takes the TPM as a transport.TPM (go-tpm's direct tpm2 API). Over a socket
 // a TPM keeps transient objects and sessions after the client goes away (there is no
 // resource manager as behind /dev/tpmrm0), so every function here flushes what it loads

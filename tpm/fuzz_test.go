@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 // hostileTPM answers every command with bytes from the fuzzer: the response header is kept
@@ -50,13 +51,13 @@ func FuzzTPMResponses(f *testing.F) {
 		all, _ := tpm.ParsePCRSelection("all")
 		for _, run := range []func(h *hostileTPM){
 			func(h *hostileTPM) { tpm.ReadInfo(h) },
-			func(h *hostileTPM) { tpm.ReadPCRs(h, tpm.Banks[1], all) },
-			func(h *hostileTPM) { tpm.ReadNV(h, tpm.EKRSA2048.CertIndex) },
+			func(h *hostileTPM) { tpm.ReadPCRs(h, tpmrules.Banks[1], all) },
+			func(h *hostileTPM) { tpm.ReadNV(h, tpmrules.EKRSA2048.CertIndex) },
 			func(h *hostileTPM) { tpm.EndorsementKeys(h) },
 			func(h *hostileTPM) { tpm.TransientHandles(h) },
 			func(h *hostileTPM) {
-				if ek, err := tpm.LoadEK(h, tpm.EKRSA2048); err == nil {
-					tpm.LoadOrCreateAK(h, ek, tpm.DefaultAKHandle)
+				if ek, err := tpm.LoadEK(h, tpmrules.EKRSA2048); err == nil {
+					tpm.LoadOrCreateAK(h, ek, tpmrules.DefaultAKHandle)
 				}
 			},
 		} {

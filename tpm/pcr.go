@@ -9,35 +9,23 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"omens.dev/omens/tpmrules"
 )
 
-// NumPCRs is the number of PCRs a PC Client TPM has in each bank (PC Client Platform TPM
-// Profile, 4.6.2).
-const NumPCRs = 24
+// Bank is a PCR bank (tpmrules.Bank).
+type Bank = tpmrules.Bank
 
-// Bank names a PCR bank by its hash algorithm.
-type Bank struct {
-	Name string
-	Alg  tpm2.TPMIAlgHash
-	Size int
-}
+// NumPCRs is the number of PCRs in each bank (tpmrules.NumPCRs).
+const NumPCRs = tpmrules.NumPCRs
 
-// Banks omens reads. sha1 and sha256 are what PC Client TPMs allocate; sha384 is accepted
-// where a TPM has it.
-var Banks = []Bank{
-	{"sha1", tpm2.TPMAlgSHA1, 20},
-	{"sha256", tpm2.TPMAlgSHA256, 32},
-	{"sha384", tpm2.TPMAlgSHA384, 48},
-}
-
-// ParseBank returns the bank named name ("sha256").
+// ParseBank returns the bank named name ("sha256", in any case).
 func ParseBank(name string) (Bank, error) {
-	for _, b := range Banks {
-		if strings.EqualFold(b.Name, name) {
-			return b, nil
-		}
+	b, err := tpmrules.ParseBank(strings.ToLower(name))
+	if err != nil {
+		return Bank{}, fmt.Errorf("tpm: %w", err)
 	}
-	return Bank{}, fmt.Errorf("tpm: unknown PCR bank %q (want sha1, sha256 or sha384)", name)
+	return b, nil
 }
 
 // ParsePCRSelection parses "0,2,4,7", "0-7" or "all" into sorted, distinct PCR indices.
@@ -86,18 +74,6 @@ func parsePCRIndex(s string) (int, error) {
 	return i, nil
 }
 
-// PCRSelection builds the TPML_PCR_SELECTION for pcrs in one bank.
-func PCRSelection(bank Bank, pcrs []int) tpm2.TPMLPCRSelection {
-	idx := make([]uint, len(pcrs))
-	for i, p := range pcrs {
-		idx[i] = uint(p)
-	}
-	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
-		Hash:      bank.Alg,
-		PCRSelect: tpm2.PCClientCompatible.PCRs(idx...),
-	}}}
-}
-
 // ReadPCRs reads the PCRs of one bank (TPM2_PCR_Read, Part 3, 22.4). A TPM returns at most
 // eight digests per call, so it asks again for what is missing. The result maps PCR index
 // to digest.
@@ -113,11 +89,11 @@ func ReadPCRs(t transport.TPM, bank Bank, pcrs []int) (map[int][]byte, error) {
 		if len(missing) == 0 {
 			return out, nil
 		}
-		r, err := tpm2.PCRRead{PCRSelectionIn: PCRSelection(bank, missing)}.Execute(t)
+		r, err := tpm2.PCRRead{PCRSelectionIn: tpmrules.PCRSelection(bank, missing)}.Execute(t)
 		if err != nil {
 			return nil, fmt.Errorf("tpm: PCR_Read(%s %v): %w", bank.Name, missing, err)
 		}
-		got := selectedPCRs(r.PCRSelectionOut, bank.Alg)
+		got := tpmrules.SelectedPCRs(r.PCRSelectionOut)[bank.Alg]
 		if len(got) != len(r.PCRValues.Digests) {
 			return nil, fmt.Errorf("tpm: PCR_Read(%s): TPM selected %d PCRs but returned %d digests", bank.Name, len(got), len(r.PCRValues.Digests))
 		}
@@ -136,24 +112,6 @@ func ReadPCRs(t transport.TPM, bank Bank, pcrs []int) (map[int][]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("tpm: PCR_Read(%s): the TPM did not return all requested PCRs", bank.Name)
-}
-
-// selectedPCRs lists, in ascending order, the PCRs selected for alg in a selection.
-func selectedPCRs(sel tpm2.TPMLPCRSelection, alg tpm2.TPMIAlgHash) []int {
-	var out []int
-	for _, s := range sel.PCRSelections {
-		if s.Hash != alg {
-			continue
-		}
-		for i, b := range s.PCRSelect {
-			for bit := range 8 {
-				if b&(1<<bit) != 0 {
-					out = append(out, i*8+bit)
-				}
-			}
-		}
-	}
-	return out
 }
 
 // ExtendPCR extends data's digest into a PCR of every allocated bank among sha1, sha256

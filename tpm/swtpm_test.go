@@ -17,20 +17,21 @@ import (
 	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
 // swtpmEK is what swtpm_setup provisions for one EK kind (see testtpm.StartSwtpm).
 type swtpmEK struct {
-	kind    tpm.EKKind
+	kind    tpmrules.EKKind
 	file    string // the certificate as swtpm_setup wrote it
 	keyType string // verify.EKCertificate.KeyType
 }
 
 func swtpmEKs(s *testtpm.Swtpm) []swtpmEK {
 	return []swtpmEK{
-		{tpm.EKRSA2048, s.RSAEKCert, "RSA-2048"},
-		{tpm.EKECCP384, s.ECCEKCert, "ECC-P384"},
+		{tpmrules.EKRSA2048, s.RSAEKCert, "RSA-2048"},
+		{tpmrules.EKECCP384, s.ECCEKCert, "ECC-P384"},
 	}
 }
 
@@ -323,9 +324,9 @@ func TestSwtpmEKCertificateRejections(t *testing.T) {
 func TestSwtpmAK(t *testing.T) {
 	s := testtpm.StartSwtpm(t)
 	tp := openSwtpm(t, s)
-	for i, kind := range []tpm.EKKind{tpm.EKRSA2048, tpm.EKECCP384} {
+	for i, kind := range []tpmrules.EKKind{tpmrules.EKRSA2048, tpmrules.EKECCP384} {
 		t.Run(kind.Name, func(t *testing.T) {
-			handle := tpm.DefaultAKHandle + tpm2.TPMHandle(i)
+			handle := tpmrules.DefaultAKHandle + tpm2.TPMHandle(i)
 			ek, err := tpm.LoadEK(tp, kind)
 			if err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 // openSim opens the in-process reference simulator; one test at a time holds it.
@@ -146,7 +147,7 @@ func TestEndorsementKeysWithoutCertificate(t *testing.T) {
 	if len(eks) != 1 || eks[0].Kind.Name != "RSA-2048" || eks[0].Certificate != nil || eks[0].Persistent {
 		t.Fatalf("EndorsementKeys on a TPM without certificates = %+v, want one created RSA-2048 EK without certificate", eks)
 	}
-	if _, err := tpm.ReadEKCertificate(s, tpm.EKRSA2048); !errors.Is(err, tpm.ErrNoEKCertificate) ||
+	if _, err := tpm.ReadEKCertificate(s, tpmrules.EKRSA2048); !errors.Is(err, tpm.ErrNoEKCertificate) ||
 		err.Error() != "tpm: no EK certificate in NV: RSA-2048 index 0x01C00002 is not defined" {
 		t.Errorf("ReadEKCertificate error = %v", err)
 	}
@@ -155,7 +156,7 @@ func TestEndorsementKeysWithoutCertificate(t *testing.T) {
 
 func TestEKTemplatesAreDeterministic(t *testing.T) {
 	s := openSim(t)
-	for _, kind := range tpm.EKKinds {
+	for _, kind := range tpmrules.EKKinds {
 		a, err := tpm.LoadEK(s, kind)
 		if err != nil {
 			t.Fatal(err)
@@ -175,7 +176,7 @@ func TestEKTemplatesAreDeterministic(t *testing.T) {
 
 func TestPersistentEKIsLoaded(t *testing.T) {
 	s := openSim(t)
-	ek, err := tpm.LoadEK(s, tpm.EKRSA2048)
+	ek, err := tpm.LoadEK(s, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestPersistentEKIsLoaded(t *testing.T) {
 	}
 	ek.Close(s)
 	c := tpm.NewCountingTPM(s)
-	again, err := tpm.LoadEK(c, tpm.EKRSA2048)
+	again, err := tpm.LoadEK(c, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,23 +200,23 @@ func TestPersistentEKIsLoaded(t *testing.T) {
 
 func TestAKCreatePersistLoad(t *testing.T) {
 	s := openSim(t)
-	ek, err := tpm.LoadEK(s, tpm.EKRSA2048)
+	ek, err := tpm.LoadEK(s, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ek.Close(s)
-	ak, err := tpm.LoadOrCreateAK(s, ek, tpm.DefaultAKHandle)
+	ak, err := tpm.LoadOrCreateAK(s, ek, tpmrules.DefaultAKHandle)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ak.Created || !ak.Persistent || ak.Handle != tpm.DefaultAKHandle {
+	if !ak.Created || !ak.Persistent || ak.Handle != tpmrules.DefaultAKHandle {
 		t.Errorf("first LoadOrCreateAK = created %v persistent %v handle %x", ak.Created, ak.Persistent, ak.Handle)
 	}
 	if err := tpm.IsAttestationKey(&ak.Public); err != nil {
 		t.Error(err)
 	}
 	c := tpm.NewCountingTPM(s)
-	again, err := tpm.LoadOrCreateAK(c, ek, tpm.DefaultAKHandle)
+	again, err := tpm.LoadOrCreateAK(c, ek, tpmrules.DefaultAKHandle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func TestAKCreatePersistLoad(t *testing.T) {
 	noTransients(t, s, ek.Handle)
 
 	// A persistent handle that holds something else is refused, not overwritten.
-	other, err := tpm.LoadEK(s, tpm.EKECCP256) // a decrypt key, not an AK
+	other, err := tpm.LoadEK(s, tpmrules.EKECCP256) // a decrypt key, not an AK
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestAKCreatePersistLoad(t *testing.T) {
 	if !errors.Is(err, tpm.ErrHandleInUse) || err.Error() != want {
 		t.Errorf("LoadOrCreateAK on an occupied handle: %v\nwant %s", err, want)
 	}
-	if err := testtpm.Evict(s, tpm.DefaultAKHandle); err != nil {
+	if err := testtpm.Evict(s, tpmrules.DefaultAKHandle); err != nil {
 		t.Fatal(err)
 	}
 	noTransients(t, s, ek.Handle)
@@ -252,7 +253,7 @@ func TestAKCreatePersistLoad(t *testing.T) {
 
 func TestAKUnderECCEK(t *testing.T) {
 	s := openSim(t)
-	for _, kind := range []tpm.EKKind{tpm.EKECCP256, tpm.EKECCP384} {
+	for _, kind := range []tpmrules.EKKind{tpmrules.EKECCP256, tpmrules.EKECCP384} {
 		ek, err := tpm.LoadEK(s, kind)
 		if err != nil {
 			t.Fatal(err)
@@ -272,27 +273,27 @@ func TestAKUnderECCEK(t *testing.T) {
 // one created under the ECC EK, and kept from then on.
 func TestAKOfAnotherEKReplaced(t *testing.T) {
 	s := openSim(t)
-	rsa, err := tpm.LoadEK(s, tpm.EKRSA2048)
+	rsa, err := tpm.LoadEK(s, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := tpm.LoadOrCreateAK(s, rsa, tpm.DefaultAKHandle)
+	first, err := tpm.LoadOrCreateAK(s, rsa, tpmrules.DefaultAKHandle)
 	rsa.Close(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecc, err := tpm.LoadEK(s, tpm.EKECCP256)
+	ecc, err := tpm.LoadEK(s, tpmrules.EKECCP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := tpm.LoadOrCreateAK(s, ecc, tpm.DefaultAKHandle)
+	second, err := tpm.LoadOrCreateAK(s, ecc, tpmrules.DefaultAKHandle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !second.Created || !second.Persistent || bytes.Equal(second.Name.Buffer, first.Name.Buffer) {
 		t.Errorf("AK with the ECC EK: created %v persistent %v, same name as the RSA EK's AK %v", second.Created, second.Persistent, bytes.Equal(second.Name.Buffer, first.Name.Buffer))
 	}
-	third, err := tpm.LoadOrCreateAK(s, ecc, tpm.DefaultAKHandle)
+	third, err := tpm.LoadOrCreateAK(s, ecc, tpmrules.DefaultAKHandle)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,150 +1,25 @@
 package verify
 
-// This file verifies one TPM node attestation (protocol package): the EK (certificate
-// chain, certificate key equal to the EK public area, or allow-listed), the AK (attributes
-// and scheme), credential activation (TPM 2.0 Part 1, 24 "Credential Protection"), and the
-// quote (Part 3, 18.4) over the PCR selection the server requires. In DevID mode, also the
-// DevID (devidcert.go: chain, revocation, certificate key; devid.go: key attributes) and
-// the AK's TPM2_Certify of the DevID key over the same nonce (Part 3, 18.2), which puts
-// the DevID key in the TPM whose EK activated the credential. The PCR values' meaning
-// (the boot policy) is the policy package's.
+// This file is the orchestration of one TPM node attestation (protocol package): Begin
+// checks the Hello (mode, PCR selection), the EK proof (ek.go) and in DevID mode the DevID
+// certificate (devidcert.go), and answers with the challenge; Finish checks the Evidence:
+// credential activation (ek.go), the quote (quote.go) and in DevID mode the AK's
+// TPM2_Certify of the DevID key over the same nonce (devid.go), which puts the DevID key
+// in the TPM whose EK activated the credential. The PCR values' meaning (the boot policy)
+// is the policy package's.
 
 import (
-	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/subtle"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"math/big"
 	"slices"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/protocol"
+	"omens.dev/omens/tpmrules"
 )
-
-// Checks, named in every rejection (CheckError.Check) and in audit lines.
-const (
-	CheckProtocol       = "protocol"
-	CheckEKPublic       = "ek_public"
-	CheckEKCertificate  = "ek_certificate"
-	CheckEKKeyMatch     = "ek_key_match"
-	CheckEKAllowlist    = "ek_allowlist"
-	CheckEKDenylist     = "ek_denylist"
-	CheckEKType         = "ek_type"
-	CheckAKAttributes   = "ak_attributes"
-	CheckCredential     = "credential_activation"
-	CheckQuoteSignature = "quote_signature"
-	CheckQuoteNonce     = "quote_nonce"
-	CheckQuoteSelection = "quote_selection"
-	CheckPCRDigest      = "pcr_digest"
-	CheckPCRSelection   = "pcr_selection"
-	// CheckWeakHash: a signature (AK scheme, quote, Certify, CSR) or a name (the AK's,
-	// the DevID key's) uses a hash weaker than SHA-256.
-	CheckWeakHash = "weak_hash"
-	// CheckQuoteStructure: a field of the quote's TPMS_ATTEST holds what the spec does
-	// not let a TPM put there (qualifiedSigner not this AK's qualified name, extraData
-	// longer than the nonce, a PCR digest not of the signing hash's size).
-	CheckQuoteStructure = "quote_structure"
-	// CheckFirmware: the firmware version the agent's Hello claims is not the one the
-	// TPM signed in the quote (TPMS_ATTEST.firmwareVersion).
-	CheckFirmware = "firmware_mismatch"
-)
-
-// CheckError is a rejection: the check that failed and why, naming the value.
-type CheckError struct {
-	Check string
-	Err   error
-	// EKHash is the EK hash of the TPM that was rejected, when the verifier got that far,
-	// for the audit log.
-	EKHash string
-}
-
-func (e *CheckError) Error() string { return "attest: " + e.Check + ": " + e.Err.Error() }
-func (e *CheckError) Unwrap() error { return e.Err }
-
-func reject(check string, format string, args ...any) error {
-	return &CheckError{Check: check, Err: fmt.Errorf(format, args...)}
-}
-
-// FailedCheck returns the check named by err, or "" when err is not a rejection.
-func FailedCheck(err error) string {
-	var ce *CheckError
-	if errors.As(err, &ce) {
-		return ce.Check
-	}
-	return ""
-}
-
-// ExpiredPolicy says what an expired (but otherwise trusted) EK certificate gets.
-type ExpiredPolicy int
-
-const (
-	// ExpiredReject refuses the attestation. The default: an expired certificate is one
-	// its issuer no longer vouches for.
-	ExpiredReject ExpiredPolicy = iota
-	// ExpiredWarn accepts it with a warning and the selector ek_cert:expired, for fleets
-	// whose TPM vendors issued short-lived EK certificates.
-	ExpiredWarn
-)
-
-// EKPolicy says which EKs are accepted.
-type EKPolicy struct {
-	// Bundle holds the manufacturer roots and intermediates; nil accepts no certificate.
-	Bundle *Bundle
-	// AllowInsecure accepts a TPM without an EK certificate (or with one that does not
-	// verify) whose EK is not allow-listed; every such acceptance carries a warning.
-	AllowInsecure bool
-	// Allow and Deny are EK hashes (EKHash). A deny-listed EK is refused whatever else.
-	Allow, Deny map[string]bool
-	// RequireCertAndAllow asks for both a valid certificate and an allow-listed hash.
-	RequireCertAndAllow bool
-	Expired             ExpiredPolicy
-	// Type is the one EK type accepted (EKTypeRSA2048, EKTypeECCP256, EKTypeECCP384);
-	// empty accepts every type. A TPM holds up to three certified EKs, each its own agent
-	// ID: accepting one type gives a chip one identity, so that a ban or a deny-listed
-	// hash keeps the chip out rather than one of its keys.
-	Type string
-}
-
-// The EK types of the TCG EK Credential Profile (2.2.1.5, the low range of EK templates),
-// by the names the agent's ek_type uses.
-const (
-	EKTypeRSA2048 = "RSA-2048"
-	EKTypeECCP256 = "ECC-P256"
-	EKTypeECCP384 = "ECC-P384"
-)
-
-// EKType names the type of an EK public area: one of the EKType constants, or a
-// description of another key.
-func EKType(pub *tpm2.TPMTPublic) string {
-	switch pub.Type {
-	case tpm2.TPMAlgRSA:
-		if p, err := pub.Parameters.RSADetail(); err == nil {
-			if p.KeyBits == 2048 {
-				return EKTypeRSA2048
-			}
-			return fmt.Sprintf("RSA-%d", p.KeyBits)
-		}
-	case tpm2.TPMAlgECC:
-		if p, err := pub.Parameters.ECCDetail(); err == nil {
-			switch p.CurveID {
-			case tpm2.TPMECCNistP256:
-				return EKTypeECCP256
-			case tpm2.TPMECCNistP384:
-				return EKTypeECCP384
-			}
-			return fmt.Sprintf("ECC curve 0x%04X", uint16(p.CurveID))
-		}
-	}
-	return fmt.Sprintf("key type 0x%04X", uint16(pub.Type))
-}
 
 // Verifier checks attestations. Its fields are read-only once in use.
 type Verifier struct {
@@ -186,15 +61,8 @@ type Identity struct {
 
 // Session carries a verification from the Hello to the Evidence.
 type Session struct {
-	v     *Verifier
-	hello *protocol.Hello
-	akPub tpm2.TPMTPublic
-	akKey crypto.PublicKey
-	// akQN is the AK's qualified name as a child of the EK, which the TPM signs in every
-	// TPMS_ATTEST as qualifiedSigner.
-	akQN      []byte
-	secret    []byte
-	nonce     []byte
+	hello     *protocol.Hello
+	proof     *ekProof
 	Identity  *Identity
 	bankAlg   tpm2.TPMIAlgHash
 	completed bool
@@ -216,77 +84,15 @@ type Result struct {
 	EventLog []byte
 }
 
-var bankNames = map[tpm2.TPMIAlgHash]string{tpm2.TPMAlgSHA1: "sha1", tpm2.TPMAlgSHA256: "sha256", tpm2.TPMAlgSHA384: "sha384"}
+func (v *Verifier) ek() ekVerifier { return ekVerifier{policy: &v.EK, clock: v.Now, rnd: v.Rand} }
 
-// BankAlg returns the hash algorithm of a PCR bank name.
-func BankAlg(name string) (tpm2.TPMIAlgHash, error) {
-	for alg, n := range bankNames {
-		if n == name {
-			return alg, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown PCR bank %q (want sha1, sha256 or sha384)", name)
-}
+func (v *Verifier) now() time.Time { return v.ek().now() }
 
 func (v *Verifier) mode() string {
 	if v.Mode == "" {
 		return protocol.ModeEKCert
 	}
 	return v.Mode
-}
-
-func (v *Verifier) now() time.Time {
-	if v.Now != nil {
-		return v.Now()
-	}
-	return time.Now()
-}
-
-func (v *Verifier) random(n int) ([]byte, error) {
-	b := make([]byte, n)
-	r := v.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	if _, err := r.Read(b); err != nil {
-		return nil, fmt.Errorf("attest: random: %w", err)
-	}
-	return b, nil
-}
-
-// unmarshalCanonical decodes a TPM structure and insists on its canonical encoding (no
-// trailing bytes, no alternative encodings), recovering from any panic of the marshaller.
-func unmarshalCanonical[T tpm2.Marshallable, P interface {
-	*T
-	tpm2.Unmarshallable
-}](b []byte) (out *T, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			out, err = nil, fmt.Errorf("cannot re-encode: %v", r)
-		}
-	}()
-	v, err := tpm2.Unmarshal[T, P](b)
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(tpm2.Marshal(*v), b) {
-		return nil, errors.New("not in canonical TPM encoding (trailing or extra bytes)")
-	}
-	return v, nil
-}
-
-// canonicalName is the name of an object whose public area pub is in canonical encoding
-// (unmarshalCanonical): its name algorithm and the digest of pub (Part 1, 16 "Names"),
-// what tpm2.ObjectName computes without marshalling the area again.
-func canonicalName(nameAlg tpm2.TPMIAlgHash, pub []byte) (*tpm2.TPM2BName, error) {
-	h, err := nameAlg.Hash()
-	if err != nil {
-		return nil, err
-	}
-	d := h.New()
-	d.Write(pub)
-	name := binary.BigEndian.AppendUint16(make([]byte, 0, 2+h.Size()), uint16(nameAlg))
-	return &tpm2.TPM2BName{Buffer: d.Sum(name)}, nil
 }
 
 // Begin checks a Hello and returns the Challenge to send. The Session keeps the secret and
@@ -300,15 +106,16 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	if hello.Mode != mode {
 		return nil, nil, reject(CheckProtocol, "mode %q is not served by this verifier (want %q)", hello.Mode, mode)
 	}
-	bankAlg, err := BankAlg(hello.PCRBank)
+	bank, err := tpmrules.ParseBank(hello.PCRBank)
 	if err != nil {
 		return nil, nil, reject(CheckPCRSelection, "%v", err)
 	}
+	bankAlg := bank.Alg
 	if bankAlg != v.PCRBank || !slices.Equal(hello.PCRs, v.PCRs) {
 		return nil, nil, reject(CheckPCRSelection, "agent selects %s %v, server requires %s %v (set pcr_bank and pcr_selection alike on both sides)",
-			hello.PCRBank, hello.PCRs, bankNames[v.PCRBank], v.PCRs)
+			hello.PCRBank, hello.PCRs, tpmrules.BankName(v.PCRBank), v.PCRs)
 	}
-	c, err := v.credential(hello.EKCert, hello.EKPublic, hello.AKPublic, hello.TPM)
+	c, err := v.ek().begin(hello.EKCert, hello.EKPublic, hello.AKPublic, hello.TPM)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -322,255 +129,8 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 			return nil, nil, err
 		}
 	}
-	s := &Session{v: v, hello: hello, akPub: *c.akPub, akKey: c.akKey, akQN: c.akQN, secret: c.secret, nonce: c.nonce, Identity: c.id, bankAlg: bankAlg}
+	s := &Session{hello: hello, proof: c, Identity: c.id, bankAlg: bankAlg}
 	return s, &protocol.Challenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
-}
-
-// challenge is what a verifier learned of a TPM's EK and AK and the credential it sealed
-// to them: shared by node attestation (Begin) and DevID enrollment (BeginEnrollment).
-type challenge struct {
-	id              *Identity
-	akPub           *tpm2.TPMTPublic
-	akKey           crypto.PublicKey
-	akQN            []byte
-	secret, nonce   []byte
-	blob, encSecret []byte
-}
-
-// credential checks the EK (certificate, key match, lists) and the AK, then seals a fresh
-// secret to the EK for the AK's name (TPM2_MakeCredential) and draws a nonce.
-func (v *Verifier) credential(ekCert, ekPublic, akPublic []byte, props protocol.TPMProperties) (*challenge, error) {
-	ekPub, err := unmarshalPublic(ekPublic)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "EK public area: %v", err)
-	}
-	id, err := v.checkEK(ekCert, props, ekPub)
-	if err != nil {
-		var ce *CheckError
-		if id != nil && errors.As(err, &ce) {
-			ce.EKHash = id.EKHash
-		}
-		return nil, err
-	}
-	akPub, err := unmarshalPublic(akPublic)
-	if err != nil {
-		return nil, &CheckError{Check: CheckAKAttributes, Err: fmt.Errorf("AK public area: %v", err), EKHash: id.EKHash}
-	}
-	akKey, err := checkAK(akPub)
-	if err != nil {
-		err.(*CheckError).EKHash = id.EKHash
-		return nil, err
-	}
-	akName, err := canonicalName(akPub.NameAlg, akPublic)
-	if err != nil {
-		return nil, reject(CheckAKAttributes, "AK name: %v", err)
-	}
-	ekName, err := canonicalName(ekPub.NameAlg, ekPublic)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "EK name: %v", err)
-	}
-	akQN, err := akQualifiedName(ekPub.NameAlg, ekName.Buffer, akPub.NameAlg, akName.Buffer)
-	if err != nil {
-		return nil, reject(CheckAKAttributes, "AK qualified name: %v", err)
-	}
-	ekKEM, err := tpm2.ImportEncapsulationKey(ekPub)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
-	}
-	secret, err := v.random(32)
-	if err != nil {
-		return nil, err
-	}
-	nonce, err := v.random(32)
-	if err != nil {
-		return nil, err
-	}
-	r := v.Rand
-	if r == nil {
-		r = rand.Reader
-	}
-	blob, encSecret, err := tpm2.CreateCredential(r, ekKEM, akName.Buffer, secret)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "MakeCredential: %v", err)
-	}
-	return &challenge{id: id, akPub: akPub, akKey: akKey, akQN: akQN, secret: secret, nonce: nonce, blob: blob, encSecret: encSecret}, nil
-}
-
-// checkEK decides whether the EK (ekPub, with certificate ekCert) is one this server
-// accepts.
-func (v *Verifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *tpm2.TPMTPublic) (*Identity, error) {
-	a := ekPub.ObjectAttributes
-	if !a.FixedTPM || !a.FixedParent || !a.Restricted || !a.Decrypt || a.SignEncrypt {
-		return nil, reject(CheckEKPublic, "not an endorsement key: want a restricted decryption key fixed to its TPM")
-	}
-	key, err := tpm2.Pub(*ekPub)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "EK public key: %v", err)
-	}
-	hash, err := EKHash(key)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "%v", err)
-	}
-	id := &Identity{EKHash: hash, EKPublicKey: key, TPM: props, CertStatus: "none"}
-	if t := EKType(ekPub); v.EK.Type != "" && t != v.EK.Type {
-		return id, reject(CheckEKType, "EK type %s is not the one this server accepts, %s (ek_hash=%s): each EK of a TPM is another agent ID, so one type is served; set the agent's ek_type = %q",
-			t, v.EK.Type, hash, v.EK.Type)
-	}
-	if v.EK.Deny[hash] {
-		return id, reject(CheckEKDenylist, "EK %s is deny-listed", hash)
-	}
-	allowed := v.EK.Allow[hash]
-	var certErr error
-	if len(ekCert) > 0 {
-		id.EKCert, id.CertStatus, certErr = v.checkEKCert(ekCert, key, hash)
-		if certErr != nil && FailedCheck(certErr) == CheckEKKeyMatch {
-			// A certificate for another TPM's EK is an attack, not a missing certificate.
-			return id, certErr
-		}
-	}
-	switch {
-	case v.EK.RequireCertAndAllow && (certErr != nil || id.EKCert == nil):
-		if certErr == nil {
-			certErr = reject(CheckEKCertificate, "no EK certificate (ek_hash=%s); both a valid certificate and an allow-listed hash are required", hash)
-		}
-		return id, certErr
-	case v.EK.RequireCertAndAllow && !allowed:
-		return id, reject(CheckEKAllowlist, "EK %s has a valid certificate but is not allow-listed; both are required", hash)
-	case id.EKCert != nil && certErr == nil:
-		if id.CertStatus == "expired" {
-			id.Warnings = append(id.Warnings, fmt.Sprintf("EK certificate expired on %s, accepted by expired_ek_cert = \"warn\"", id.EKCert.Cert.NotAfter.UTC().Format(time.RFC3339)))
-		}
-		return id, nil
-	case allowed:
-		if certErr != nil {
-			id.Warnings = append(id.Warnings, "EK certificate did not verify, EK accepted by the allowlist: "+certErr.Error())
-			id.EKCert, id.CertStatus = nil, "none"
-		}
-		return id, nil
-	case v.EK.AllowInsecure:
-		if certErr != nil {
-			id.Warnings = append(id.Warnings, "EK certificate did not verify, accepted by allow_insecure: "+certErr.Error())
-			id.CertStatus = "insecure"
-			id.EKCert = nil
-		} else {
-			id.Warnings = append(id.Warnings, "TPM has no EK certificate, accepted by allow_insecure")
-		}
-		return id, nil
-	case certErr != nil:
-		return id, certErr
-	default:
-		return id, reject(CheckEKAllowlist, "TPM sent no EK certificate and EK %s is not allow-listed", hash)
-	}
-}
-
-func (v *Verifier) checkEKCert(raw []byte, ekKey crypto.PublicKey, hash string) (*EKCertificate, string, error) {
-	c, err := ParseEKCertificate(raw)
-	if err != nil {
-		return nil, "", reject(CheckEKCertificate, "%v (ek_hash=%s)", err, hash)
-	}
-	if err := c.CheckPublicKey(ekKey); err != nil {
-		return nil, "", reject(CheckEKKeyMatch, "%v (ek_hash=%s)", err, hash)
-	}
-	if v.EK.Bundle == nil {
-		return nil, "", reject(CheckEKCertificate, "no manufacturer CA bundle is configured (ca_path) to verify the EK certificate (ek_hash=%s)", hash)
-	}
-	_, err = v.EK.Bundle.VerifyEKCertificate(c, v.now())
-	switch {
-	case err == nil:
-		return c, "valid", nil
-	case errors.Is(err, ErrExpired) && v.EK.Expired == ExpiredWarn:
-		return c, "expired", nil
-	default:
-		return nil, "", reject(CheckEKCertificate, "%v (ek_hash=%s)", err, hash)
-	}
-}
-
-// checkAK requires a restricted signing key generated in and fixed to its TPM, with a
-// scheme the verifier can check (TPM 2.0 Part 1, 11.4.7 "Restricted signing keys"), a name
-// and a scheme hash of SHA-256 or stronger (weak_hash otherwise): the AK signs quotes and
-// Certify structures with its scheme's hash, and its name (of its name algorithm) is what
-// the credential is bound to.
-func checkAK(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	a := pub.ObjectAttributes
-	var lack []string
-	for _, c := range []struct {
-		ok   bool
-		name string
-	}{
-		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"}, {a.SensitiveDataOrigin, "sensitiveDataOrigin"},
-		{a.Restricted, "restricted"}, {a.SignEncrypt, "sign"}, {!a.Decrypt, "not decrypt"},
-	} {
-		if !c.ok {
-			lack = append(lack, c.name)
-		}
-	}
-	if len(lack) > 0 {
-		return nil, reject(CheckAKAttributes, "AK attributes lack %v", lack)
-	}
-	if pub.NameAlg == tpm2.TPMAlgSHA1 {
-		return nil, checkHash("AK name algorithm", pub.NameAlg, CheckAKAttributes)
-	}
-	if pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384 {
-		return nil, reject(CheckAKAttributes, "AK name algorithm 0x%04X, want SHA-256 or SHA-384", uint16(pub.NameAlg))
-	}
-	switch pub.Type {
-	case tpm2.TPMAlgECC:
-		p, err := pub.Parameters.ECCDetail()
-		if err != nil {
-			return nil, reject(CheckAKAttributes, "AK ECC parameters: %v", err)
-		}
-		if p.Scheme.Scheme != tpm2.TPMAlgECDSA {
-			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want ECDSA", uint16(p.Scheme.Scheme))
-		}
-		d, err := p.Scheme.Details.ECDSA()
-		if err == nil && d.HashAlg == tpm2.TPMAlgSHA1 {
-			return nil, checkHash("AK ECDSA scheme hash", d.HashAlg, CheckAKAttributes)
-		}
-		if err != nil || d.HashAlg != tpm2.TPMAlgSHA256 {
-			return nil, reject(CheckAKAttributes, "AK ECDSA scheme hash is not SHA-256")
-		}
-		if p.CurveID != tpm2.TPMECCNistP256 && p.CurveID != tpm2.TPMECCNistP384 {
-			return nil, reject(CheckAKAttributes, "AK curve 0x%04X, want NIST P-256 or P-384", uint16(p.CurveID))
-		}
-	case tpm2.TPMAlgRSA:
-		p, err := pub.Parameters.RSADetail()
-		if err != nil {
-			return nil, reject(CheckAKAttributes, "AK RSA parameters: %v", err)
-		}
-		var hash tpm2.TPMIAlgHash
-		switch p.Scheme.Scheme {
-		case tpm2.TPMAlgRSASSA:
-			d, derr := p.Scheme.Details.RSASSA()
-			if derr == nil {
-				hash = d.HashAlg
-			}
-			err = derr
-		case tpm2.TPMAlgRSAPSS:
-			d, derr := p.Scheme.Details.RSAPSS()
-			if derr == nil {
-				hash = d.HashAlg
-			}
-			err = derr
-		default:
-			return nil, reject(CheckAKAttributes, "AK scheme 0x%04X, want RSASSA or RSAPSS", uint16(p.Scheme.Scheme))
-		}
-		if err != nil {
-			return nil, reject(CheckAKAttributes, "AK %s scheme: %v", schemeName(p.Scheme.Scheme), err)
-		}
-		if err := checkHash("AK "+schemeName(p.Scheme.Scheme)+" scheme hash", hash, CheckAKAttributes); err != nil {
-			return nil, err
-		}
-		if p.KeyBits < 2048 {
-			return nil, reject(CheckAKAttributes, "AK RSA key is %d bits, want at least 2048", p.KeyBits)
-		}
-	default:
-		return nil, reject(CheckAKAttributes, "AK type 0x%04X, want RSA or ECC", uint16(pub.Type))
-	}
-	key, err := tpm2.Pub(*pub)
-	if err != nil {
-		return nil, reject(CheckAKAttributes, "AK public key: %v", err)
-	}
-	return key, nil
 }
 
 // Finish checks the Evidence against the session's challenge. A session finishes once.
@@ -598,81 +158,12 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 	if s.Identity.DevID == nil && len(ev.DevIDCertify) > 0 {
 		return nil, reject(CheckProtocol, "the evidence carries a DevID Certify, but this attestation is in mode %q", s.Identity.Mode)
 	}
-	if subtle.ConstantTimeCompare(ev.Secret, s.secret) != 1 {
-		return nil, reject(CheckCredential, "activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash=%s)", s.Identity.EKHash)
+	if err := s.proof.checkActivation(ev.Secret); err != nil {
+		return nil, err
 	}
-	attest, err := unmarshalCanonical[tpm2.TPMSAttest](ev.Quote)
+	q, err := s.checkQuote(ev)
 	if err != nil {
-		return nil, reject(CheckQuoteSignature, "quote: %v", err)
-	}
-	sig, err := unmarshalCanonical[tpm2.TPMTSignature](ev.Signature)
-	if err != nil {
-		return nil, reject(CheckQuoteSignature, "signature: %v", err)
-	}
-	digestHash, err := signingHash(&s.akPub)
-	if err != nil {
-		return nil, reject(CheckPCRDigest, "%v", err)
-	}
-	// Every field bounded before anything is hashed or believed.
-	if err := checkAttestFields(attest, attestBounds{signerAlg: s.akPub.NameAlg, typ: tpm2.TPMSTAttestQuote, nonce: len(s.nonce), digest: digestHash.Size()}); err != nil {
-		return nil, reject(CheckQuoteStructure, "quote: %v", err)
-	}
-	if err := verifySignature(s.akKey, &s.akPub, ev.Quote, sig, "quote"); err != nil {
-		if FailedCheck(err) != "" {
-			return nil, err
-		}
-		return nil, reject(CheckQuoteSignature, "%v (ek_hash=%s)", err, s.Identity.EKHash)
-	}
-	// A restricted AK also signs data from outside the TPM (TPM2_Sign with a TPM2_Hash
-	// ticket) as long as it does not start with TPM_GENERATED_VALUE; only that magic makes
-	// the structure the TPM's own (Part 1, 11.4.7). go-tpm does not check it when
-	// unmarshalling.
-	if attest.Magic != tpm2.TPMGeneratedValue {
-		return nil, reject(CheckQuoteSignature, "quote magic 0x%08X is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash=%s)",
-			uint32(attest.Magic), s.Identity.EKHash)
-	}
-	// From here the quote is the TPM's own statement.
-	if attest.Type != tpm2.TPMSTAttestQuote {
-		return nil, reject(CheckQuoteSignature, "attestation type 0x%04X is not a quote", uint16(attest.Type))
-	}
-	if err := checkSigner(attest, s.akQN); err != nil {
-		return nil, reject(CheckQuoteStructure, "quote: %v", err)
-	}
-	if subtle.ConstantTimeCompare(attest.ExtraData.Buffer, s.nonce) != 1 {
-		return nil, reject(CheckQuoteNonce, "quote qualifying data %x is not this attestation's nonce %x (a replayed quote?)", attest.ExtraData.Buffer, s.nonce)
-	}
-	firmware := protocol.FirmwareVersion(attest.FirmwareVersion)
-	if s.hello.TPM.Firmware != firmware {
-		return nil, reject(CheckFirmware, "the hello claims firmware %q, the TPM signed firmware %q in the quote (TPMS_ATTEST.firmwareVersion 0x%016X)",
-			s.hello.TPM.Firmware, firmware, attest.FirmwareVersion)
-	}
-	info, err := attest.Attested.Quote()
-	if err != nil {
-		return nil, reject(CheckQuoteSignature, "quote info: %v", err)
-	}
-	quoted := selected(info.PCRSelect)
-	want := map[tpm2.TPMIAlgHash][]int{s.bankAlg: s.hello.PCRs}
-	if !sameSelection(quoted, want) {
-		return nil, reject(CheckQuoteSelection, "quote covers %s, want %s %v", describeSelection(quoted), bankNames[s.bankAlg], s.hello.PCRs)
-	}
-	if len(ev.PCRValues) != len(s.hello.PCRs) {
-		return nil, reject(CheckPCRDigest, "%d PCR values for %d quoted PCRs", len(ev.PCRValues), len(s.hello.PCRs))
-	}
-	h, err := s.bankAlg.Hash()
-	if err != nil {
-		return nil, reject(CheckPCRDigest, "%v", err)
-	}
-	d := digestHash.New()
-	pcrs := make(map[int][]byte, len(ev.PCRValues))
-	for i, val := range ev.PCRValues {
-		if len(val) != h.Size() {
-			return nil, reject(CheckPCRDigest, "PCR %d value is %d bytes, want %d for %s", s.hello.PCRs[i], len(val), h.Size(), bankNames[s.bankAlg])
-		}
-		d.Write(val)
-		pcrs[s.hello.PCRs[i]] = val
-	}
-	if sum := d.Sum(nil); subtle.ConstantTimeCompare(sum, info.PCRDigest.Buffer) != 1 {
-		return nil, reject(CheckPCRDigest, "PCR values hash to %x, the quote says %x", sum, info.PCRDigest.Buffer)
+		return nil, err
 	}
 	if s.Identity.DevID != nil {
 		// The AK is in the EK's TPM (the credential was activated); its Certify over
@@ -680,172 +171,16 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 		if len(ev.DevIDCertify) == 0 {
 			return nil, reject(CheckCertify, "the evidence carries no Certify of the DevID key, which mode %q requires", protocol.ModeDevID)
 		}
-		if err := verifyCertify(&s.akPub, s.akQN, ev.DevIDCertify, ev.DevIDCertifySignature, s.nonce, s.Identity.DevID.Public); err != nil {
+		if err := verifyCertify(s.proof.akPub, s.proof.akQN, ev.DevIDCertify, ev.DevIDCertifySignature, s.proof.nonce, s.Identity.DevID.Public); err != nil {
 			return nil, err
 		}
 	}
 	return &Result{
 		Identity:  s.Identity,
-		PCRBank:   bankNames[s.bankAlg],
-		PCRs:      pcrs,
-		PCRDigest: hex.EncodeToString(info.PCRDigest.Buffer),
-		Firmware:  firmware,
+		PCRBank:   tpmrules.BankName(s.bankAlg),
+		PCRs:      q.pcrs,
+		PCRDigest: hex.EncodeToString(q.digest),
+		Firmware:  q.firmware,
 		EventLog:  ev.EventLog,
 	}, nil
-}
-
-// signingHash is the hash the AK's scheme signs with; the TPM also hashes the quoted PCRs
-// with it (Part 3, 18.4.1: "the digest ... using the hash of the signing scheme").
-func signingHash(ak *tpm2.TPMTPublic) (crypto.Hash, error) {
-	switch ak.Type {
-	case tpm2.TPMAlgECC:
-		p, _ := ak.Parameters.ECCDetail()
-		d, err := p.Scheme.Details.ECDSA()
-		if err != nil {
-			return 0, err
-		}
-		return d.HashAlg.Hash()
-	case tpm2.TPMAlgRSA:
-		p, _ := ak.Parameters.RSADetail()
-		if p.Scheme.Scheme == tpm2.TPMAlgRSAPSS {
-			d, err := p.Scheme.Details.RSAPSS()
-			if err != nil {
-				return 0, err
-			}
-			return d.HashAlg.Hash()
-		}
-		d, err := p.Scheme.Details.RSASSA()
-		if err != nil {
-			return 0, err
-		}
-		return d.HashAlg.Hash()
-	}
-	return 0, fmt.Errorf("AK type 0x%04X", uint16(ak.Type))
-}
-
-// verifySignature checks sig over msg (a "quote" or other TPMS_ATTEST, as what says) with
-// the AK, in the AK's own scheme.
-// A signature that says it used a hash weaker than SHA-256 is refused as weak_hash before
-// anything else, whatever the AK's scheme.
-func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig *tpm2.TPMTSignature, what string) error {
-	if alg, err := signatureHash(sig); err == nil {
-		if err := checkHash(what+" signature hash", alg, ""); err != nil && FailedCheck(err) == CheckWeakHash {
-			return err
-		}
-	}
-	h, err := signingHash(ak)
-	if err != nil {
-		return err
-	}
-	hh := h.New()
-	hh.Write(msg)
-	digest := hh.Sum(nil)
-	switch k := key.(type) {
-	case *ecdsa.PublicKey:
-		if sig.SigAlg != tpm2.TPMAlgECDSA {
-			return fmt.Errorf("signature algorithm 0x%04X, the AK signs with ECDSA", uint16(sig.SigAlg))
-		}
-		e, err := sig.Signature.ECDSA()
-		if err != nil {
-			return err
-		}
-		if e.Hash != tpm2.TPMIAlgHash(algOf(h)) {
-			return fmt.Errorf("signature hash 0x%04X is not the AK's", uint16(e.Hash))
-		}
-		r, s := new(big.Int).SetBytes(e.SignatureR.Buffer), new(big.Int).SetBytes(e.SignatureS.Buffer)
-		if !ecdsa.Verify(k, digest, r, s) {
-			return fmt.Errorf("bad %s signature: not made by this AK", what)
-		}
-		return nil
-	case *rsa.PublicKey:
-		var r *tpm2.TPMSSignatureRSA
-		switch sig.SigAlg {
-		case tpm2.TPMAlgRSASSA:
-			r, err = sig.Signature.RSASSA()
-		case tpm2.TPMAlgRSAPSS:
-			r, err = sig.Signature.RSAPSS()
-		default:
-			return fmt.Errorf("signature algorithm 0x%04X, the AK signs with RSA", uint16(sig.SigAlg))
-		}
-		if err != nil {
-			return err
-		}
-		if r.Hash != tpm2.TPMIAlgHash(algOf(h)) {
-			return fmt.Errorf("signature hash 0x%04X is not the AK's", uint16(r.Hash))
-		}
-		if sig.SigAlg == tpm2.TPMAlgRSAPSS {
-			err = rsa.VerifyPSS(k, h, digest, r.Sig.Buffer, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
-		} else {
-			err = rsa.VerifyPKCS1v15(k, h, digest, r.Sig.Buffer)
-		}
-		if err != nil {
-			return fmt.Errorf("bad %s signature: not made by this AK", what)
-		}
-		return nil
-	}
-	return fmt.Errorf("AK key type %T", key)
-}
-
-func algOf(h crypto.Hash) tpm2.TPMAlgID {
-	switch h {
-	case crypto.SHA1:
-		return tpm2.TPMAlgSHA1
-	case crypto.SHA256:
-		return tpm2.TPMAlgSHA256
-	case crypto.SHA384:
-		return tpm2.TPMAlgSHA384
-	case crypto.SHA512:
-		return tpm2.TPMAlgSHA512
-	}
-	return tpm2.TPMAlgNull
-}
-
-// selected lists the PCRs of each bank in a TPML_PCR_SELECTION.
-func selected(sel tpm2.TPMLPCRSelection) map[tpm2.TPMIAlgHash][]int {
-	out := map[tpm2.TPMIAlgHash][]int{}
-	for _, s := range sel.PCRSelections {
-		for i, b := range s.PCRSelect {
-			for bit := range 8 {
-				if b&(1<<bit) != 0 {
-					out[s.Hash] = append(out[s.Hash], i*8+bit)
-				}
-			}
-		}
-	}
-	for k, v := range out {
-		if len(v) == 0 {
-			delete(out, k)
-		}
-	}
-	return out
-}
-
-func sameSelection(a, b map[tpm2.TPMIAlgHash][]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if !slices.Equal(v, b[k]) {
-			return false
-		}
-	}
-	return true
-}
-
-func describeSelection(sel map[tpm2.TPMIAlgHash][]int) string {
-	if len(sel) == 0 {
-		return "no PCRs"
-	}
-	var out string
-	for alg, pcrs := range sel {
-		name := bankNames[alg]
-		if name == "" {
-			name = fmt.Sprintf("alg 0x%04X", uint16(alg))
-		}
-		if out != "" {
-			out += ", "
-		}
-		out += fmt.Sprintf("%s %v", name, pcrs)
-	}
-	return out
 }

@@ -25,7 +25,7 @@ import (
 	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/policy"
 	"omens.dev/omens/protocol"
-	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -45,7 +45,7 @@ const benchStreamSeed = "omens verify benchmark"
 // benchKind is one EK kind's recorded attestation, and the inputs of the public-key
 // operations that verifying it cannot avoid.
 type benchKind struct {
-	kind       tpm.EKKind
+	kind       tpmrules.EKKind
 	v          verify.Verifier
 	hello      []byte
 	evidence   []byte
@@ -62,7 +62,7 @@ type benchKind struct {
 
 var benchKinds = sync.OnceValues(func() ([]*benchKind, error) {
 	var out []*benchKind
-	for _, kind := range []tpm.EKKind{tpm.EKRSA2048, tpm.EKECCP256} {
+	for _, kind := range []tpmrules.EKKind{tpmrules.EKRSA2048, tpmrules.EKECCP256} {
 		v := verify.Verifier{PCRBank: tpm2.TPMAlgSHA256, PCRs: testattest.DefaultPCRs, Rand: testattest.FixedStream(benchStreamSeed)}
 		tr, err := testattest.Record(openSimulator, testattest.Config{EKKind: kind}, &v)
 		if err != nil {

@@ -86,7 +86,7 @@ var devidCases = []attestCase{
 			return e.hello(testattest.HelloOptions{DevIDCert: e.devidIssue(other, e.p.DevIDPublicKey(), testattest.DevIDTemplate{Serial: serialDevIDUnknown})})
 		},
 		check: verify.CheckDevIDCertificate,
-		err: `attest: devid_certificate: devid: certificate not trusted: issuer "CN=omens unknown DevID Intermediate CA,O=omens test" (serial 0xbad1) ` +
+		err: `verify: devid_certificate: verify: certificate not trusted: issuer "CN=omens unknown DevID Intermediate CA,O=omens test" (serial 0xbad1) ` +
 			`does not chain to the DevID CA bundle: x509: certificate signed by unknown authority`,
 	},
 	{
@@ -98,7 +98,7 @@ var devidCases = []attestCase{
 				testattest.DevIDTemplate{Serial: serialDevIDExpired, NotBefore: e.now.Add(-100 * 24 * time.Hour), NotAfter: notAfter})})
 		},
 		check: verify.CheckDevIDExpired,
-		err:   "attest: devid_expired: devid: certificate expired: DevID certificate serial 0xe1: notAfter {devid_expired} is before the verification time {now} (the chain is otherwise trusted)",
+		err:   "verify: devid_expired: verify: certificate expired: DevID certificate serial 0xe1: notAfter {devid_expired} is before the verification time {now} (the chain is otherwise trusted)",
 	},
 	{
 		name: "revoked DevID certificate",
@@ -107,13 +107,13 @@ var devidCases = []attestCase{
 			return e.crl(e.devidCA, x509.RevocationListEntry{SerialNumber: serialDevID, RevocationTime: e.revokedSince()})
 		}, nil),
 		check: verify.CheckDevIDRevoked,
-		err:   "attest: devid_revoked: DevID certificate serial 0xd1 (CN=auth.funlab.casa) is revoked since {revoked}",
+		err:   "verify: devid_revoked: DevID certificate serial 0xd1 (CN=auth.funlab.casa) is revoked since {revoked}",
 	},
 	{
 		name:  "certificate of another TPM's DevID key",
 		hello: func(e *attestEnv) []byte { return e.hello(testattest.HelloOptions{DevIDCert: e.other.DevIDCert}) },
 		check: verify.CheckDevIDKeyMatch,
-		err:   "attest: devid_key_match: DevID certificate serial 0xd2 (CN=auth.funlab.casa) is for key {other_devid_key}, not the DevID key {devid_key} the agent presented",
+		err:   "verify: devid_key_match: DevID certificate serial 0xd2 (CN=auth.funlab.casa) is for key {other_devid_key}, not the DevID key {devid_key} the agent presented",
 	},
 	{
 		name: "software-importable key with a DevID certificate",
@@ -127,7 +127,7 @@ var devidCases = []attestCase{
 				DevIDCert: e.devidIssue(e.devidCA, &key.PublicKey, testattest.DevIDTemplate{Serial: serialDevIDSoftware})})
 		},
 		check: verify.CheckDevIDAttributes,
-		err: "attest: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]: " +
+		err: "verify: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]: " +
 			"a key made outside the TPM or able to leave it is no device identity (devid_name={software_name})",
 	},
 	{
@@ -139,7 +139,7 @@ var devidCases = []attestCase{
 			ev.DevIDCertify, ev.DevIDCertifySignature = otherCertify[0], otherCertify[1]
 		}}),
 		check: verify.CheckCertify,
-		err:   "attest: devid_certify: bad Certify signature: not made by this AK",
+		err:   "verify: devid_certify: bad Certify signature: not made by this AK",
 	},
 	{
 		name: "DevID key of another TPM, the AK certifies this TPM's DevID key",
@@ -147,7 +147,7 @@ var devidCases = []attestCase{
 			return e.hello(testattest.HelloOptions{DevIDCert: e.other.DevIDCert, DevIDPublic: e.other.DevIDPublic})
 		},
 		check: verify.CheckCertifyKey,
-		err:   "attest: devid_certify_key: Certify is about the key named {devid_name}, not the DevID key {other_devid_name}",
+		err:   "verify: devid_certify_key: Certify is about the key named {devid_name}, not the DevID key {other_devid_name}",
 	},
 	{
 		name: "the AK certifies itself",
@@ -156,7 +156,7 @@ var devidCases = []attestCase{
 			return answer(testattest.EvidenceOptions{CertifyKey: ak})(e, ch, nil)
 		},
 		check: verify.CheckCertifyKey,
-		err:   "attest: devid_certify_key: Certify is about the key named {ak_name}, not the DevID key {devid_name}",
+		err:   "verify: devid_certify_key: Certify is about the key named {ak_name}, not the DevID key {devid_name}",
 	},
 	{
 		name: "Certify of a previous attestation replayed",
@@ -167,7 +167,7 @@ var devidCases = []attestCase{
 			}})(e, ch, nil)
 		},
 		check: verify.CheckCertifyNonce,
-		err:   "attest: devid_certify_nonce: Certify qualifying data {stale_nonce} is not the nonce {nonce} (a replayed Certify?)",
+		err:   "verify: devid_certify_nonce: Certify qualifying data {stale_nonce} is not the nonce {nonce} (a replayed Certify?)",
 	},
 	{
 		name: "Certify over another nonce",
@@ -176,13 +176,13 @@ var devidCases = []attestCase{
 			return answer(testattest.EvidenceOptions{CertifyNonce: make([]byte, 32)})(e, ch, nil)
 		},
 		check: verify.CheckCertifyNonce,
-		err:   "attest: devid_certify_nonce: Certify qualifying data {stale_nonce} is not the nonce {nonce} (a replayed Certify?)",
+		err:   "verify: devid_certify_nonce: Certify qualifying data {stale_nonce} is not the nonce {nonce} (a replayed Certify?)",
 	},
 	{
 		name:     "no Certify",
 		evidence: answer(testattest.EvidenceOptions{NoCertify: true}),
 		check:    verify.CheckCertify,
-		err:      `attest: devid_certify: the evidence carries no Certify of the DevID key, which mode "devid" requires`,
+		err:      `verify: devid_certify: the evidence carries no Certify of the DevID key, which mode "devid" requires`,
 	},
 	{
 		name: "Certify signature with a byte changed",
@@ -190,13 +190,13 @@ var devidCases = []attestCase{
 			ev.DevIDCertifySignature[len(ev.DevIDCertifySignature)-1] ^= 1
 		}}),
 		check: verify.CheckCertify,
-		err:   "attest: devid_certify: bad Certify signature: not made by this AK",
+		err:   "verify: devid_certify: bad Certify signature: not made by this AK",
 	},
 	{
 		name:  "DevID certificate that does not parse",
 		hello: opts(testattest.HelloOptions{DevIDCert: [][]byte{{0x30, 0x03, 0x02, 0x01, 0x01}}}),
 		check: verify.CheckDevIDCertificate,
-		err:   "attest: devid_certificate: DevID certificate chain[0]: x509: malformed tbs certificate",
+		err:   "verify: devid_certificate: DevID certificate chain[0]: x509: malformed tbs certificate",
 	},
 	{
 		name: "the DevID CA's certificate as the DevID certificate",
@@ -204,7 +204,7 @@ var devidCases = []attestCase{
 			return e.hello(testattest.HelloOptions{DevIDCert: [][]byte{e.devidCA.Intermediate.Raw}})
 		},
 		check: verify.CheckDevIDCertificate,
-		err:   `attest: devid_certificate: devid: certificate not trusted: serial 0x2 (` + devidIntermediate + `) is a CA certificate (basicConstraints cA=true), not a DevID`,
+		err:   `verify: devid_certificate: verify: certificate not trusted: serial 0x2 (` + devidIntermediate + `) is a CA certificate (basicConstraints cA=true), not a DevID`,
 	},
 	{
 		name:        "DevID certificate without its intermediate",
@@ -216,13 +216,13 @@ var devidCases = []attestCase{
 		name:     "no DevID CA bundle",
 		verifier: func(_ *attestEnv, v *verify.Verifier) { v.DevID.Bundle = nil },
 		check:    verify.CheckDevIDCertificate,
-		err:      "attest: devid_certificate: no DevID CA bundle is configured (devid_ca_path) to verify DevID certificate serial 0xd1",
+		err:      "verify: devid_certificate: no DevID CA bundle is configured (devid_ca_path) to verify DevID certificate serial 0xd1",
 	},
 	{
 		name:     "CRL unavailable",
 		verifier: withCRL(nil, errors.New("GET https://ca.funlab.casa/1.0/crl: connection refused")),
 		check:    verify.CheckDevIDCRL,
-		err:      "attest: devid_crl: no CRL to check DevID certificate serial 0xd1 against: GET https://ca.funlab.casa/1.0/crl: connection refused",
+		err:      "verify: devid_crl: no CRL to check DevID certificate serial 0xd1 against: GET https://ca.funlab.casa/1.0/crl: connection refused",
 	},
 	{
 		name: "CRL out of date",
@@ -232,7 +232,7 @@ var devidCases = []attestCase{
 			return must(x509.ParseRevocationList(must(e.devidCA.CRL(1, this, next))))
 		}, nil),
 		check: verify.CheckDevIDCRL,
-		err:   `attest: devid_crl: the CRL of "` + devidIntermediate + `" (thisUpdate {this}) is out of date: nextUpdate {next} is before {now}`,
+		err:   `verify: devid_crl: the CRL of "` + devidIntermediate + `" (thisUpdate {this}) is out of date: nextUpdate {next} is before {now}`,
 	},
 	{
 		name: "CRL of another CA",
@@ -240,7 +240,7 @@ var devidCases = []attestCase{
 			return e.crl(must(testattest.NewDevIDCA("omens unknown DevID")))
 		}, nil),
 		check: verify.CheckDevIDCRL,
-		err: `attest: devid_crl: the CRL is issued by "CN=omens unknown DevID Intermediate CA,O=omens test", ` +
+		err: `verify: devid_crl: the CRL is issued by "CN=omens unknown DevID Intermediate CA,O=omens test", ` +
 			`not by "` + devidIntermediate + `", the issuer of DevID certificate serial 0xd1`,
 	},
 	{
@@ -249,32 +249,32 @@ var devidCases = []attestCase{
 			return e.crl(must(testattest.NewDevIDCA("omens test DevID")))
 		}, nil),
 		check: verify.CheckDevIDCRL,
-		err:   `attest: devid_crl: the CRL of "` + devidIntermediate + `" does not verify with the issuer's key: x509: ECDSA verification failure`,
+		err:   `verify: devid_crl: the CRL of "` + devidIntermediate + `" does not verify with the issuer's key: x509: ECDSA verification failure`,
 	},
 	{
 		name:  "ek_cert Hello to a DevID verifier",
 		hello: opts(testattest.HelloOptions{Mode: protocol.ModeEKCert}),
 		check: verify.CheckProtocol,
-		err:   `attest: protocol: mode "ek_cert" is not served by this verifier (want "devid")`,
+		err:   `verify: protocol: mode "ek_cert" is not served by this verifier (want "devid")`,
 	},
 	{
 		name:     "DevID Hello to an ek_cert verifier",
 		verifier: func(_ *attestEnv, v *verify.Verifier) { v.Mode = protocol.ModeEKCert },
 		check:    verify.CheckProtocol,
-		err:      `attest: protocol: mode "devid" is not served by this verifier (want "ek_cert")`,
+		err:      `verify: protocol: mode "devid" is not served by this verifier (want "ek_cert")`,
 	},
 	{
 		name:     "ek_cert evidence with a Certify",
 		verifier: func(_ *attestEnv, v *verify.Verifier) { v.Mode = "" },
 		hello:    opts(testattest.HelloOptions{Mode: protocol.ModeEKCert}),
 		check:    verify.CheckProtocol,
-		err:      `attest: protocol: the evidence carries a DevID Certify, but this attestation is in mode "ek_cert"`,
+		err:      `verify: protocol: the evidence carries a DevID Certify, but this attestation is in mode "ek_cert"`,
 	},
 	{
 		name:   "EK checks apply: deny-listed EK",
 		policy: func(e *attestEnv, p *verify.EKPolicy) { p.Deny = map[string]bool{e.p.EKHash(): true} },
 		check:  verify.CheckEKDenylist,
-		err:    "attest: ek_denylist: EK {ek_hash} is deny-listed",
+		err:    "verify: ek_denylist: EK {ek_hash} is deny-listed",
 	},
 }
 

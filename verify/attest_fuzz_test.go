@@ -15,6 +15,7 @@ import (
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -63,7 +64,7 @@ var attestFuzz = sync.OnceValues(func() (*attestFuzzData, error) {
 		return nil, err
 	}
 	d := &attestFuzzData{ca: ca}
-	for _, kind := range []tpm.EKKind{tpm.EKECCP256, tpm.EKECCP384} {
+	for _, kind := range []tpmrules.EKKind{tpmrules.EKECCP256, tpmrules.EKECCP384} {
 		tr, err := testattest.Record(openSimulator, testattest.Config{EKKind: kind, CA: ca}, fuzzVerifier(nil, nil))
 		if err != nil {
 			return nil, err

@@ -13,13 +13,14 @@ import (
 	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
 // rsaAKTemplate is a restricted RSA 2048 signing key of scheme (RSASSA or RSAPSS) with
 // hash, as tpm2_createak -G rsa -s rsassa -g sha1 makes it.
 func rsaAKTemplate(scheme tpm2.TPMAlgID, hash tpm2.TPMIAlgHash) tpm2.TPMTPublic {
-	tmpl := tpm.AKTemplate
+	tmpl := tpmrules.AKTemplate
 	tmpl.Type = tpm2.TPMAlgRSA
 	details := tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: hash})
 	if scheme == tpm2.TPMAlgRSAPSS {
@@ -69,12 +70,12 @@ var hashCases = []attestCase{
 	func() attestCase {
 		h, ev := withKey(rsaAKTemplate(tpm2.TPMAlgRSASSA, tpm2.TPMAlgSHA1))
 		return attestCase{name: "RSA AK with RSASSA SHA-1, made by the TPM", hello: h, evidence: ev, check: verify.CheckWeakHash,
-			err: "attest: weak_hash: AK RSASSA scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"}
+			err: "verify: weak_hash: AK RSASSA scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"}
 	}(),
 	func() attestCase {
 		h, ev := withKey(rsaAKTemplate(tpm2.TPMAlgRSAPSS, tpm2.TPMAlgSHA1))
 		return attestCase{name: "RSA AK with RSAPSS SHA-1, made by the TPM", hello: h, evidence: ev, check: verify.CheckWeakHash,
-			err: "attest: weak_hash: AK RSAPSS scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"}
+			err: "verify: weak_hash: AK RSAPSS scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"}
 	}(),
 	func() attestCase {
 		h, ev := withKey(rsaAKTemplate(tpm2.TPMAlgRSASSA, tpm2.TPMAlgSHA256))
@@ -98,7 +99,7 @@ var hashCases = []attestCase{
 			})
 		},
 		check: verify.CheckWeakHash,
-		err:   "attest: weak_hash: AK ECDSA scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions",
+		err:   "verify: weak_hash: AK ECDSA scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions",
 	},
 	{
 		name: "RSA AK with RSASSA of no hash",
@@ -106,7 +107,7 @@ var hashCases = []attestCase{
 			return e.hello(testattest.HelloOptions{AKPublic: tpm2.Marshal(rsaAKTemplate(tpm2.TPMAlgRSASSA, tpm2.TPMAlgNull))})
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK RSASSA scheme hash is TPM_ALG_NULL (0x0010), want SHA-256, SHA-384 or SHA-512",
+		err:   "verify: ak_attributes: AK RSASSA scheme hash is TPM_ALG_NULL (0x0010), want SHA-256, SHA-384 or SHA-512",
 	},
 	{
 		name: "quote signature that says SHA-1",
@@ -118,7 +119,7 @@ var hashCases = []attestCase{
 			ev.Signature = tpm2.Marshal(sig)
 		}}),
 		check: verify.CheckWeakHash,
-		err:   "attest: weak_hash: quote signature hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions",
+		err:   "verify: weak_hash: quote signature hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions",
 	},
 }
 
@@ -128,7 +129,7 @@ var structureCases = []attestCase{
 		name:     "qualifiedSigner longer than a name",
 		evidence: answer(mutateQuote(func(a *tpm2.TPMSAttest) { a.QualifiedSigner.Buffer = make([]byte, 1000) })),
 		check:    verify.CheckQuoteStructure,
-		err:      "attest: quote_structure: quote: qualifiedSigner is 1000 bytes, more than a TPM2B_NAME holds (66)",
+		err:      "verify: quote_structure: quote: qualifiedSigner is 1000 bytes, more than a TPM2B_NAME holds (66)",
 	},
 	{
 		name: "qualifiedSigner of SHA-1",
@@ -136,7 +137,7 @@ var structureCases = []attestCase{
 			a.QualifiedSigner.Buffer = append([]byte{0x00, 0x04}, make([]byte, 20)...)
 		})),
 		check: verify.CheckQuoteStructure,
-		err:   "attest: quote_structure: quote: qualifiedSigner starts with SHA-1 (0x0004), want the name algorithm SHA-256 (0x000B)",
+		err:   "verify: quote_structure: quote: qualifiedSigner starts with SHA-1 (0x0004), want the name algorithm SHA-256 (0x000B)",
 	},
 	{
 		name: "qualifiedSigner with room for a collision block",
@@ -144,19 +145,19 @@ var structureCases = []attestCase{
 			a.QualifiedSigner.Buffer = append(a.QualifiedSigner.Buffer, bytes.Repeat([]byte{0xCC}, 30)...)
 		})),
 		check: verify.CheckQuoteStructure,
-		err:   "attest: quote_structure: quote: qualifiedSigner is 64 bytes, want 34 (a SHA-256 (0x000B) name)",
+		err:   "verify: quote_structure: quote: qualifiedSigner is 64 bytes, want 34 (a SHA-256 (0x000B) name)",
 	},
 	{
 		name:     "empty qualifiedSigner",
 		evidence: answer(mutateQuote(func(a *tpm2.TPMSAttest) { a.QualifiedSigner.Buffer = nil })),
 		check:    verify.CheckQuoteStructure,
-		err:      "attest: quote_structure: quote: qualifiedSigner starts with nothing, want the name algorithm SHA-256 (0x000B)",
+		err:      "verify: quote_structure: quote: qualifiedSigner starts with nothing, want the name algorithm SHA-256 (0x000B)",
 	},
 	{
 		name:     "extraData longer than the nonce, quoted by the TPM",
 		evidence: answer(testattest.EvidenceOptions{Nonce: bytes.Repeat([]byte{0x42}, 48)}),
 		check:    verify.CheckQuoteStructure,
-		err:      "attest: quote_structure: quote: extraData is 48 bytes, longer than the 32-byte nonce",
+		err:      "verify: quote_structure: quote: extraData is 48 bytes, longer than the 32-byte nonce",
 	},
 	{
 		name: "PCR digest of 20 bytes",
@@ -166,7 +167,7 @@ var structureCases = []attestCase{
 			a.Attested = tpm2.NewTPMUAttest(tpm2.TPMSTAttestQuote, q)
 		})),
 		check: verify.CheckQuoteStructure,
-		err:   "attest: quote_structure: quote: PCR digest is 20 bytes, want 32 (the size of the AK's signing hash, Part 3, 18.4.1)",
+		err:   "verify: quote_structure: quote: PCR digest is 20 bytes, want 32 (the size of the AK's signing hash, Part 3, 18.4.1)",
 	},
 	{
 		name: "clockInfo.safe neither YES nor NO",
@@ -177,7 +178,7 @@ var structureCases = []attestCase{
 			ev.Quote[safe] = 2
 		}}),
 		check: verify.CheckQuoteSignature,
-		err:   "attest: quote_signature: quote: not in canonical TPM encoding (trailing or extra bytes)",
+		err:   "verify: quote_signature: quote: not in canonical TPM encoding (trailing or extra bytes)",
 	},
 	{
 		name: "AK not a child of the EK: a primary key of the endorsement hierarchy",
@@ -192,7 +193,7 @@ var structureCases = []attestCase{
 			return answer(testattest.EvidenceOptions{AK: e.extraAK})(e, ch, nil)
 		},
 		check: verify.CheckQuoteStructure,
-		err:   "attest: quote_structure: quote: qualifiedSigner {primary_qn} is not {child_qn}, the qualified name of this AK as a child of this EK (TPM 2.0 Part 1, 16; create the AK under the EK)",
+		err:   "verify: quote_structure: quote: qualifiedSigner {primary_qn} is not {child_qn}, the qualified name of this AK as a child of this EK (TPM 2.0 Part 1, 16; create the AK under the EK)",
 	},
 }
 
@@ -201,7 +202,7 @@ var structureCases = []attestCase{
 // name is not that of a child of the EK. It is flushed at the end of the case.
 func primaryAK(e *attestEnv) *tpm.AK {
 	e.t.Helper()
-	r, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tpm.AKTemplate)}.Execute(e.sim)
+	r, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tpmrules.AKTemplate)}.Execute(e.sim)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -244,13 +245,13 @@ var firmwareCases = []attestCase{
 		name:  "hello claims another firmware",
 		hello: lyingFirmware("7.85.4555.0"),
 		check: verify.CheckFirmware,
-		err:   `attest: firmware_mismatch: the hello claims firmware "7.85.4555.0", the TPM signed firmware "{firmware}" in the quote (TPMS_ATTEST.firmwareVersion 0x{firmware_hex})`,
+		err:   `verify: firmware_mismatch: the hello claims firmware "7.85.4555.0", the TPM signed firmware "{firmware}" in the quote (TPMS_ATTEST.firmwareVersion 0x{firmware_hex})`,
 	},
 	{
 		name:  "hello claims no firmware",
 		hello: lyingFirmware(""),
 		check: verify.CheckFirmware,
-		err:   `attest: firmware_mismatch: the hello claims firmware "", the TPM signed firmware "{firmware}" in the quote (TPMS_ATTEST.firmwareVersion 0x{firmware_hex})`,
+		err:   `verify: firmware_mismatch: the hello claims firmware "", the TPM signed firmware "{firmware}" in the quote (TPMS_ATTEST.firmwareVersion 0x{firmware_hex})`,
 	},
 }
 

@@ -21,6 +21,7 @@ import (
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -228,7 +229,7 @@ func answer(o testattest.EvidenceOptions) func(*attestEnv, *protocol.Challenge, 
 
 func allow(e *attestEnv, p *verify.EKPolicy) { p.Allow = map[string]bool{e.p.EKHash(): true} }
 
-const untrustedReason = `ek: certificate not trusted: issuer "CN=omens unknown manufacturer EK Intermediate CA,O=omens" (serial 0xbad) does not chain to the CA bundle: x509: certificate signed by unknown authority (ek_hash={ek_hash})`
+const untrustedReason = `verify: certificate not trusted: issuer "CN=omens unknown manufacturer EK Intermediate CA,O=omens" (serial 0xbad) does not chain to the CA bundle: x509: certificate signed by unknown authority (ek_hash={ek_hash})`
 
 // ekCases are the decisions on the EK: certificate chain, certificate key, allowlist,
 // denylist, allow_insecure, expiry.
@@ -243,39 +244,39 @@ var ekCases = []attestCase{
 			return e.hello(testattest.HelloOptions{EKCert: e.issue(e.unknown, e.p.EKPublicKey(), mfgca.EKTemplate{Serial: serialUnknown})})
 		},
 		check: verify.CheckEKCertificate,
-		err:   "attest: ek_certificate: " + untrustedReason,
+		err:   "verify: ek_certificate: " + untrustedReason,
 	},
 	{
 		name:  "valid certificate of another TPM's EK",
 		hello: func(e *attestEnv) []byte { return e.hello(testattest.HelloOptions{EKCert: e.other.EKCert}) },
 		check: verify.CheckEKKeyMatch,
-		err:   "attest: ek_key_match: ek: certificate public key does not match the EK (cert key sha256 {other_ek_hash}, EK sha256 {ek_hash}) (ek_hash={ek_hash})",
+		err:   "verify: ek_key_match: verify: certificate public key does not match the EK (cert key sha256 {other_ek_hash}, EK sha256 {ek_hash}) (ek_hash={ek_hash})",
 	},
 	{
 		name:   "valid certificate of another TPM's EK, EK allow-listed",
 		policy: allow,
 		hello:  func(e *attestEnv) []byte { return e.hello(testattest.HelloOptions{EKCert: e.other.EKCert}) },
 		check:  verify.CheckEKKeyMatch,
-		err:    "attest: ek_key_match: ek: certificate public key does not match the EK (cert key sha256 {other_ek_hash}, EK sha256 {ek_hash}) (ek_hash={ek_hash})",
+		err:    "verify: ek_key_match: verify: certificate public key does not match the EK (cert key sha256 {other_ek_hash}, EK sha256 {ek_hash}) (ek_hash={ek_hash})",
 	},
 	{
 		name:   "valid certificate of another TPM's EK under allow_insecure",
 		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.AllowInsecure = true },
 		hello:  func(e *attestEnv) []byte { return e.hello(testattest.HelloOptions{EKCert: e.other.EKCert}) },
 		check:  verify.CheckEKKeyMatch,
-		err:    "attest: ek_key_match: ek: certificate public key does not match the EK (cert key sha256 {other_ek_hash}, EK sha256 {ek_hash}) (ek_hash={ek_hash})",
+		err:    "verify: ek_key_match: verify: certificate public key does not match the EK (cert key sha256 {other_ek_hash}, EK sha256 {ek_hash}) (ek_hash={ek_hash})",
 	},
 	{
 		name:  "another TPM's EK public area with this TPM's certificate",
 		hello: func(e *attestEnv) []byte { return e.hello(testattest.HelloOptions{EKPublic: e.other.EKPublic}) },
 		check: verify.CheckEKKeyMatch,
-		err:   "attest: ek_key_match: ek: certificate public key does not match the EK (cert key sha256 {ek_hash}, EK sha256 {other_ek_hash}) (ek_hash={other_ek_hash})",
+		err:   "verify: ek_key_match: verify: certificate public key does not match the EK (cert key sha256 {ek_hash}, EK sha256 {other_ek_hash}) (ek_hash={other_ek_hash})",
 	},
 	{
 		name:  "no certificate, not allow-listed",
 		hello: opts(testattest.HelloOptions{NoEKCert: true}),
 		check: verify.CheckEKAllowlist,
-		err:   "attest: ek_allowlist: TPM sent no EK certificate and EK {ek_hash} is not allow-listed",
+		err:   "verify: ek_allowlist: TPM sent no EK certificate and EK {ek_hash} is not allow-listed",
 	},
 	{
 		name:       "no certificate, allow-listed",
@@ -288,24 +289,24 @@ var ekCases = []attestCase{
 		policy:     allow,
 		hello:      func(e *attestEnv) []byte { return ekCaseHelloUnknownCA(e) },
 		certStatus: "none",
-		warnings:   []string{"EK certificate did not verify, EK accepted by the allowlist: attest: ek_certificate: " + untrustedReason},
+		warnings:   []string{"EK certificate did not verify, EK accepted by the allowlist: verify: ek_certificate: " + untrustedReason},
 	},
 	{
 		name:   "EK of another type than the one served",
-		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.Type = verify.EKTypeECCP256 },
+		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.Type = tpmrules.EKTypeECCP256 },
 		check:  verify.CheckEKType,
-		err:    `attest: ek_type: EK type RSA-2048 is not the one this server accepts, ECC-P256 (ek_hash={ek_hash}): each EK of a TPM is another agent ID, so one type is served; set the agent's ek_type = "ECC-P256"`,
+		err:    `verify: ek_type: EK type RSA-2048 is not the one this server accepts, ECC-P256 (ek_hash={ek_hash}): each EK of a TPM is another agent ID, so one type is served; set the agent's ek_type = "ECC-P256"`,
 	},
 	{
 		name:       "EK of the type served",
-		policy:     func(_ *attestEnv, p *verify.EKPolicy) { p.Type = verify.EKTypeRSA2048 },
+		policy:     func(_ *attestEnv, p *verify.EKPolicy) { p.Type = tpmrules.EKTypeRSA2048 },
 		certStatus: "valid",
 	},
 	{
 		name:   "deny-listed EK with a valid certificate",
 		policy: func(e *attestEnv, p *verify.EKPolicy) { p.Deny = map[string]bool{e.p.EKHash(): true} },
 		check:  verify.CheckEKDenylist,
-		err:    "attest: ek_denylist: EK {ek_hash} is deny-listed",
+		err:    "verify: ek_denylist: EK {ek_hash} is deny-listed",
 	},
 	{
 		name: "deny-listed EK, also allow-listed, under allow_insecure",
@@ -315,7 +316,7 @@ var ekCases = []attestCase{
 		},
 		hello: opts(testattest.HelloOptions{NoEKCert: true}),
 		check: verify.CheckEKDenylist,
-		err:   "attest: ek_denylist: EK {ek_hash} is deny-listed",
+		err:   "verify: ek_denylist: EK {ek_hash} is deny-listed",
 	},
 	{
 		name:       "no certificate under allow_insecure",
@@ -329,33 +330,33 @@ var ekCases = []attestCase{
 		policy:     func(_ *attestEnv, p *verify.EKPolicy) { p.AllowInsecure = true },
 		hello:      func(e *attestEnv) []byte { return ekCaseHelloUnknownCA(e) },
 		certStatus: "insecure",
-		warnings:   []string{"EK certificate did not verify, accepted by allow_insecure: attest: ek_certificate: " + untrustedReason},
+		warnings:   []string{"EK certificate did not verify, accepted by allow_insecure: verify: ek_certificate: " + untrustedReason},
 	},
 	{
 		name:   "certificate without a CA bundle",
 		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.Bundle = nil },
 		check:  verify.CheckEKCertificate,
-		err:    "attest: ek_certificate: no manufacturer CA bundle is configured (ca_path) to verify the EK certificate (ek_hash={ek_hash})",
+		err:    "verify: ek_certificate: no manufacturer CA bundle is configured (ca_path) to verify the EK certificate (ek_hash={ek_hash})",
 	},
 	{
 		name:   "require cert and allow: valid certificate, not allow-listed",
 		policy: func(_ *attestEnv, p *verify.EKPolicy) { p.RequireCertAndAllow = true },
 		check:  verify.CheckEKAllowlist,
-		err:    "attest: ek_allowlist: EK {ek_hash} has a valid certificate but is not allow-listed; both are required",
+		err:    "verify: ek_allowlist: EK {ek_hash} has a valid certificate but is not allow-listed; both are required",
 	},
 	{
 		name:   "require cert and allow: allow-listed, no certificate",
 		policy: func(e *attestEnv, p *verify.EKPolicy) { allow(e, p); p.RequireCertAndAllow = true },
 		hello:  opts(testattest.HelloOptions{NoEKCert: true}),
 		check:  verify.CheckEKCertificate,
-		err:    "attest: ek_certificate: no EK certificate (ek_hash={ek_hash}); both a valid certificate and an allow-listed hash are required",
+		err:    "verify: ek_certificate: no EK certificate (ek_hash={ek_hash}); both a valid certificate and an allow-listed hash are required",
 	},
 	{
 		name:   "require cert and allow: allow-listed, untrusted certificate",
 		policy: func(e *attestEnv, p *verify.EKPolicy) { allow(e, p); p.RequireCertAndAllow = true },
 		hello:  func(e *attestEnv) []byte { return ekCaseHelloUnknownCA(e) },
 		check:  verify.CheckEKCertificate,
-		err:    "attest: ek_certificate: " + untrustedReason,
+		err:    "verify: ek_certificate: " + untrustedReason,
 	},
 	{
 		name: "require cert and allow: allow_insecure does not lift it",
@@ -364,7 +365,7 @@ var ekCases = []attestCase{
 		},
 		hello: opts(testattest.HelloOptions{NoEKCert: true}),
 		check: verify.CheckEKCertificate,
-		err:   "attest: ek_certificate: no EK certificate (ek_hash={ek_hash}); both a valid certificate and an allow-listed hash are required",
+		err:   "verify: ek_certificate: no EK certificate (ek_hash={ek_hash}); both a valid certificate and an allow-listed hash are required",
 	},
 	{
 		name:       "require cert and allow: both",
@@ -375,7 +376,7 @@ var ekCases = []attestCase{
 		name:  "expired certificate",
 		hello: func(e *attestEnv) []byte { return ekCaseHelloExpired(e) },
 		check: verify.CheckEKCertificate,
-		err:   "attest: ek_certificate: ek: certificate expired: EK certificate serial 0xe0: notAfter {expired} is before the verification time {now} (the chain is otherwise trusted) (ek_hash={ek_hash})",
+		err:   "verify: ek_certificate: verify: certificate expired: EK certificate serial 0xe0: notAfter {expired} is before the verification time {now} (the chain is otherwise trusted) (ek_hash={ek_hash})",
 	},
 	{
 		name:       "expired certificate under expired_ek_cert = warn",
@@ -390,7 +391,7 @@ var ekCases = []attestCase{
 			return e.hello(testattest.HelloOptions{EKPublic: tpm2.Marshal(e.p.AK.Public)})
 		},
 		check: verify.CheckEKPublic,
-		err:   "attest: ek_public: not an endorsement key: want a restricted decryption key fixed to its TPM",
+		err:   "verify: ek_public: not an endorsement key: want a restricted decryption key fixed to its TPM",
 	},
 	{
 		name: "EK public area with a trailing byte",
@@ -398,7 +399,7 @@ var ekCases = []attestCase{
 			return e.hello(testattest.HelloOptions{EKPublic: append(tpm2.Marshal(e.p.EK.Public), 0)})
 		},
 		check: verify.CheckEKPublic,
-		err:   "attest: ek_public: EK public area: not in canonical TPM encoding (trailing or extra bytes)",
+		err:   "verify: ek_public: EK public area: not in canonical TPM encoding (trailing or extra bytes)",
 	},
 }
 
@@ -426,17 +427,17 @@ var akCases = []attestCase{
 			return e.hello(testattest.HelloOptions{AK: ak})
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK attributes lack [fixedTPM fixedParent sensitiveDataOrigin restricted]",
+		err:   "verify: ak_attributes: AK attributes lack [fixedTPM fixedParent sensitiveDataOrigin restricted]",
 	},
 	{
 		name: "unrestricted signing key of the TPM",
 		hello: func(e *attestEnv) []byte {
-			tmpl := tpm.AKTemplate
+			tmpl := tpmrules.AKTemplate
 			tmpl.ObjectAttributes.Restricted = false
 			return e.helloWithKey(tmpl)
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK attributes lack [restricted]",
+		err:   "verify: ak_attributes: AK attributes lack [restricted]",
 	},
 	{
 		name: "decrypt set",
@@ -444,12 +445,12 @@ var akCases = []attestCase{
 			return e.helloAK(func(p *tpm2.TPMTPublic) { p.ObjectAttributes.Decrypt = true })
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK attributes lack [not decrypt]",
+		err:   "verify: ak_attributes: AK attributes lack [not decrypt]",
 	},
 	{
 		name: "ECDSA with SHA-384, made by the TPM",
 		hello: func(e *attestEnv) []byte {
-			tmpl := tpm.AKTemplate
+			tmpl := tpmrules.AKTemplate
 			tmpl.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
 				Scheme: tpm2.TPMTECCScheme{
 					Scheme:  tpm2.TPMAlgECDSA,
@@ -460,7 +461,7 @@ var akCases = []attestCase{
 			return e.helloWithKey(tmpl)
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK ECDSA scheme hash is not SHA-256",
+		err:   "verify: ak_attributes: AK ECDSA scheme hash is not SHA-256",
 	},
 	{
 		name: "ECDAA scheme",
@@ -476,13 +477,13 @@ var akCases = []attestCase{
 			})
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK scheme 0x001A, want ECDSA",
+		err:   "verify: ak_attributes: AK scheme 0x001A, want ECDSA",
 	},
 	{
 		name:  "SHA-1 name algorithm",
 		hello: func(e *attestEnv) []byte { return e.helloAK(func(p *tpm2.TPMTPublic) { p.NameAlg = tpm2.TPMAlgSHA1 }) },
 		check: verify.CheckWeakHash,
-		err:   "attest: weak_hash: AK name algorithm is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions",
+		err:   "verify: weak_hash: AK name algorithm is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions",
 	},
 	{
 		name: "keyed-hash object",
@@ -496,7 +497,7 @@ var akCases = []attestCase{
 			})
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK type 0x0008, want RSA or ECC",
+		err:   "verify: ak_attributes: AK type 0x0008, want RSA or ECC",
 	},
 	{
 		name: "AK public area with a trailing byte",
@@ -504,7 +505,7 @@ var akCases = []attestCase{
 			return e.hello(testattest.HelloOptions{AKPublic: append(tpm2.Marshal(e.p.AK.Public), 0)})
 		},
 		check: verify.CheckAKAttributes,
-		err:   "attest: ak_attributes: AK public area: not in canonical TPM encoding (trailing or extra bytes)",
+		err:   "verify: ak_attributes: AK public area: not in canonical TPM encoding (trailing or extra bytes)",
 	},
 }
 
@@ -539,44 +540,44 @@ var evidenceCases = []attestCase{
 			return answer(testattest.EvidenceOptions{WrongSecret: true})(e, ch, nil)
 		},
 		check: verify.CheckCredential,
-		err:   "attest: credential_activation: activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash={ek_hash})",
+		err:   "verify: credential_activation: activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash={ek_hash})",
 	},
 	{
 		name:     "secret truncated",
 		evidence: answer(testattest.EvidenceOptions{Mutate: func(ev *protocol.Evidence) { ev.Secret = ev.Secret[:16] }}),
 		check:    verify.CheckCredential,
-		err:      "attest: credential_activation: activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash={ek_hash})",
+		err:      "verify: credential_activation: activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash={ek_hash})",
 	},
 	{
 		name:     "quote signature with a byte changed",
 		evidence: answer(testattest.EvidenceOptions{FlipSignature: true}),
 		check:    verify.CheckQuoteSignature,
-		err:      "attest: quote_signature: bad quote signature: not made by this AK (ek_hash={ek_hash})",
+		err:      "verify: quote_signature: bad quote signature: not made by this AK (ek_hash={ek_hash})",
 	},
 	{
 		name:     "quote with a byte changed",
 		evidence: answer(testattest.EvidenceOptions{FlipQuote: true}),
 		check:    verify.CheckQuoteSignature,
-		err:      "attest: quote_signature: bad quote signature: not made by this AK (ek_hash={ek_hash})",
+		err:      "verify: quote_signature: bad quote signature: not made by this AK (ek_hash={ek_hash})",
 	},
 	{
 		name:     "quote not generated by the TPM, signed by the AK through TPM2_Sign",
 		evidence: answer(testattest.EvidenceOptions{NotTPMGenerated: true}),
 		check:    verify.CheckQuoteSignature,
-		err:      "attest: quote_signature: quote magic 0x00544347 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})",
+		err:      "verify: quote_signature: quote magic 0x00544347 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})",
 	},
 	{
 		name:     "signature truncated",
 		evidence: answer(testattest.EvidenceOptions{Mutate: func(ev *protocol.Evidence) { ev.Signature = ev.Signature[:len(ev.Signature)-1] }}),
 		check:    verify.CheckQuoteSignature,
-		err: "attest: quote_signature: signature: unmarshalling field 2 of struct of type 'tpm2.TPMTSignature', " +
+		err: "verify: quote_signature: signature: unmarshalling field 2 of struct of type 'tpm2.TPMTSignature', " +
 			"unmarshalling field 3 of struct of type 'tpm2.TPMSSignatureECC', ran out of data reading sized parameter 'Buffer' inside struct of type 'TPM2BECCParameter'",
 	},
 	{
 		name:     "quote with a trailing byte",
 		evidence: answer(testattest.EvidenceOptions{Mutate: func(ev *protocol.Evidence) { ev.Quote = append(ev.Quote, 0) }}),
 		check:    verify.CheckQuoteSignature,
-		err:      "attest: quote_signature: quote: not in canonical TPM encoding (trailing or extra bytes)",
+		err:      "verify: quote_signature: quote: not in canonical TPM encoding (trailing or extra bytes)",
 	},
 	{
 		name: "quote of a previous attestation replayed",
@@ -584,25 +585,25 @@ var evidenceCases = []attestCase{
 			return answer(testattest.EvidenceOptions{Replay: e.priorEvidence(vars)})(e, ch, nil)
 		},
 		check: verify.CheckQuoteNonce,
-		err:   "attest: quote_nonce: quote qualifying data {stale_nonce} is not this attestation's nonce {nonce} (a replayed quote?)",
+		err:   "verify: quote_nonce: quote qualifying data {stale_nonce} is not this attestation's nonce {nonce} (a replayed quote?)",
 	},
 	{
 		name:     "quote with an empty nonce",
 		evidence: answer(testattest.EvidenceOptions{Nonce: []byte{}}),
 		check:    verify.CheckQuoteNonce,
-		err:      "attest: quote_nonce: quote qualifying data  is not this attestation's nonce {nonce} (a replayed quote?)",
+		err:      "verify: quote_nonce: quote qualifying data  is not this attestation's nonce {nonce} (a replayed quote?)",
 	},
 	{
 		name:     "quote over PCRs 0-7 when 0,2,4,7 are required",
 		evidence: answer(testattest.EvidenceOptions{QuotePCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}}),
 		check:    verify.CheckQuoteSelection,
-		err:      "attest: quote_selection: quote covers sha256 [0 1 2 3 4 5 6 7], want sha256 [0 2 4 7]",
+		err:      "verify: quote_selection: quote covers sha256 [0 1 2 3 4 5 6 7], want sha256 [0 2 4 7]",
 	},
 	{
 		name:     "quote over PCRs 0,2,4 when 0,2,4,7 are required",
 		evidence: answer(testattest.EvidenceOptions{QuotePCRs: []int{0, 2, 4}}),
 		check:    verify.CheckQuoteSelection,
-		err:      "attest: quote_selection: quote covers sha256 [0 2 4], want sha256 [0 2 4 7]",
+		err:      "verify: quote_selection: quote covers sha256 [0 2 4], want sha256 [0 2 4 7]",
 	},
 	{
 		name: "a PCR value changed",
@@ -615,19 +616,19 @@ var evidenceCases = []attestCase{
 			return b
 		},
 		check: verify.CheckPCRDigest,
-		err:   "attest: pcr_digest: PCR values hash to {sum}, the quote says {quoted}",
+		err:   "verify: pcr_digest: PCR values hash to {sum}, the quote says {quoted}",
 	},
 	{
 		name:     "a PCR value missing",
 		evidence: answer(testattest.EvidenceOptions{Mutate: func(ev *protocol.Evidence) { ev.PCRValues = ev.PCRValues[:3] }}),
 		check:    verify.CheckPCRDigest,
-		err:      "attest: pcr_digest: 3 PCR values for 4 quoted PCRs",
+		err:      "verify: pcr_digest: 3 PCR values for 4 quoted PCRs",
 	},
 	{
 		name:     "a PCR value of the wrong size",
 		evidence: answer(testattest.EvidenceOptions{Mutate: func(ev *protocol.Evidence) { ev.PCRValues[2] = ev.PCRValues[2][:20] }}),
 		check:    verify.CheckPCRDigest,
-		err:      "attest: pcr_digest: PCR 4 value is 20 bytes, want 32 for sha256",
+		err:      "verify: pcr_digest: PCR 4 value is 20 bytes, want 32 for sha256",
 	},
 }
 
@@ -637,7 +638,7 @@ var protocolCases = []attestCase{
 		name:  "hello truncated",
 		hello: func(e *attestEnv) []byte { b := e.hello(testattest.HelloOptions{}); return b[:len(b)/2] },
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: hello: unexpected end of JSON input",
+		err:   "verify: protocol: protocol: malformed message: hello: unexpected end of JSON input",
 	},
 	{
 		name: "hello oversized",
@@ -645,19 +646,19 @@ var protocolCases = []attestCase{
 			return append(e.hello(testattest.HelloOptions{}), bytes.Repeat([]byte(" "), protocol.MaxMessageSize)...)
 		},
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: hello is {oversized_hello} bytes, limit 1572864",
+		err:   "verify: protocol: protocol: malformed message: hello is {oversized_hello} bytes, limit 1572864",
 	},
 	{
 		name:  "hello with an EK certificate over the field limit",
 		hello: opts(testattest.HelloOptions{EKCert: make([]byte, 8<<10+1)}),
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: hello: ek_cert is 8193 bytes, limit 8192",
+		err:   "verify: protocol: protocol: malformed message: hello: ek_cert is 8193 bytes, limit 8192",
 	},
 	{
 		name:  "unknown protocol version",
 		hello: opts(testattest.HelloOptions{Version: 2}),
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: unknown protocol version 2 (this side speaks 1)",
+		err:   "verify: protocol: protocol: malformed message: unknown protocol version 2 (this side speaks 1)",
 	},
 	{
 		name: "unknown field",
@@ -666,43 +667,43 @@ var protocolCases = []attestCase{
 			return append(b[:len(b)-1], []byte(`,"ek_cert_url":"http://example.com/ek.cer"}`)...)
 		},
 		check: verify.CheckProtocol,
-		err:   `attest: protocol: protocol: malformed message: hello: json: unknown field "ek_cert_url"`,
+		err:   `verify: protocol: protocol: malformed message: hello: json: unknown field "ek_cert_url"`,
 	},
 	{
 		name:  "data after the hello",
 		hello: func(e *attestEnv) []byte { return append(e.hello(testattest.HelloOptions{}), []byte(`{}`)...) },
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: hello: invalid character '{' after top-level value",
+		err:   "verify: protocol: protocol: malformed message: hello: invalid character '{' after top-level value",
 	},
 	{
 		name:  "evidence sent as the first message",
 		hello: func(e *attestEnv) []byte { return e.priorEvidence(map[string]string{}) },
 		check: verify.CheckProtocol,
-		err:   `attest: protocol: protocol: malformed message: message out of order: got "evidence", want "hello"`,
+		err:   `verify: protocol: protocol: malformed message: message out of order: got "evidence", want "hello"`,
 	},
 	{
 		name:  "DevID mode without a DevID",
 		hello: opts(testattest.HelloOptions{Mode: protocol.ModeDevID}),
 		check: verify.CheckProtocol,
-		err:   `attest: protocol: protocol: malformed message: hello: 0 DevID certificates, want 1 to 8 in mode "devid"`,
+		err:   `verify: protocol: protocol: malformed message: hello: 0 DevID certificates, want 1 to 8 in mode "devid"`,
 	},
 	{
 		name:  "PCR selection differs from the server's",
 		hello: opts(testattest.HelloOptions{PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}}),
 		check: verify.CheckPCRSelection,
-		err:   "attest: pcr_selection: agent selects sha256 [0 1 2 3 4 5 6 7], server requires sha256 [0 2 4 7] (set pcr_bank and pcr_selection alike on both sides)",
+		err:   "verify: pcr_selection: agent selects sha256 [0 1 2 3 4 5 6 7], server requires sha256 [0 2 4 7] (set pcr_bank and pcr_selection alike on both sides)",
 	},
 	{
 		name:  "PCR bank differs from the server's",
 		hello: opts(testattest.HelloOptions{PCRBank: "sha1"}),
 		check: verify.CheckPCRSelection,
-		err:   "attest: pcr_selection: agent selects sha1 [0 2 4 7], server requires sha256 [0 2 4 7] (set pcr_bank and pcr_selection alike on both sides)",
+		err:   "verify: pcr_selection: agent selects sha1 [0 2 4 7], server requires sha256 [0 2 4 7] (set pcr_bank and pcr_selection alike on both sides)",
 	},
 	{
 		name:  "unknown PCR bank",
 		hello: opts(testattest.HelloOptions{PCRBank: "md5"}),
 		check: verify.CheckPCRSelection,
-		err:   `attest: pcr_selection: unknown PCR bank "md5" (want sha1, sha256 or sha384)`,
+		err:   `verify: pcr_selection: unknown PCR bank "md5" (want sha1, sha256 or sha384)`,
 	},
 	{
 		name: "evidence truncated",
@@ -710,7 +711,7 @@ var protocolCases = []attestCase{
 			return answer(testattest.EvidenceOptions{})(e, ch, nil)[:100]
 		},
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: evidence: unexpected end of JSON input",
+		err:   "verify: protocol: protocol: malformed message: evidence: unexpected end of JSON input",
 	},
 	{
 		name: "evidence oversized",
@@ -718,7 +719,7 @@ var protocolCases = []attestCase{
 			return append(answer(testattest.EvidenceOptions{})(e, ch, nil), bytes.Repeat([]byte("\n"), protocol.MaxMessageSize)...)
 		},
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: evidence is {oversized_evidence} bytes, limit 1572864",
+		err:   "verify: protocol: protocol: malformed message: evidence is {oversized_evidence} bytes, limit 1572864",
 	},
 	{
 		name: "hello sent in place of the evidence",
@@ -726,7 +727,7 @@ var protocolCases = []attestCase{
 			return e.hello(testattest.HelloOptions{})
 		},
 		check: verify.CheckProtocol,
-		err:   `attest: protocol: protocol: malformed message: message out of order: got "hello", want "evidence"`,
+		err:   `verify: protocol: protocol: malformed message: message out of order: got "hello", want "evidence"`,
 	},
 	{
 		name: "evidence of another version",
@@ -734,7 +735,7 @@ var protocolCases = []attestCase{
 			return []byte(`{"v":0,"type":"evidence"}`)
 		},
 		check: verify.CheckProtocol,
-		err:   "attest: protocol: protocol: malformed message: unknown protocol version 0 (this side speaks 1)",
+		err:   "verify: protocol: protocol: malformed message: unknown protocol version 0 (this side speaks 1)",
 	},
 }
 
@@ -872,7 +873,7 @@ func TestAttestHonest(t *testing.T) {
 	if err := tpm.ExtendPCR(sim, 7, []byte("secure boot state")); err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range tpm.EKKinds {
+	for _, kind := range tpmrules.EKKinds {
 		t.Run(kind.Name, func(t *testing.T) {
 			p, err := testattest.New(sim, testattest.Config{CA: ca, EKKind: kind})
 			if err != nil {
@@ -951,7 +952,7 @@ func TestFinishTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := s.Finish(ev)
-	const want = "attest: protocol: message out of order: this attestation already received its evidence"
+	const want = "verify: protocol: message out of order: this attestation already received its evidence"
 	if res != nil || err == nil || err.Error() != want || verify.FailedCheck(err) != verify.CheckProtocol {
 		t.Errorf("second Finish = %v, %v; want %q", res, err, want)
 	}
@@ -968,8 +969,8 @@ func TestFinishTwice(t *testing.T) {
 // TestEKTypeNames: the verifier names each EK template of the prover by the name the
 // agent's ek_type uses, so that the server's ek_type and the agent's cannot drift.
 func TestEKTypeNames(t *testing.T) {
-	for _, kind := range tpm.EKKinds {
-		if got := verify.EKType(&kind.Template); got != kind.Name {
+	for _, kind := range tpmrules.EKKinds {
+		if got := tpmrules.EKType(&kind.Template); got != kind.Name {
 			t.Errorf("EKType(%s template) = %q", kind.Name, got)
 		}
 	}

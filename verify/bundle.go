@@ -322,7 +322,7 @@ func readCAFile(file string, b []byte) ([]loadedCert, []BundleProblem) {
 	}
 	der, _, err := extractDER(b)
 	if err != nil {
-		return nil, []BundleProblem{{File: file, Reason: "neither PEM nor a DER certificate: " + strings.TrimPrefix(err.Error(), "ek: ")}}
+		return nil, []BundleProblem{{File: file, Reason: "neither PEM nor a DER certificate: " + strings.TrimPrefix(err.Error(), "verify: ")}}
 	}
 	add(der)
 	return loaded, problems
@@ -379,7 +379,7 @@ func (b *Bundle) optionsWith(now time.Time, inter *x509.CertPool) x509.VerifyOpt
 // (the EK certificate or a CA) is outside its validity at now but the chain verifies at a
 // time inside all of their validity periods; otherwise ErrUntrusted, with the message
 //
-//	ek: certificate not trusted: issuer "<issuer DN>" (serial <EK certificate serial>) does not chain to the CA bundle: <crypto/x509 reason>
+//	verify: certificate not trusted: issuer "<issuer DN>" (serial <EK certificate serial>) does not chain to the CA bundle: <crypto/x509 reason>
 //
 // and the crypto/x509 error wrapped as well. When a SHA-1 signature (of the EK
 // certificate or of a CA, the signature itself valid) is all that stops a chain to a root,

@@ -136,7 +136,7 @@ func TestVerifyEKCertificate(t *testing.T) {
 	plainBundle := verify.NewBundle([]*x509.Certificate{plain.cert}, nil)
 
 	untrusted := func(ek *verify.EKCertificate, reason string) string {
-		return fmt.Sprintf("ek: certificate not trusted: issuer %q (serial %#x) does not chain to the CA bundle: %s",
+		return fmt.Sprintf("verify: certificate not trusted: issuer %q (serial %#x) does not chain to the CA bundle: %s",
 			ek.Cert.Issuer.String(), ek.Cert.SerialNumber, reason)
 	}
 
@@ -168,29 +168,29 @@ func TestVerifyEKCertificate(t *testing.T) {
 		errText: untrusted(ek, "x509: certificate signed by unknown authority")})
 	ek = parse(issue(t, &rsaKey().PublicKey, pastLeaf))
 	cases = append(cases, tc{name: "expired EK certificate", bundle: testBundle(), ek: ek, at: now, wantErr: verify.ErrExpired, notErr: verify.ErrUntrusted,
-		errText: fmt.Sprintf("ek: certificate expired: EK certificate serial %#x: notAfter %s is before the verification time %s (the chain is otherwise trusted)",
+		errText: fmt.Sprintf("verify: certificate expired: EK certificate serial %#x: notAfter %s is before the verification time %s (the chain is otherwise trusted)",
 			ek.Cert.SerialNumber, rfc(now.Add(-year)), rfc(now))})
 	ek = parse(issue(t, &p384().PublicKey, mfgca.EKTemplate{NotBefore: now.Add(year), NotAfter: now.Add(2 * year)}))
 	cases = append(cases, tc{name: "EK certificate not yet valid", bundle: testBundle(), ek: ek, at: now, wantErr: verify.ErrNotYetValid, notErr: verify.ErrUntrusted,
-		errText: fmt.Sprintf("ek: certificate not yet valid: EK certificate serial %#x: notBefore %s is after the verification time %s (the chain is otherwise trusted)",
+		errText: fmt.Sprintf("verify: certificate not yet valid: EK certificate serial %#x: notBefore %s is after the verification time %s (the chain is otherwise trusted)",
 			ek.Cert.SerialNumber, rfc(now.Add(year)), rfc(now))})
 	ek = issueBy(expiredInter, &p256().PublicKey, oldLeaf)
 	cases = append(cases, tc{name: "expired intermediate", bundle: bundleOf(expiredInter), ek: ek, at: now, wantErr: verify.ErrExpired, notErr: verify.ErrUntrusted,
-		errText: fmt.Sprintf(`ek: certificate expired: CA "CN=expired EK Intermediate CA,O=omens" serial %#x in the EK chain: notAfter %s is before the verification time %s (the chain is otherwise trusted)`,
+		errText: fmt.Sprintf(`verify: certificate expired: CA "CN=expired EK Intermediate CA,O=omens" serial %#x in the EK chain: notAfter %s is before the verification time %s (the chain is otherwise trusted)`,
 			expiredInter.Intermediate().SerialNumber, rfc(now.Add(-year)), rfc(now))})
 	ek = issueBy(futureInter, &p256().PublicKey, oldLeaf)
 	cases = append(cases, tc{name: "intermediate not yet valid", bundle: bundleOf(futureInter), ek: ek, at: now, wantErr: verify.ErrNotYetValid,
-		errText: fmt.Sprintf(`ek: certificate not yet valid: CA "CN=future EK Intermediate CA,O=omens" serial %#x in the EK chain: notBefore %s is after the verification time %s (the chain is otherwise trusted)`,
+		errText: fmt.Sprintf(`verify: certificate not yet valid: CA "CN=future EK Intermediate CA,O=omens" serial %#x in the EK chain: notBefore %s is after the verification time %s (the chain is otherwise trusted)`,
 			futureInter.Intermediate().SerialNumber, rfc(now.Add(year)), rfc(now))})
 	ek = issueBy(expiredRoot, &p256().PublicKey, oldLeaf)
 	cases = append(cases, tc{name: "expired root", bundle: bundleOf(expiredRoot), ek: ek, at: now, wantErr: verify.ErrExpired,
-		errText: fmt.Sprintf(`ek: certificate expired: CA "CN=old root Root CA,O=omens" serial %#x in the EK chain: notAfter %s is before the verification time %s (the chain is otherwise trusted)`,
+		errText: fmt.Sprintf(`verify: certificate expired: CA "CN=old root Root CA,O=omens" serial %#x in the EK chain: notAfter %s is before the verification time %s (the chain is otherwise trusted)`,
 			expiredRoot.Root().SerialNumber, rfc(now.Add(-2*year)), rfc(now))})
 	cases = append(cases,
 		tc{name: "wrong EKU", bundle: plainBundle, ek: wrongEKU, at: now, wantErr: verify.ErrNotEKCert,
-			errText: "ek: not an EK certificate: serial 0x2a: extended key usage [serverAuth 1.2.3.4] lacks tcg-kp-EKCertificate (2.23.133.8.1)"},
+			errText: "verify: not an EK certificate: serial 0x2a: extended key usage [serverAuth 1.2.3.4] lacks tcg-kp-EKCertificate (2.23.133.8.1)"},
 		tc{name: "CA certificate", bundle: plainBundle, ek: caLeaf, at: now, wantErr: verify.ErrNotEKCert,
-			errText: "ek: not an EK certificate: serial 0x2b is a CA certificate (basicConstraints cA=true)"},
+			errText: "verify: not an EK certificate: serial 0x2b is a CA certificate (basicConstraints cA=true)"},
 		tc{name: "unknown critical extension", bundle: plainBundle, ek: unknownCritical, at: now, wantErr: verify.ErrUntrusted,
 			errText: untrusted(unknownCritical, "x509: unhandled critical extension")},
 		tc{name: "critical SAN without TPM attributes", bundle: plainBundle, ek: nonTPMSAN, at: now, wantErr: verify.ErrUntrusted,
@@ -200,7 +200,7 @@ func TestVerifyEKCertificate(t *testing.T) {
 		tc{name: "zero Bundle trusts nothing", bundle: &verify.Bundle{}, ek: noEKU, at: now, wantErr: verify.ErrUntrusted,
 			errText: untrusted(noEKU, "x509: certificate signed by unknown authority")},
 		tc{name: "nil certificate", bundle: testBundle(), ek: nil, at: now, wantErr: verify.ErrMalformed,
-			errText: "ek: malformed certificate: no certificate"},
+			errText: "verify: malformed certificate: no certificate"},
 	)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -317,7 +317,7 @@ func TestLoadBundle(t *testing.T) {
 		// An EK issued by a CA whose intermediate was left out names why.
 		ek := must(verify.ParseEKCertificate(must(two.IssueEK(&p256().PublicKey, mfgca.EKTemplate{}))))
 		_, err = b.VerifyEKCertificate(ek, time.Now())
-		wantErr := fmt.Sprintf(`ek: certificate not trusted: issuer "CN=two EK Intermediate CA,O=omens" (serial %#x) does not chain to the CA bundle: x509: certificate signed by unknown authority; the issuer is in the CA bundle but unusable: "CN=two EK Intermediate CA,O=omens": no chain to a root of the bundle: issuer "CN=two Root CA,O=omens" is not in the bundle`,
+		wantErr := fmt.Sprintf(`verify: certificate not trusted: issuer "CN=two EK Intermediate CA,O=omens" (serial %#x) does not chain to the CA bundle: x509: certificate signed by unknown authority; the issuer is in the CA bundle but unusable: "CN=two EK Intermediate CA,O=omens": no chain to a root of the bundle: issuer "CN=two Root CA,O=omens" is not in the bundle`,
 			ek.Cert.SerialNumber)
 		if !errors.Is(err, verify.ErrUntrusted) || err.Error() != wantErr {
 			t.Errorf("error =\n  %v\nwant\n  %s", err, wantErr)
@@ -479,7 +479,7 @@ func TestRealWorldEKCertificates(t *testing.T) {
 		{file: "STMicro_ST33HTPHAHB4_RSA2048_EK_ff3d5e82.pem", keyType: "RSA-2048", spec: stm("ST33HTPHAHB4", "id:00490004"), checks: []verifyCase{
 			{at: realworldTime, chain: stmChain},
 			{at: time.Date(2029, 1, 1, 0, 0, 0, 0, time.UTC), wantErr: verify.ErrExpired,
-				errText: "ek: certificate expired: EK certificate serial 0x4cbd0fe61ee762edb28d50b268fc3586ff3d5e82: notAfter 2028-07-11T00:00:00Z is before the verification time 2029-01-01T00:00:00Z (the chain is otherwise trusted)"},
+				errText: "verify: certificate expired: EK certificate serial 0x4cbd0fe61ee762edb28d50b268fc3586ff3d5e82: notAfter 2028-07-11T00:00:00Z is before the verification time 2029-01-01T00:00:00Z (the chain is otherwise trusted)"},
 		}},
 		{file: "STMicro_ST33HTPHAHB4_RSA2048_EK_ff3d5e82.orig.bin", keyType: "RSA-2048", spec: stm("ST33HTPHAHB4", "id:00490004"),
 			quirks: []string{"431 bytes of 0xFF padding stripped"}, checks: []verifyCase{{at: realworldTime, chain: stmChain}}},
@@ -490,7 +490,7 @@ func TestRealWorldEKCertificates(t *testing.T) {
 		// January 2024).
 		{file: "STMicro_ST33ZP24PVSP_RSA2048-OAEP-SPKI_EK_537ac54c.pem", keyType: "RSA-2048", spec: stm("ST33ZP24PVSP", "id:0D0C"),
 			quirks: []string{"RSAES-OAEP public key algorithm"}, checks: []verifyCase{
-				{at: realworldTime, wantErr: verify.ErrUntrusted, errText: `ek: certificate not trusted: EK certificate serial 0x5864642ac8a29155095b3f9e3bc3f3d2537ac54c is signed with SHA-1 (SHA1-RSA) by "STM TPM EK Intermediate CA 02", which Go's crypto/x509 refuses (no setting re-enables SHA-1 since Go 1.24): ` + ekSHA1Advice + `; issuer "CN=STM TPM EK Intermediate CA 02,O=STMicroelectronics NV,C=CH" (serial 0x5864642ac8a29155095b3f9e3bc3f3d2537ac54c) does not chain to the CA bundle: x509: certificate signed by unknown authority (possibly because of "x509: cannot verify signature: insecure algorithm SHA1-RSA" while trying to verify candidate authority certificate "STM TPM EK Intermediate CA 02")`},
+				{at: realworldTime, wantErr: verify.ErrUntrusted, errText: `verify: certificate not trusted: EK certificate serial 0x5864642ac8a29155095b3f9e3bc3f3d2537ac54c is signed with SHA-1 (SHA1-RSA) by "STM TPM EK Intermediate CA 02", which Go's crypto/x509 refuses (no setting re-enables SHA-1 since Go 1.24): ` + ekSHA1Advice + `; issuer "CN=STM TPM EK Intermediate CA 02,O=STMicroelectronics NV,C=CH" (serial 0x5864642ac8a29155095b3f9e3bc3f3d2537ac54c) does not chain to the CA bundle: x509: certificate signed by unknown authority (possibly because of "x509: cannot verify signature: insecure algorithm SHA1-RSA" while trying to verify candidate authority certificate "STM TPM EK Intermediate CA 02")`},
 				{at: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), wantErr: verify.ErrUntrusted, errText: "insecure algorithm SHA1-RSA", errSub: true},
 			}},
 	} {

@@ -14,6 +14,7 @@ import (
 	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -50,7 +51,7 @@ func TestCVE_2022_0317_QuoteOverPartialSelection(t *testing.T) {
 				return answer(testattest.EvidenceOptions{QuotePCRs: []int{}, Mutate: func(ev *protocol.Evidence) { ev.PCRValues = vals }})(e, ch, nil)
 			},
 			check: verify.CheckQuoteSelection,
-			err:   "attest: quote_selection: quote covers no PCRs, want sha256 [0 2 4 7]",
+			err:   "verify: quote_selection: quote covers no PCRs, want sha256 [0 2 4 7]",
 		},
 		{
 			name: "quote over PCR 0 only, values of all four sent",
@@ -59,7 +60,7 @@ func TestCVE_2022_0317_QuoteOverPartialSelection(t *testing.T) {
 				return answer(testattest.EvidenceOptions{QuotePCRs: []int{0}, Mutate: func(ev *protocol.Evidence) { ev.PCRValues = vals }})(e, ch, nil)
 			},
 			check: verify.CheckQuoteSelection,
-			err:   "attest: quote_selection: quote covers sha256 [0], want sha256 [0 2 4 7]",
+			err:   "verify: quote_selection: quote covers sha256 [0], want sha256 [0 2 4 7]",
 		},
 		{
 			name: "quote over PCRs 0, 2 and 4 without 7 (Secure Boot)",
@@ -68,7 +69,7 @@ func TestCVE_2022_0317_QuoteOverPartialSelection(t *testing.T) {
 				return answer(testattest.EvidenceOptions{QuotePCRs: []int{0, 2, 4}, Mutate: func(ev *protocol.Evidence) { ev.PCRValues = vals }})(e, ch, nil)
 			},
 			check: verify.CheckQuoteSelection,
-			err:   "attest: quote_selection: quote covers sha256 [0 2 4], want sha256 [0 2 4 7]",
+			err:   "verify: quote_selection: quote covers sha256 [0 2 4], want sha256 [0 2 4 7]",
 		},
 	})
 }
@@ -108,7 +109,7 @@ func TestCVE_2024_29038_QuoteMagicNotChecked(t *testing.T) {
 			name:     "quote signed through TPM2_Sign (magic 0x00544347)",
 			evidence: answer(testattest.EvidenceOptions{NotTPMGenerated: true}),
 			check:    verify.CheckQuoteSignature,
-			err:      "attest: quote_signature: quote magic 0x00544347 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})",
+			err:      "verify: quote_signature: quote magic 0x00544347 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})",
 		},
 	})
 }
@@ -125,9 +126,9 @@ func TestCVE_2024_29040_AttestMagicNotChecked(t *testing.T) {
 		magic tpm2.TPMGenerated
 		err   string
 	}{
-		{0x00000000, "attest: quote_signature: quote magic 0x00000000 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})"},
-		{0xFF544346, "attest: quote_signature: quote magic 0xFF544346 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})"},
-		{0x474354FF, "attest: quote_signature: quote magic 0x474354FF is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})"},
+		{0x00000000, "verify: quote_signature: quote magic 0x00000000 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})"},
+		{0xFF544346, "verify: quote_signature: quote magic 0xFF544346 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})"},
+		{0x474354FF, "verify: quote_signature: quote magic 0x474354FF is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate (ek_hash={ek_hash})"},
 	} {
 		cases = append(cases, attestCase{
 			name: "magic " + hex.EncodeToString([]byte{byte(m.magic >> 24), byte(m.magic >> 16), byte(m.magic >> 8), byte(m.magic)}),
@@ -148,7 +149,7 @@ func TestCVE_2024_29040_AttestMagicNotChecked(t *testing.T) {
 	// signed by the AK through TPM2_Sign.
 	err := verify.VerifyCertify(&d.ak, d.notGenerated[0], d.notGenerated[1], d.nonce, d.a)
 	checkDevIDRejection(t, "Certify through TPM2_Sign", err, verify.CheckCertify,
-		"attest: devid_certify: Certify magic 0x00000000 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate")
+		"verify: devid_certify: Certify magic 0x00000000 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate")
 }
 
 // TestCVE_2024_29039_PCRSelectionNotCompared: tpm2_checkquote (tpm2-tools before 5.7)
@@ -162,7 +163,7 @@ func TestCVE_2024_29039_PCRSelectionNotCompared(t *testing.T) {
 			name:     "signed selection sha256 [0 1 2 3], its own values sent",
 			evidence: answer(testattest.EvidenceOptions{QuotePCRs: []int{0, 1, 2, 3}}),
 			check:    verify.CheckQuoteSelection,
-			err:      "attest: quote_selection: quote covers sha256 [0 1 2 3], want sha256 [0 2 4 7]",
+			err:      "verify: quote_selection: quote covers sha256 [0 1 2 3], want sha256 [0 2 4 7]",
 		},
 		{
 			name: "signed selection of the SHA-1 bank, SHA-256 values sent",
@@ -172,7 +173,7 @@ func TestCVE_2024_29039_PCRSelectionNotCompared(t *testing.T) {
 				return answer(testattest.EvidenceOptions{Mutate: func(ev *protocol.Evidence) { ev.Quote, ev.Signature = q, sig }})(e, ch, nil)
 			},
 			check: verify.CheckQuoteSelection,
-			err:   "attest: quote_selection: quote covers sha1 [0 2 4 7], want sha256 [0 2 4 7]",
+			err:   "verify: quote_selection: quote covers sha1 [0 2 4 7], want sha256 [0 2 4 7]",
 		},
 		{
 			name: "signed selection right, values of PCRs 1 3 5 6 sent for it",
@@ -187,7 +188,7 @@ func TestCVE_2024_29039_PCRSelectionNotCompared(t *testing.T) {
 				return b
 			},
 			check: verify.CheckPCRDigest,
-			err:   "attest: pcr_digest: PCR values hash to {sum}, the quote says {quoted}",
+			err:   "verify: pcr_digest: PCR values hash to {sum}, the quote says {quoted}",
 		},
 	})
 }
@@ -204,7 +205,7 @@ func must2[A, B any](a A, b B, err error) (A, B) {
 // returns no result, only the rejection, and the session cannot be finished again.
 func TestCVE_2023_3674_BadQuoteSignatureRefused(t *testing.T) {
 	e := newAttestEnv(t, testattest.Config{})
-	otherAK := must(e.p.CreateKey(tpm.AKTemplate))
+	otherAK := must(e.p.CreateKey(tpmrules.AKTemplate))
 	defer otherAK.Close(e.sim)
 	for _, c := range []struct {
 		name string
@@ -228,7 +229,7 @@ func TestCVE_2023_3674_BadQuoteSignatureRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, err := s.Finish(must(e.p.Evidence(ch, c.opts(ch))))
-			want := "attest: quote_signature: bad quote signature: not made by this AK (ek_hash=" + e.p.EKHash() + ")"
+			want := "verify: quote_signature: bad quote signature: not made by this AK (ek_hash=" + e.p.EKHash() + ")"
 			if res != nil {
 				t.Errorf("Finish returned a result %+v with a bad signature", res)
 			}

@@ -16,28 +16,8 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
-)
 
-// Checks of DevID keys, named in every rejection (CheckError.Check) and in audit lines.
-const (
-	// CheckDevIDAttributes: the DevID public area, its attributes, type and size.
-	CheckDevIDAttributes = "devid_attributes"
-	// CheckCertify: the Certify structure, its signature by the AK, its origin (magic)
-	// and type.
-	CheckCertify = "devid_certify"
-	// CheckCertifyNonce: the Certify's qualifying data is not the verifier's nonce.
-	CheckCertifyNonce = "devid_certify_nonce"
-	// CheckCertifyKey: the Certify is about another key than the DevID key presented.
-	CheckCertifyKey = "devid_certify_key"
-	// CheckCertifyStructure: a field of the Certify's TPMS_ATTEST holds what the spec
-	// does not let a TPM put there (qualifiedSigner not the AK's qualified name,
-	// extraData longer than the nonce, a certified name or qualifiedName that is not a
-	// name of the DevID key's name algorithm).
-	CheckCertifyStructure = "devid_certify_structure"
-	// CheckCSRSignature: the CSR does not parse or is not signed by the key it names.
-	CheckCSRSignature = "devid_csr"
-	// CheckCSRKey: the CSR is for another key than the DevID key.
-	CheckCSRKey = "devid_csr_key"
+	"omens.dev/omens/tpmrules"
 )
 
 // minNonce is the shortest nonce VerifyCertify accepts from its caller.
@@ -57,7 +37,7 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 	if pub.NameAlg == tpm2.TPMAlgSHA1 {
 		return nil, nil, checkHash("DevID name algorithm", pub.NameAlg, CheckDevIDAttributes)
 	}
-	if pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384 {
+	if !tpmrules.AcceptedNameAlg(pub.NameAlg) {
 		return nil, nil, reject(CheckDevIDAttributes, "DevID name algorithm 0x%04X, want SHA-256 or SHA-384", uint16(pub.NameAlg))
 	}
 	name, err := canonicalName(pub.NameAlg, pubBytes)
@@ -65,18 +45,7 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 		return nil, nil, reject(CheckDevIDAttributes, "DevID name: %v", err)
 	}
 	a := pub.ObjectAttributes
-	var lack []string
-	for _, c := range []struct {
-		ok   bool
-		name string
-	}{
-		{a.FixedTPM, "fixedTPM"}, {a.FixedParent, "fixedParent"}, {a.SensitiveDataOrigin, "sensitiveDataOrigin"},
-		{a.SignEncrypt, "sign"}, {!a.Restricted, "not restricted"}, {!a.Decrypt, "not decrypt"},
-	} {
-		if !c.ok {
-			lack = append(lack, c.name)
-		}
-	}
+	lack := tpmrules.DevIDAttributesLack(a)
 	if len(lack) > 0 {
 		why := ""
 		if !a.FixedTPM || !a.SensitiveDataOrigin {
@@ -91,15 +60,15 @@ func CheckDevIDPublic(pubBytes []byte) (*tpm2.TPMTPublic, crypto.PublicKey, erro
 		if err != nil {
 			return nil, nil, reject(CheckDevIDAttributes, "DevID RSA parameters: %v", err)
 		}
-		if p.KeyBits < 2048 {
-			return nil, nil, reject(CheckDevIDAttributes, "DevID RSA key is %d bits, want at least 2048 (devid_name=%x)", p.KeyBits, name.Buffer)
+		if p.KeyBits < tpmrules.MinRSAKeyBits {
+			return nil, nil, reject(CheckDevIDAttributes, "DevID RSA key is %d bits, want at least %d (devid_name=%x)", p.KeyBits, tpmrules.MinRSAKeyBits, name.Buffer)
 		}
 	case tpm2.TPMAlgECC:
 		p, err := pub.Parameters.ECCDetail()
 		if err != nil {
 			return nil, nil, reject(CheckDevIDAttributes, "DevID ECC parameters: %v", err)
 		}
-		if p.CurveID != tpm2.TPMECCNistP256 && p.CurveID != tpm2.TPMECCNistP384 {
+		if !tpmrules.AcceptedCurve(p.CurveID) {
 			return nil, nil, reject(CheckDevIDAttributes, "DevID curve 0x%04X, want NIST P-256 or P-384 (devid_name=%x)", uint16(p.CurveID), name.Buffer)
 		}
 	default:
@@ -132,7 +101,7 @@ func VerifyCertify(akPub *tpm2.TPMTPublic, attest, sig []byte, nonce []byte, dev
 // must be akQN.
 func verifyCertify(akPub *tpm2.TPMTPublic, akQN []byte, attest, sig []byte, nonce []byte, devidPub []byte) error {
 	if len(nonce) < minNonce {
-		return fmt.Errorf("attest: Certify nonce is %d bytes, want at least %d: the verifier must draw a fresh one", len(nonce), minNonce)
+		return fmt.Errorf("verify: Certify nonce is %d bytes, want at least %d: the verifier must draw a fresh one", len(nonce), minNonce)
 	}
 	akKey, err := checkAK(akPub)
 	if err != nil {
@@ -206,7 +175,7 @@ var weakCSRSignatures = map[x509.SignatureAlgorithm]bool{
 func CheckCSR(csrDER []byte, devid crypto.PublicKey) (*x509.CertificateRequest, error) {
 	want, err := keyID(devid)
 	if err != nil {
-		return nil, fmt.Errorf("attest: DevID key: %v", err)
+		return nil, fmt.Errorf("verify: DevID key: %v", err)
 	}
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -22,7 +23,7 @@ var devidRecording = sync.OnceValues(recordDevID)
 func FuzzCheckDevIDPublic(f *testing.F) {
 	d := loadDevIDData(f)
 	for _, s := range [][]byte{d.a, d.b, d.rsa, d.software, d.decrypt, d.srk, d.rsa1024, tpm2.Marshal(d.ak),
-		tpm2.Marshal(tpm.DevIDTemplateRSA), tpm2.Marshal(tpm.DevIDTemplateECC)} {
+		tpm2.Marshal(tpmrules.DevIDTemplateRSA), tpm2.Marshal(tpmrules.DevIDTemplateECC)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -81,31 +81,31 @@ func TestVerifyCertifyStructureAndHashes(t *testing.T) {
 	}{
 		{name: "honest structure, software AK", attest: honest()},
 		{name: "AK of scheme RSASSA SHA-1", ak: sha1AK, attest: honest(), sign: func(b []byte) []byte { return signRSASSA(t, sha1Key, tpm2.TPMAlgSHA1, b) },
-			check: verify.CheckWeakHash, want: "attest: weak_hash: AK RSASSA scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"},
+			check: verify.CheckWeakHash, want: "verify: weak_hash: AK RSASSA scheme hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"},
 		{name: "SHA-1 signature by a SHA-256 AK", attest: honest(), sign: func(b []byte) []byte { return signRSASSA(t, key, tpm2.TPMAlgSHA1, b) },
-			check: verify.CheckWeakHash, want: "attest: weak_hash: Certify signature hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"},
+			check: verify.CheckWeakHash, want: "verify: weak_hash: Certify signature hash is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"},
 		{name: "qualifiedSigner of 300 bytes", attest: func() *tpm2.TPMSAttest {
 			a := honest()
 			a.QualifiedSigner.Buffer = make([]byte, 300)
 			return a
-		}(), check: verify.CheckCertifyStructure, want: "attest: devid_certify_structure: Certify: qualifiedSigner is 300 bytes, more than a TPM2B_NAME holds (66)"},
+		}(), check: verify.CheckCertifyStructure, want: "verify: devid_certify_structure: Certify: qualifiedSigner is 300 bytes, more than a TPM2B_NAME holds (66)"},
 		{name: "extraData longer than the nonce", attest: func() *tpm2.TPMSAttest {
 			a := honest()
 			a.ExtraData.Buffer = append(a.ExtraData.Buffer, 0)
 			return a
-		}(), check: verify.CheckCertifyStructure, want: "attest: devid_certify_structure: Certify: extraData is 33 bytes, longer than the 32-byte nonce"},
+		}(), check: verify.CheckCertifyStructure, want: "verify: devid_certify_structure: Certify: extraData is 33 bytes, longer than the 32-byte nonce"},
 		{name: "certified name with a collision block", attest: withInfo(func(c *tpm2.TPMSCertifyInfo) {
 			c.Name.Buffer = append(c.Name.Buffer, make([]byte, 32)...)
-		}), check: verify.CheckCertifyStructure, want: "attest: devid_certify_structure: Certify: certified name is 66 bytes, want 34 (a SHA-256 (0x000B) name)"},
+		}), check: verify.CheckCertifyStructure, want: "verify: devid_certify_structure: Certify: certified name is 66 bytes, want 34 (a SHA-256 (0x000B) name)"},
 		{name: "certified name of SHA-1", attest: withInfo(func(c *tpm2.TPMSCertifyInfo) {
 			c.Name.Buffer = append([]byte{0x00, 0x04}, make([]byte, 20)...)
-		}), check: verify.CheckCertifyStructure, want: "attest: devid_certify_structure: Certify: certified name starts with SHA-1 (0x0004), want the name algorithm SHA-256 (0x000B)"},
+		}), check: verify.CheckCertifyStructure, want: "verify: devid_certify_structure: Certify: certified name starts with SHA-1 (0x0004), want the name algorithm SHA-256 (0x000B)"},
 		{name: "certified qualifiedName too long", attest: withInfo(func(c *tpm2.TPMSCertifyInfo) {
 			c.QualifiedName.Buffer = make([]byte, 4000)
-		}), check: verify.CheckCertifyStructure, want: "attest: devid_certify_structure: Certify: certified qualifiedName is 4000 bytes, more than a TPM2B_NAME holds (66)"},
+		}), check: verify.CheckCertifyStructure, want: "verify: devid_certify_structure: Certify: certified qualifiedName is 4000 bytes, more than a TPM2B_NAME holds (66)"},
 		{name: "certified qualifiedName empty", attest: withInfo(func(c *tpm2.TPMSCertifyInfo) {
 			c.QualifiedName.Buffer = nil
-		}), check: verify.CheckCertifyStructure, want: "attest: devid_certify_structure: Certify: certified qualifiedName starts with nothing, want the name algorithm SHA-256 (0x000B)"},
+		}), check: verify.CheckCertifyStructure, want: "verify: devid_certify_structure: Certify: certified qualifiedName starts with nothing, want the name algorithm SHA-256 (0x000B)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := ak

@@ -22,6 +22,7 @@ import (
 
 	"omens.dev/omens/internal/test/testtpm"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -87,7 +88,7 @@ func recordDevID() (*devidData, error) {
 			blobA = [2][]byte{k.PublicBlob, k.PrivateBlob}
 		}
 	}
-	signDecrypt := tpm.DevIDTemplateECC
+	signDecrypt := tpmrules.DevIDTemplateECC
 	signDecrypt.ObjectAttributes.Decrypt = true
 	signDecrypt.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{CurveID: tpm2.TPMECCNistP256})
 	cr, err := tpm2.Create{ParentHandle: srkAuth(srk), InPublic: tpm2.New2B(signDecrypt)}.Execute(s)
@@ -108,7 +109,7 @@ func recordDevID() (*devidData, error) {
 	}
 	rsaKey.Close(s)
 	d.rsa = rsaKey.PublicBlob
-	small := tpm.DevIDTemplateRSA
+	small := tpmrules.DevIDTemplateRSA
 	small.Parameters = tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
 		Scheme:  tpm2.TPMTRSAScheme{Scheme: tpm2.TPMAlgRSASSA, Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256})},
 		KeyBits: 1024,
@@ -124,7 +125,7 @@ func recordDevID() (*devidData, error) {
 		return nil, err
 	}
 
-	ek, err := tpm.LoadEK(s, tpm.EKECCP256)
+	ek, err := tpm.LoadEK(s, tpmrules.EKECCP256)
 	if err != nil {
 		return nil, err
 	}
@@ -373,25 +374,25 @@ func TestCheckDevIDPublic(t *testing.T) {
 		{name: "ECC DevID", pub: d.a},
 		{name: "RSA DevID", pub: d.rsa},
 		{name: "software key (LoadExternal)", pub: d.software, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]" + outside + " (devid_name=" + devidName(d.software) + ")"},
+			err: "verify: devid_attributes: DevID key attributes 0x00040440 lack [fixedTPM fixedParent sensitiveDataOrigin]" + outside + " (devid_name=" + devidName(d.software) + ")"},
 		{name: "key not generated in the TPM", pub: noOrigin, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID key attributes 0x00040452 lack [sensitiveDataOrigin]" + outside + " (devid_name=" + devidName(noOrigin) + ")"},
+			err: "verify: devid_attributes: DevID key attributes 0x00040452 lack [sensitiveDataOrigin]" + outside + " (devid_name=" + devidName(noOrigin) + ")"},
 		{name: "restricted key (the AK)", pub: akPub, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID key attributes 0x00050472 lack [not restricted] (devid_name=" + devidName(akPub) + ")"},
+			err: "verify: devid_attributes: DevID key attributes 0x00050472 lack [not restricted] (devid_name=" + devidName(akPub) + ")"},
 		{name: "decrypt key", pub: d.decrypt, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID key attributes 0x00060472 lack [not decrypt] (devid_name=" + devidName(d.decrypt) + ")"},
+			err: "verify: devid_attributes: DevID key attributes 0x00060472 lack [not decrypt] (devid_name=" + devidName(d.decrypt) + ")"},
 		{name: "SRK", pub: d.srk, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID key attributes 0x00030472 lack [sign not restricted not decrypt] (devid_name=" + devidName(d.srk) + ")"},
+			err: "verify: devid_attributes: DevID key attributes 0x00030472 lack [sign not restricted not decrypt] (devid_name=" + devidName(d.srk) + ")"},
 		{name: "RSA-1024", pub: d.rsa1024, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID RSA key is 1024 bits, want at least 2048 (devid_name=" + devidName(d.rsa1024) + ")"},
+			err: "verify: devid_attributes: DevID RSA key is 1024 bits, want at least 2048 (devid_name=" + devidName(d.rsa1024) + ")"},
 		{name: "BN curve", pub: bn, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID curve 0x0010, want NIST P-256 or P-384 (devid_name=" + devidName(bn) + ")"},
+			err: "verify: devid_attributes: DevID curve 0x0010, want NIST P-256 or P-384 (devid_name=" + devidName(bn) + ")"},
 		{name: "SHA-1 name", pub: sha1, check: verify.CheckWeakHash,
-			err: "attest: weak_hash: DevID name algorithm is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"},
+			err: "verify: weak_hash: DevID name algorithm is SHA-1 (0x0004), want SHA-256 or stronger: SHA-1 admits chosen-prefix collisions"},
 		{name: "trailing byte", pub: append(slices.Clone(d.a), 0), check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID public area: not in canonical TPM encoding (trailing or extra bytes)"},
+			err: "verify: devid_attributes: DevID public area: not in canonical TPM encoding (trailing or extra bytes)"},
 		{name: "empty", pub: nil, check: verify.CheckDevIDAttributes,
-			err: "attest: devid_attributes: DevID public area: unmarshalling field 1 of struct of type 'tpm2.TPMTPublic', EOF"},
+			err: "verify: devid_attributes: DevID public area: unmarshalling field 1 of struct of type 'tpm2.TPMTPublic', EOF"},
 	} {
 		pub, key, err := verify.CheckDevIDPublic(c.pub)
 		checkDevIDRejection(t, c.name, err, c.check, c.err)
@@ -425,25 +426,25 @@ func TestVerifyCertify(t *testing.T) {
 		{name: "ECC DevID", certify: d.certifyA, pub: d.a},
 		{name: "RSA DevID", certify: d.certifyRSA, pub: d.rsa},
 		{name: "signed by another AK", certify: d.otherAK, pub: d.a, check: verify.CheckCertify,
-			want: "attest: devid_certify: bad Certify signature: not made by this AK"},
+			want: "verify: devid_certify: bad Certify signature: not made by this AK"},
 		{name: "stale nonce", certify: d.staleA, pub: d.a, check: verify.CheckCertifyNonce,
-			want: "attest: devid_certify_nonce: Certify qualifying data {stale} is not the nonce {nonce} (a replayed Certify?)"},
+			want: "verify: devid_certify_nonce: Certify qualifying data {stale} is not the nonce {nonce} (a replayed Certify?)"},
 		{name: "about another key", certify: d.certifyA, pub: d.b, check: verify.CheckCertifyKey,
-			want: "attest: devid_certify_key: Certify is about the key named {a}, not the DevID key {b}"},
+			want: "verify: devid_certify_key: Certify is about the key named {a}, not the DevID key {b}"},
 		{name: "not TPM-generated", certify: d.notGenerated, pub: d.a, check: verify.CheckCertify,
-			want: "attest: devid_certify: Certify magic 0x00000000 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate"},
+			want: "verify: devid_certify: Certify magic 0x00000000 is not TPM_GENERATED_VALUE: the AK signed data the TPM did not generate"},
 		{name: "a quote", certify: d.quote, pub: d.a, check: verify.CheckCertify,
-			want: "attest: devid_certify: attestation type 0x8018 is not a Certify (TPM_ST_ATTEST_CERTIFY 0x8017)"},
+			want: "verify: devid_certify: attestation type 0x8018 is not a Certify (TPM_ST_ATTEST_CERTIFY 0x8017)"},
 		{name: "flipped signature", certify: [2][]byte{d.certifyA[0], flipped}, pub: d.a, check: verify.CheckCertify,
-			want: "attest: devid_certify: bad Certify signature: not made by this AK"},
+			want: "verify: devid_certify: bad Certify signature: not made by this AK"},
 		{name: "trailing byte", certify: [2][]byte{append(slices.Clone(d.certifyA[0]), 0), d.certifyA[1]}, pub: d.a, check: verify.CheckCertify,
-			want: "attest: devid_certify: Certify attestation: not in canonical TPM encoding (trailing or extra bytes)"},
+			want: "verify: devid_certify: Certify attestation: not in canonical TPM encoding (trailing or extra bytes)"},
 		{name: "DevID public area with a trailing byte", certify: d.certifyA, pub: append(slices.Clone(d.a), 0), check: verify.CheckCertifyKey,
-			want: "attest: devid_certify_key: DevID public area: not in canonical TPM encoding (trailing or extra bytes)"},
+			want: "verify: devid_certify_key: DevID public area: not in canonical TPM encoding (trailing or extra bytes)"},
 		{name: "signer is not an AK", ak: devidAsAK, certify: d.certifyA, pub: d.a, check: verify.CheckAKAttributes,
-			want: "attest: ak_attributes: AK attributes lack [restricted]"},
+			want: "verify: ak_attributes: AK attributes lack [restricted]"},
 		{name: "short nonce", certify: d.certifyA, nonce: d.nonce[:8], pub: d.a,
-			want: "attest: Certify nonce is 8 bytes, want at least 16: the verifier must draw a fresh one"},
+			want: "verify: Certify nonce is 8 bytes, want at least 16: the verifier must draw a fresh one"},
 	} {
 		ak, nonce := &d.ak, d.nonce
 		if c.ak != nil {
@@ -472,13 +473,13 @@ func TestCheckCSR(t *testing.T) {
 	}{
 		{name: "signed by the DevID key", csr: d.csrA, devid: a},
 		{name: "signed by another key", csr: d.csrBSignedByA, devid: b, check: verify.CheckCSRSignature,
-			want: "attest: devid_csr: CSR signature does not verify with the key it names ({b}): x509: ECDSA verification failure"},
+			want: "verify: devid_csr: CSR signature does not verify with the key it names ({b}): x509: ECDSA verification failure"},
 		{name: "for another key", csr: d.csrA, devid: b, check: verify.CheckCSRKey,
-			want: "attest: devid_csr_key: CSR is for key {a}, not the DevID key {b}"},
+			want: "verify: devid_csr_key: CSR is for key {a}, not the DevID key {b}"},
 		{name: "SHA-1", csr: weak, devid: &sw.PublicKey, check: verify.CheckWeakHash,
-			want: "attest: weak_hash: CSR signature algorithm ECDSA-SHA1, want SHA-256 or stronger with RSA or ECDSA"},
+			want: "verify: weak_hash: CSR signature algorithm ECDSA-SHA1, want SHA-256 or stronger with RSA or ECDSA"},
 		{name: "truncated", csr: []byte{0x30}, devid: a, check: verify.CheckCSRSignature,
-			want: "attest: devid_csr: CSR: asn1: syntax error: truncated tag or length"},
+			want: "verify: devid_csr: CSR: asn1: syntax error: truncated tag or length"},
 	} {
 		csr, err := verify.CheckCSR(c.csr, c.devid)
 		checkDevIDRejection(t, c.name, err, c.check, devidExpand(c.want, vars))
@@ -486,7 +487,7 @@ func TestCheckCSR(t *testing.T) {
 			t.Errorf("%s: CSR %v with error %v", c.name, csr, err)
 		}
 	}
-	if _, err := verify.CheckCSR(d.csrA, nil); err == nil || err.Error() != "attest: DevID key: x509: unsupported public key type: <nil>" {
+	if _, err := verify.CheckCSR(d.csrA, nil); err == nil || err.Error() != "verify: DevID key: x509: unsupported public key type: <nil>" {
 		t.Errorf("CheckCSR without a DevID key: %v", err)
 	}
 }

@@ -16,29 +16,11 @@ import (
 	"time"
 )
 
-// Checks of DevID certificates, named in every rejection (CheckError.Check) and in audit
-// lines.
-const (
-	// CheckDevIDCertificate: the DevID certificate chain does not parse or does not chain
-	// to the DevID CA bundle (devid_ca_path).
-	CheckDevIDCertificate = "devid_certificate"
-	// CheckDevIDExpired: the chain is trusted but a certificate of it is expired.
-	CheckDevIDExpired = "devid_expired"
-	// CheckDevIDKeyMatch: the certificate is for another key than the DevID public area.
-	CheckDevIDKeyMatch = "devid_key_match"
-	// CheckDevIDRevoked: the certificate's serial is in its issuer's CRL.
-	CheckDevIDRevoked = "devid_revoked"
-	// CheckDevIDCRL: no usable CRL (none could be read or fetched, another issuer's, a
-	// bad signature, out of date): revocation cannot be checked, so the attestation is
-	// refused.
-	CheckDevIDCRL = "devid_crl"
-)
-
 // Sentinel errors of DevID certificate verification, for errors.Is.
 var (
-	ErrDevIDUntrusted   = errors.New("devid: certificate not trusted")
-	ErrDevIDExpired     = errors.New("devid: certificate expired")
-	ErrDevIDNotYetValid = errors.New("devid: certificate not yet valid")
+	ErrDevIDUntrusted   = errors.New("verify: certificate not trusted")
+	ErrDevIDExpired     = errors.New("verify: certificate expired")
+	ErrDevIDNotYetValid = errors.New("verify: certificate not yet valid")
 )
 
 var devidWords = chainWords{
@@ -78,7 +60,7 @@ type DevIDIdentity struct {
 // outside its validity at now but the chain verifies at a time inside all of them;
 // otherwise ErrDevIDUntrusted, with the message
 //
-//	devid: certificate not trusted: issuer "<issuer DN>" (serial <serial>) does not chain to the DevID CA bundle: <crypto/x509 reason>
+//	verify: certificate not trusted: issuer "<issuer DN>" (serial <serial>) does not chain to the DevID CA bundle: <crypto/x509 reason>
 func (b *Bundle) VerifyDevIDCertificate(leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) ([][]*x509.Certificate, error) {
 	if now.IsZero() {
 		now = time.Now()

@@ -1,6 +1,5 @@
-// Package verify holds the verifier side of omens: pure functions over the bytes an agent
-// sends, which never talk to a TPM.
-//
+package verify
+
 // This file and bundle.go check endorsement key (EK) certificates as the TCG EK Credential
 // Profile for TPM Family 2.0 (Level 0) defines them, section 3.2 (X.509 EK certificate
 // fields), and as vendors really write them:
@@ -36,7 +35,6 @@
 // (the EK certificate's own, or an intermediate's, such as every Infineon "IFX TPM EK
 // Intermediate CA") is reported untrusted with that reason first, in plain words
 // (sha1chain.go).
-package verify
 
 import (
 	"bytes"
@@ -61,13 +59,13 @@ import (
 // failed value in their message and wrap one of these (and the underlying crypto/x509
 // error where there is one).
 var (
-	ErrMalformed      = errors.New("ek: malformed certificate")
-	ErrUnsupportedKey = errors.New("ek: unsupported public key")
-	ErrNotEKCert      = errors.New("ek: not an EK certificate")
-	ErrUntrusted      = errors.New("ek: certificate not trusted")
-	ErrExpired        = errors.New("ek: certificate expired")
-	ErrNotYetValid    = errors.New("ek: certificate not yet valid")
-	ErrKeyMismatch    = errors.New("ek: certificate public key does not match the EK")
+	ErrMalformed      = errors.New("verify: malformed certificate")
+	ErrUnsupportedKey = errors.New("verify: unsupported public key")
+	ErrNotEKCert      = errors.New("verify: not an EK certificate")
+	ErrUntrusted      = errors.New("verify: certificate not trusted")
+	ErrExpired        = errors.New("verify: certificate expired")
+	ErrNotYetValid    = errors.New("verify: certificate not yet valid")
+	ErrKeyMismatch    = errors.New("verify: certificate public key does not match the EK")
 )
 
 // ekError is an error with a complete message that wraps a sentinel and, optionally, the

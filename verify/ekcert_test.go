@@ -114,9 +114,9 @@ func TestParseEKCertificate(t *testing.T) {
 		{name: "TPM 1.2 NV header", in: cat(nvHeader(rsaDER), make([]byte, 9)), keyType: "RSA-2048", pub: &rsaKey().PublicKey,
 			quirks: []string{"TPM 1.2 NV header stripped"}},
 		{name: "trailing garbage", in: cat(rsaDER, []byte{0, 0, 0x41}), wantErr: verify.ErrMalformed,
-			errText: "ek: malformed certificate: 3 bytes of trailing data after the certificate (byte 0x41 at offset 2 of them, after 0x00); only padding of one repeated byte is accepted"},
+			errText: "verify: malformed certificate: 3 bytes of trailing data after the certificate (byte 0x41 at offset 2 of them, after 0x00); only padding of one repeated byte is accepted"},
 		{name: "mixed padding", in: cat(rsaDER, []byte{0, 0xFF}), wantErr: verify.ErrMalformed,
-			errText: "ek: malformed certificate: 2 bytes of trailing data after the certificate (byte 0xFF at offset 1 of them, after 0x00); only padding of one repeated byte is accepted"},
+			errText: "verify: malformed certificate: 2 bytes of trailing data after the certificate (byte 0xFF at offset 1 of them, after 0x00); only padding of one repeated byte is accepted"},
 		{name: "0x11 padding, as on real parts", in: cat(rsaDER, bytes.Repeat([]byte{0x11}, 200)), keyType: "RSA-2048", pub: &rsaKey().PublicKey,
 			quirks: []string{"200 bytes of 0x11 padding stripped"}},
 		{name: "0xA5 padding", in: cat(p256DER, bytes.Repeat([]byte{0xA5}, 64)), keyType: "ECC-P256", pub: &p256().PublicKey,
@@ -126,26 +126,26 @@ func TestParseEKCertificate(t *testing.T) {
 		{name: "TPM 1.2 NV header, 0x11 padding after it", in: cat(nvHeader(rsaDER), bytes.Repeat([]byte{0x11}, 9)), keyType: "RSA-2048", pub: &rsaKey().PublicKey,
 			quirks: []string{"TPM 1.2 NV header stripped"}},
 		{name: "TPM 1.2 NV header, mixed bytes after it", in: cat(nvHeader(rsaDER), []byte{0x11, 0x11, 0x12}), wantErr: verify.ErrMalformed,
-			errText: "ek: malformed certificate: 3 bytes of trailing data after the NV content (byte 0x12 at offset 2 of them, after 0x11); only padding of one repeated byte is accepted"},
+			errText: "verify: malformed certificate: 3 bytes of trailing data after the NV content (byte 0x12 at offset 2 of them, after 0x11); only padding of one repeated byte is accepted"},
 		{name: "truncated", in: rsaDER[:len(rsaDER)-10], wantErr: verify.ErrMalformed,
-			errText: fmt.Sprintf("ek: malformed certificate: truncated: DER SEQUENCE declares %d bytes, only %d present", len(rsaDER), len(rsaDER)-10)},
+			errText: fmt.Sprintf("verify: malformed certificate: truncated: DER SEQUENCE declares %d bytes, only %d present", len(rsaDER), len(rsaDER)-10)},
 		{name: "truncated NV header", in: nvHeader(rsaDER)[:100], wantErr: verify.ErrMalformed,
-			errText: fmt.Sprintf("ek: malformed certificate: truncated: NV header declares %d bytes, only 95 present", len(rsaDER)+2)},
-		{name: "empty", in: nil, wantErr: verify.ErrMalformed, errText: "ek: malformed certificate: empty input"},
+			errText: fmt.Sprintf("verify: malformed certificate: truncated: NV header declares %d bytes, only 95 present", len(rsaDER)+2)},
+		{name: "empty", in: nil, wantErr: verify.ErrMalformed, errText: "verify: malformed certificate: empty input"},
 		{name: "not DER", in: []byte("hello"), wantErr: verify.ErrMalformed,
-			errText: "ek: malformed certificate: not DER: first byte 0x68, want a SEQUENCE (0x30)"},
+			errText: "verify: malformed certificate: not DER: first byte 0x68, want a SEQUENCE (0x30)"},
 		{name: "SEQUENCE that is no certificate", in: []byte{0x30, 0x03, 0x02, 0x01, 0x00}, wantErr: verify.ErrMalformed,
-			errText: "ek: malformed certificate: x509: malformed tbs certificate"},
+			errText: "verify: malformed certificate: x509: malformed tbs certificate"},
 		{name: "PEM of a key", in: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1}}), wantErr: verify.ErrMalformed,
-			errText: `ek: malformed certificate: PEM block type "PUBLIC KEY", want CERTIFICATE`},
+			errText: `verify: malformed certificate: PEM block type "PUBLIC KEY", want CERTIFICATE`},
 		{name: "two PEM certificates", in: cat(pemCert(rsaDER), pemCert(p256DER)), wantErr: verify.ErrMalformed,
-			errText: fmt.Sprintf("ek: malformed certificate: %d bytes after the PEM CERTIFICATE block", len(bytes.TrimSpace(pemCert(p256DER))))},
+			errText: fmt.Sprintf("verify: malformed certificate: %d bytes after the PEM CERTIFICATE block", len(bytes.TrimSpace(pemCert(p256DER))))},
 		{name: "Ed25519 key", in: selfSigned(t, edPriv, &x509.Certificate{}), wantErr: verify.ErrUnsupportedKey,
-			errText: "ek: unsupported public key: ed25519.PublicKey (Ed25519)"},
+			errText: "verify: unsupported public key: ed25519.PublicKey (Ed25519)"},
 		{name: "RSA-1024 key", in: selfSigned(t, rsa1024, &x509.Certificate{}), wantErr: verify.ErrUnsupportedKey,
-			errText: "ek: unsupported public key: RSA key of 1024 bits (want 2048, 3072 or 4096)"},
+			errText: "verify: unsupported public key: RSA key of 1024 bits (want 2048, 3072 or 4096)"},
 		{name: "P-224 key", in: selfSigned(t, p224, &x509.Certificate{}), wantErr: verify.ErrUnsupportedKey,
-			errText: "ek: unsupported public key: ECC curve P-224"},
+			errText: "verify: unsupported public key: ECC curve P-224"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ek, err := verify.ParseEKCertificate(tc.in)
@@ -262,14 +262,14 @@ func TestParseTPMSpecSAN(t *testing.T) {
 		{
 			name:    "integer attribute",
 			value:   san(t, dirName(t, pkix.RDNSequence{{{Type: oidModel, Value: 5}}})),
-			errText: "ek: malformed certificate: subjectAltName: attribute 2.23.133.2.2: value of type int64, want a string",
+			errText: "verify: malformed certificate: subjectAltName: attribute 2.23.133.2.2: value of type int64, want a string",
 		},
-		{name: "garbage", value: []byte{0x30, 0x05, 0x01}, errText: "ek: malformed certificate: subjectAltName: asn1: syntax error: data truncated"},
-		{name: "trailing bytes", value: append(san(t, dns), 0), errText: "ek: malformed certificate: subjectAltName: 1 bytes after GeneralNames"},
+		{name: "garbage", value: []byte{0x30, 0x05, 0x01}, errText: "verify: malformed certificate: subjectAltName: asn1: syntax error: data truncated"},
+		{name: "trailing bytes", value: append(san(t, dns), 0), errText: "verify: malformed certificate: subjectAltName: 1 bytes after GeneralNames"},
 		{
 			name:    "directoryName with trailing bytes",
 			value:   san(t, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 4, IsCompound: true, Bytes: []byte{0x30, 0x00, 0x00}}),
-			errText: "ek: malformed certificate: subjectAltName: directoryName: 1 trailing bytes",
+			errText: "verify: malformed certificate: subjectAltName: directoryName: 1 trailing bytes",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -299,7 +299,7 @@ func TestCheckPublicKey(t *testing.T) {
 	rsaEK := must(verify.ParseEKCertificate(issue(t, &rsaKey().PublicKey, mfgca.EKTemplate{})))
 	eccEK := must(verify.ParseEKCertificate(issue(t, &p256().PublicKey, mfgca.EKTemplate{})))
 	mismatch := func(cert, ek crypto.PublicKey) string {
-		return fmt.Sprintf("ek: certificate public key does not match the EK (cert key sha256 %s, EK sha256 %s)", pkixSHA256(cert), pkixSHA256(ek))
+		return fmt.Sprintf("verify: certificate public key does not match the EK (cert key sha256 %s, EK sha256 %s)", pkixSHA256(cert), pkixSHA256(ek))
 	}
 	for _, tc := range []struct {
 		name    string
@@ -318,11 +318,11 @@ func TestCheckPublicKey(t *testing.T) {
 		{name: "other curve", cert: eccEK, ek: &p384().PublicKey, wantErr: verify.ErrKeyMismatch,
 			errText: mismatch(&p256().PublicKey, &p384().PublicKey)},
 		{name: "nil key", cert: eccEK, ek: nil, wantErr: verify.ErrUnsupportedKey,
-			errText: "ek: unsupported public key: EK public key of type <nil>"},
+			errText: "verify: unsupported public key: EK public key of type <nil>"},
 		{name: "nil RSA key", cert: rsaEK, ek: (*rsa.PublicKey)(nil), wantErr: verify.ErrUnsupportedKey,
-			errText: "ek: unsupported public key: nil EK public key"},
+			errText: "verify: unsupported public key: nil EK public key"},
 		{name: "key by value", cert: rsaEK, ek: rsaKey().PublicKey, wantErr: verify.ErrUnsupportedKey,
-			errText: "ek: unsupported public key: EK public key of type rsa.PublicKey"},
+			errText: "verify: unsupported public key: EK public key of type rsa.PublicKey"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cert.CheckPublicKey(tc.ek)

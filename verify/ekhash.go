@@ -15,7 +15,7 @@ import (
 func EKHash(ek crypto.PublicKey) (string, error) {
 	der, err := x509.MarshalPKIXPublicKey(ek)
 	if err != nil {
-		return "", fmt.Errorf("ek: hash of EK public key: %w", err)
+		return "", fmt.Errorf("verify: hash of EK public key: %w", err)
 	}
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:]), nil

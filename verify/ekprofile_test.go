@@ -42,13 +42,13 @@ func TestAKCertificateIsNoEKCertificate(t *testing.T) {
 		err    string
 	}{
 		{name: "AK EKU", tmpl: &x509.Certificate{SerialNumber: big.NewInt(0x51), UnknownExtKeyUsage: []asn1.ObjectIdentifier{oidAKCert}},
-			err: "ek: not an EK certificate: serial 0x51 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3); an EK certificate certifies a decryption key"},
+			err: "verify: not an EK certificate: serial 0x51 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3); an EK certificate certifies a decryption key"},
 		{name: "AK and EK EKU", tmpl: &x509.Certificate{SerialNumber: big.NewInt(0x52), UnknownExtKeyUsage: []asn1.ObjectIdentifier{oidEKCert, oidAKCert}},
-			err: "ek: not an EK certificate: serial 0x52 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3); an EK certificate certifies a decryption key"},
+			err: "verify: not an EK certificate: serial 0x52 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3); an EK certificate certifies a decryption key"},
 		{name: "keyUsage digitalSignature, no EKU", tmpl: &x509.Certificate{SerialNumber: big.NewInt(0x53), KeyUsage: x509.KeyUsageDigitalSignature},
-			err: "ek: not an EK certificate: serial 0x53 certifies a signing key (an AK certificate?): keyUsage has digitalSignature without keyEncipherment or keyAgreement, and no extended key usage tcg-kp-EKCertificate"},
+			err: "verify: not an EK certificate: serial 0x53 certifies a signing key (an AK certificate?): keyUsage has digitalSignature without keyEncipherment or keyAgreement, and no extended key usage tcg-kp-EKCertificate"},
 		{name: "keyUsage digitalSignature and contentCommitment, no EKU", tmpl: &x509.Certificate{SerialNumber: big.NewInt(0x54), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment},
-			err: "ek: not an EK certificate: serial 0x54 certifies a signing key (an AK certificate?): keyUsage has digitalSignature without keyEncipherment or keyAgreement, and no extended key usage tcg-kp-EKCertificate"},
+			err: "verify: not an EK certificate: serial 0x54 certifies a signing key (an AK certificate?): keyUsage has digitalSignature without keyEncipherment or keyAgreement, and no extended key usage tcg-kp-EKCertificate"},
 		{name: "keyUsage keyEncipherment (RSA EK)", tmpl: &x509.Certificate{SerialNumber: big.NewInt(0x55), KeyUsage: x509.KeyUsageKeyEncipherment, UnknownExtKeyUsage: []asn1.ObjectIdentifier{oidEKCert}}},
 		{name: "keyUsage keyAgreement (ECC EK), no EKU", tmpl: &x509.Certificate{SerialNumber: big.NewInt(0x56), KeyUsage: x509.KeyUsageKeyAgreement}},
 		{name: "keyUsage digitalSignature and keyEncipherment", tmpl: &x509.Certificate{SerialNumber: big.NewInt(0x57), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}},
@@ -83,12 +83,12 @@ func TestAttestRefusesAKCertificateAsEKCertificate(t *testing.T) {
 	v := e.verifier(nil)
 	v.EK.Bundle = verify.NewBundle([]*x509.Certificate{e.ca.Root(), plain.cert}, []*x509.Certificate{e.ca.Intermediate()})
 	_, _, err := v.Begin(e.hello(testattest.HelloOptions{EKCert: akCert.Cert.Raw}))
-	want := "attest: ek_certificate: ek: not an EK certificate: serial 0xa1 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3); an EK certificate certifies a decryption key (ek_hash=" + e.p.EKHash() + ")"
+	want := "verify: ek_certificate: verify: not an EK certificate: serial 0xa1 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3); an EK certificate certifies a decryption key (ek_hash=" + e.p.EKHash() + ")"
 	if err == nil || err.Error() != want || verify.FailedCheck(err) != verify.CheckEKCertificate {
 		t.Fatalf("Begin: %v\nwant %s", err, want)
 	}
 	// The enrollment (RA) side: the same EK check comes first.
-	_, _, err = v.BeginEnrollment(&protocol.EnrollBegin{Host: "auth", EKCert: akCert.Cert.Raw,
+	_, _, err = (&verify.Enroller{EK: v.EK, Now: v.Now, Rand: v.Rand}).BeginEnrollment(&protocol.EnrollBegin{Host: "auth", EKCert: akCert.Cert.Raw,
 		EKPublic: tpm2.Marshal(e.p.EK.Public), AKPublic: tpm2.Marshal(e.p.AK.Public)})
 	if err == nil || err.Error() != want {
 		t.Fatalf("BeginEnrollment: %v\nwant %s", err, want)
@@ -178,7 +178,7 @@ func TestSHA1IntermediateSaidFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const first = `ek: certificate not trusted: intermediate CA "Test TPM EK Intermediate CA 02" is signed with SHA-1 (SHA1-RSA) by "Test TPM EK Root CA", which Go's crypto/x509 refuses (no setting re-enables SHA-1 since Go 1.24): ` + ekSHA1Advice + `; `
+	const first = `verify: certificate not trusted: intermediate CA "Test TPM EK Intermediate CA 02" is signed with SHA-1 (SHA1-RSA) by "Test TPM EK Root CA", which Go's crypto/x509 refuses (no setting re-enables SHA-1 since Go 1.24): ` + ekSHA1Advice + `; `
 	const issuer = `issuer "CN=Test TPM EK Intermediate CA 02" (serial 0xe5) does not chain to the CA bundle: x509: certificate signed by unknown authority`
 	for _, b := range []struct {
 		name   string

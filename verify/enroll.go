@@ -6,17 +6,23 @@ package verify
 
 import (
 	"crypto"
-	"crypto/subtle"
 	"crypto/x509"
 	"slices"
-
-	"github.com/google/go-tpm/tpm2"
+	"time"
 
 	"omens.dev/omens/protocol"
 )
 
-// CheckHost is the check of the CSR's names against the host being enrolled.
-const CheckHost = "devid_host"
+// Enroller checks DevID enrollments for the RA: it holds only what enrollment uses, the
+// EK policy, a clock and a source of randomness (no PCR selection: an enrollment quotes
+// nothing). Its fields are read-only once in use.
+type Enroller struct {
+	EK EKPolicy
+	// Now is the clock for certificate validity; nil means time.Now.
+	Now func() time.Time
+	// Rand is the source of secrets and nonces; nil means crypto/rand.
+	Rand interface{ Read([]byte) (int, error) }
+}
 
 // Enrollment carries a DevID enrollment from EnrollBegin to EnrollFinish.
 type Enrollment struct {
@@ -24,18 +30,16 @@ type Enrollment struct {
 	Identity    *Identity
 	DevIDPublic []byte
 	DevIDKey    crypto.PublicKey
-	akPub       *tpm2.TPMTPublic
-	akQN        []byte
-	secret      []byte
-	nonce       []byte
+	proof       *ekProof
 	completed   bool
 }
 
 // BeginEnrollment checks an EnrollBegin: the EK and AK as for an attestation, and that the
 // DevID key has the attributes of a key generated in and fixed to a TPM. It returns the
 // challenge's credential and nonce; the caller adds the session name.
-func (v *Verifier) BeginEnrollment(m *protocol.EnrollBegin) (*Enrollment, *protocol.EnrollChallenge, error) {
-	c, err := v.credential(m.EKCert, m.EKPublic, m.AKPublic, protocol.TPMProperties{})
+func (v *Enroller) BeginEnrollment(m *protocol.EnrollBegin) (*Enrollment, *protocol.EnrollChallenge, error) {
+	ek := ekVerifier{policy: &v.EK, clock: v.Now, rnd: v.Rand}
+	c, err := ek.begin(m.EKCert, m.EKPublic, m.AKPublic, protocol.TPMProperties{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -47,7 +51,7 @@ func (v *Verifier) BeginEnrollment(m *protocol.EnrollBegin) (*Enrollment, *proto
 		}
 		return nil, nil, err
 	}
-	e := &Enrollment{Host: m.Host, Identity: c.id, DevIDPublic: m.DevIDPublic, DevIDKey: key, akPub: c.akPub, akQN: c.akQN, secret: c.secret, nonce: c.nonce}
+	e := &Enrollment{Host: m.Host, Identity: c.id, DevIDPublic: m.DevIDPublic, DevIDKey: key, proof: c}
 	return e, &protocol.EnrollChallenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
 }
 
@@ -57,10 +61,10 @@ func (e *Enrollment) Finish(m *protocol.EnrollFinish) (*x509.CertificateRequest,
 		return nil, reject(CheckProtocol, "enrollment already finished (a replayed request?)")
 	}
 	e.completed = true
-	if subtle.ConstantTimeCompare(m.Secret, e.secret) != 1 {
-		return nil, reject(CheckCredential, "activated secret is wrong: the AK is not in the TPM that holds this EK (ek_hash=%s)", e.Identity.EKHash)
+	if err := e.proof.checkActivation(m.Secret); err != nil {
+		return nil, err
 	}
-	if err := verifyCertify(e.akPub, e.akQN, m.Certify, m.CertifySignature, e.nonce, e.DevIDPublic); err != nil {
+	if err := verifyCertify(e.proof.akPub, e.proof.akQN, m.Certify, m.CertifySignature, e.proof.nonce, e.DevIDPublic); err != nil {
 		return nil, err
 	}
 	csr, err := CheckCSR(m.CSR, e.DevIDKey)
@@ -82,12 +86,4 @@ func (e *Enrollment) Finish(m *protocol.EnrollFinish) (*x509.CertificateRequest,
 		csr.DNSNames = append(csr.DNSNames, e.Host)
 	}
 	return csr, nil
-}
-
-func asCheckError(err error, target **CheckError) bool {
-	ce, ok := err.(*CheckError)
-	if ok {
-		*target = ce
-	}
-	return ok
 }

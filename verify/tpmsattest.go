@@ -1,13 +1,20 @@
 package verify
 
-// This file holds the rules that apply to every TPM signature and attestation structure
-// the verifier checks (quotes and Certify alike): hash strength, the bounds of the
-// TPMS_ATTEST fields (TPM 2.0 Part 2, 10.12.12), and the qualified name of the AK (Part 1,
-// 16 "Names"), which a TPM puts in TPMS_ATTEST.qualifiedSigner.
+// This file holds the rules that apply to every TPM structure and signature the verifier
+// checks (quotes and Certify alike): canonical decoding and names (Part 1, 16 "Names"),
+// hash strength, the bounds of the TPMS_ATTEST fields (TPM 2.0 Part 2, 10.12.12), the
+// qualified name of the AK, which a TPM puts in TPMS_ATTEST.qualifiedSigner, and the AK's
+// signature over a TPMS_ATTEST. The public areas of keys are decoded in public.go.
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -143,31 +150,6 @@ func checkSigner(a *tpm2.TPMSAttest, qn []byte) error {
 	return nil
 }
 
-// qualifiedName returns the qualified name of an object of name algorithm alg and name
-// name whose parent has the qualified name parent: alg, then H_alg(parent || name) (Part
-// 1, 16). The qualified name of a hierarchy is its handle.
-func qualifiedName(alg tpm2.TPMIAlgHash, parent, name []byte) ([]byte, error) {
-	h, err := alg.Hash()
-	if err != nil {
-		return nil, err
-	}
-	d := h.New()
-	d.Write(parent)
-	d.Write(name)
-	return d.Sum(binary.BigEndian.AppendUint16(nil, uint16(alg))), nil
-}
-
-// akQualifiedName is the qualified name of an AK (name akName, algorithm akAlg) created
-// as a child of the EK (a primary key of the endorsement hierarchy, name ekName, algorithm
-// ekAlg), as omens and tpm2_createak create it.
-func akQualifiedName(ekAlg tpm2.TPMIAlgHash, ekName []byte, akAlg tpm2.TPMIAlgHash, akName []byte) ([]byte, error) {
-	ekQN, err := qualifiedName(ekAlg, binary.BigEndian.AppendUint32(nil, uint32(tpm2.TPMRHEndorsement)), ekName)
-	if err != nil {
-		return nil, err
-	}
-	return qualifiedName(akAlg, ekQN, akName)
-}
-
 // schemeName names a signature scheme in messages.
 func schemeName(alg tpm2.TPMIAlgSigScheme) string {
 	switch alg {
@@ -205,4 +187,116 @@ func signatureHash(sig *tpm2.TPMTSignature) (tpm2.TPMIAlgHash, error) {
 		return e.Hash, nil
 	}
 	return 0, fmt.Errorf("signature algorithm %s", schemeName(sig.SigAlg))
+}
+
+// unmarshalCanonical decodes a TPM structure and insists on its canonical encoding (no
+// trailing bytes, no alternative encodings), recovering from any panic of the marshaller.
+func unmarshalCanonical[T tpm2.Marshallable, P interface {
+	*T
+	tpm2.Unmarshallable
+}](b []byte) (out *T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("cannot re-encode: %v", r)
+		}
+	}()
+	v, err := tpm2.Unmarshal[T, P](b)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(tpm2.Marshal(*v), b) {
+		return nil, errors.New("not in canonical TPM encoding (trailing or extra bytes)")
+	}
+	return v, nil
+}
+
+// canonicalName is the name of an object whose public area pub is in canonical encoding
+// (unmarshalCanonical): its name algorithm and the digest of pub (Part 1, 16 "Names"),
+// what tpm2.ObjectName computes without marshalling the area again.
+func canonicalName(nameAlg tpm2.TPMIAlgHash, pub []byte) (*tpm2.TPM2BName, error) {
+	h, err := nameAlg.Hash()
+	if err != nil {
+		return nil, err
+	}
+	d := h.New()
+	d.Write(pub)
+	name := binary.BigEndian.AppendUint16(make([]byte, 0, 2+h.Size()), uint16(nameAlg))
+	return &tpm2.TPM2BName{Buffer: d.Sum(name)}, nil
+}
+
+// verifySignature checks sig over msg (a "quote" or other TPMS_ATTEST, as what says) with
+// the AK, in the AK's own scheme.
+// A signature that says it used a hash weaker than SHA-256 is refused as weak_hash before
+// anything else, whatever the AK's scheme.
+func verifySignature(key crypto.PublicKey, ak *tpm2.TPMTPublic, msg []byte, sig *tpm2.TPMTSignature, what string) error {
+	if alg, err := signatureHash(sig); err == nil {
+		if err := checkHash(what+" signature hash", alg, ""); err != nil && FailedCheck(err) == CheckWeakHash {
+			return err
+		}
+	}
+	h, err := signingHash(ak)
+	if err != nil {
+		return err
+	}
+	hh := h.New()
+	hh.Write(msg)
+	digest := hh.Sum(nil)
+	switch k := key.(type) {
+	case *ecdsa.PublicKey:
+		if sig.SigAlg != tpm2.TPMAlgECDSA {
+			return fmt.Errorf("signature algorithm 0x%04X, the AK signs with ECDSA", uint16(sig.SigAlg))
+		}
+		e, err := sig.Signature.ECDSA()
+		if err != nil {
+			return err
+		}
+		if e.Hash != tpm2.TPMIAlgHash(algOf(h)) {
+			return fmt.Errorf("signature hash 0x%04X is not the AK's", uint16(e.Hash))
+		}
+		r, s := new(big.Int).SetBytes(e.SignatureR.Buffer), new(big.Int).SetBytes(e.SignatureS.Buffer)
+		if !ecdsa.Verify(k, digest, r, s) {
+			return fmt.Errorf("bad %s signature: not made by this AK", what)
+		}
+		return nil
+	case *rsa.PublicKey:
+		var r *tpm2.TPMSSignatureRSA
+		switch sig.SigAlg {
+		case tpm2.TPMAlgRSASSA:
+			r, err = sig.Signature.RSASSA()
+		case tpm2.TPMAlgRSAPSS:
+			r, err = sig.Signature.RSAPSS()
+		default:
+			return fmt.Errorf("signature algorithm 0x%04X, the AK signs with RSA", uint16(sig.SigAlg))
+		}
+		if err != nil {
+			return err
+		}
+		if r.Hash != tpm2.TPMIAlgHash(algOf(h)) {
+			return fmt.Errorf("signature hash 0x%04X is not the AK's", uint16(r.Hash))
+		}
+		if sig.SigAlg == tpm2.TPMAlgRSAPSS {
+			err = rsa.VerifyPSS(k, h, digest, r.Sig.Buffer, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		} else {
+			err = rsa.VerifyPKCS1v15(k, h, digest, r.Sig.Buffer)
+		}
+		if err != nil {
+			return fmt.Errorf("bad %s signature: not made by this AK", what)
+		}
+		return nil
+	}
+	return fmt.Errorf("AK key type %T", key)
+}
+
+func algOf(h crypto.Hash) tpm2.TPMAlgID {
+	switch h {
+	case crypto.SHA1:
+		return tpm2.TPMAlgSHA1
+	case crypto.SHA256:
+		return tpm2.TPMAlgSHA256
+	case crypto.SHA384:
+		return tpm2.TPMAlgSHA384
+	case crypto.SHA512:
+		return tpm2.TPMAlgSHA512
+	}
+	return tpm2.TPMAlgNull
 }

@@ -31,6 +31,7 @@ import (
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -265,7 +266,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 			setup: func(t *testing.T, h *simHost) (string, map[string]verdictWant) {
 				cert := endorsementKeys(t, h)["RSA-2048"].Certificate
 				half := len(cert) / 2
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, cert[:half])
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, cert[:half])
 				return h.bundle, map[string]verdictWant{
 					"RSA-2048": {"malformed", []string{fmt.Sprintf("truncated: DER SEQUENCE declares %d bytes, only %d present", len(cert), half)}},
 					"ECC-P256": {"trusted", nil},
@@ -280,7 +281,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				eks := endorsementKeys(t, h)
 				rsa, ecc := eks["RSA-2048"], eks["ECC-P256"]
 				// A genuine certificate of this TPM's manufacturer, in the wrong index.
-				replaceNV(t, h, tpm.EKECCP256.CertIndex, rsa.Certificate)
+				replaceNV(t, h, tpmrules.EKECCP256.CertIndex, rsa.Certificate)
 				return h.bundle, map[string]verdictWant{
 					"RSA-2048": {"trusted", nil},
 					"ECC-P256": {"key_mismatch", []string{"cert key sha256 " + ekHash(t, rsa), "EK sha256 " + ekHash(t, ecc)}},
@@ -304,7 +305,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, der)
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, der)
 				keyHash, err := verify.EKHash(key.Public())
 				if err != nil {
 					t.Fatal(err)
@@ -338,13 +339,13 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, der)
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, der)
 				bundle := filepath.Join(t.TempDir(), "privacy-ca.pem")
 				if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				return bundle, map[string]verdictWant{
-					"RSA-2048": {"not_ek_certificate", []string{"ek: not an EK certificate: serial 0xa1 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3)"}},
+					"RSA-2048": {"not_ek_certificate", []string{"verify: not an EK certificate: serial 0xa1 is an AK certificate: its extended key usage lists tcg-kp-AIKCertificate (2.23.133.8.3)"}},
 				}
 			},
 			wantStderr: "1 of 1 EK certificates did not verify",
@@ -366,7 +367,7 @@ func TestEKVerifySimulatorRejections(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				replaceNV(t, h, tpm.EKRSA2048.CertIndex, der)
+				replaceNV(t, h, tpmrules.EKRSA2048.CertIndex, der)
 				c, err := verify.ParseEKCertificate(der)
 				if err != nil {
 					t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"omens.dev/omens/enroll"
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 func newDevIDCmd() *cobra.Command {
@@ -37,11 +37,11 @@ func parseHandle(s string) (tpm2.TPMHandle, error) {
 	if s == "" {
 		return 0, nil
 	}
-	h, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(s), "0x"), 16, 32)
-	if err != nil || h>>24 != 0x81 {
-		return 0, fmt.Errorf("handle %q is not a persistent handle (0x81000000 to 0x81FFFFFF)", s)
+	h, err := tpmrules.ParsePersistentHandle(s)
+	if err != nil {
+		return 0, fmt.Errorf("handle %w", err)
 	}
-	return tpm2.TPMHandle(h), nil
+	return h, nil
 }
 
 func newDevIDEnrollCmd() *cobra.Command {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -35,6 +36,8 @@ type EKReport struct {
 	Error         string      `json:"error,omitempty"` // why the certificate could not be parsed or does not match the EK
 	Verification  *Verdict    `json:"verification,omitempty"`
 	ekCert        *verify.EKCertificate
+	chains        [][]*x509.Certificate // verified chains, when read with a bundle
+	chainErr      error                 // why the chain did not verify, when read with a bundle
 }
 
 // CertReport describes an EK certificate.
@@ -60,7 +63,9 @@ type Verdict struct {
 	Chain  []string `json:"chain,omitempty"` // subjects from the EK certificate up to the root
 }
 
-func readEKs(path string) ([]EKReport, error) {
+// readEKs reports every EK of the TPM at path; with a bundle, it also verifies each EK
+// certificate's chain for verdict.
+func readEKs(path string, bundle *verify.Bundle) ([]EKReport, error) {
 	t, err := tpm.Open(path)
 	if err != nil {
 		return nil, err
@@ -72,9 +77,9 @@ func readEKs(path string) ([]EKReport, error) {
 	}
 	out := make([]EKReport, 0, len(eks))
 	for _, ek := range eks {
-		r := EKReport{Kind: ek.Kind.Name, NVIndex: fmt.Sprintf("0x%08X", uint32(ek.Kind.CertIndex))}
+		r := EKReport{Kind: ek.Kind.Name, NVIndex: tpmrules.FormatHandle(ek.Kind.CertIndex)}
 		if ek.Persistent {
-			r.EKHandle = fmt.Sprintf("0x%08X", uint32(ek.Kind.PersistentHandle))
+			r.EKHandle = tpmrules.FormatHandle(ek.Kind.PersistentHandle)
 		}
 		if r.EKHash, err = verify.EKHash(ek.PublicKey); err != nil {
 			return nil, err
@@ -85,12 +90,13 @@ func readEKs(path string) ([]EKReport, error) {
 			continue
 		}
 		r.NVSize, r.CertificateNV = len(ek.Certificate), ek.Certificate
-		c, err := verify.ParseEKCertificate(ek.Certificate)
-		if err != nil {
+		check, err := verify.VerifyEKCert(ek.Certificate, ek.PublicKey, bundle, time.Now())
+		if check.Cert == nil {
 			r.Error = err.Error()
 			out = append(out, r)
 			continue
 		}
+		c := check.Cert
 		r.ekCert = c
 		r.Certificate = &CertReport{
 			Subject:         nameOrEmpty(c.Cert.Subject.String()),
@@ -105,10 +111,11 @@ func readEKs(path string) ([]EKReport, error) {
 			TPMVersion:      c.TPM.Version,
 			Quirks:          c.Quirks,
 		}
-		if err := c.CheckPublicKey(ek.PublicKey); err != nil {
+		if !check.KeyMatches {
 			r.Error = err.Error()
 		} else {
 			r.Certificate.KeyMatchesEK = true
+			r.chains, r.chainErr = check.Chains, err
 		}
 		out = append(out, r)
 	}
@@ -134,7 +141,7 @@ template, and show who made the TPM and whether the certificate's key is the EK'
 With --json the exact NV bytes are included (certificate_nv, base64).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			eks, err := readEKs(path)
+			eks, err := readEKs(path, nil)
 			if err != nil {
 				return err
 			}
@@ -227,13 +234,13 @@ expired, apart from an untrusted one. Exits 1 unless every certificate is truste
 			for _, p := range problems {
 				fmt.Fprintf(cmd.ErrOrStderr(), "omens: CA bundle: skipped %s: %s\n", p.File, p.Reason)
 			}
-			eks, err := readEKs(path)
+			eks, err := readEKs(path, bundle)
 			if err != nil {
 				return err
 			}
 			failed := 0
 			for i := range eks {
-				eks[i].Verification = verdict(bundle, &eks[i])
+				eks[i].Verification = verdict(&eks[i])
 				if eks[i].Verification.Result != "trusted" {
 					failed++
 				}
@@ -257,7 +264,8 @@ expired, apart from an untrusted one. Exits 1 unless every certificate is truste
 	return cmd
 }
 
-func verdict(bundle *verify.Bundle, r *EKReport) *Verdict {
+// verdict judges one EK report read with a bundle.
+func verdict(r *EKReport) *Verdict {
 	switch {
 	case r.CertificateNV == nil:
 		return &Verdict{Result: "no_certificate", Error: r.Error}
@@ -266,8 +274,7 @@ func verdict(bundle *verify.Bundle, r *EKReport) *Verdict {
 	case r.Error != "":
 		return &Verdict{Result: "key_mismatch", Error: r.Error}
 	}
-	chains, err := bundle.VerifyEKCertificate(r.ekCert, time.Now())
-	if err != nil {
+	if err := r.chainErr; err != nil {
 		res := "untrusted"
 		switch {
 		case errors.Is(err, verify.ErrExpired):
@@ -280,8 +287,8 @@ func verdict(bundle *verify.Bundle, r *EKReport) *Verdict {
 		return &Verdict{Result: res, Error: err.Error()}
 	}
 	v := &Verdict{Result: "trusted"}
-	if len(chains) > 0 {
-		for _, c := range chains[0] {
+	if len(r.chains) > 0 {
+		for _, c := range r.chains[0] {
 			v.Chain = append(v.Chain, chainName(c))
 		}
 	}

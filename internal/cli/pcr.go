@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 )
 
 func newPCRCmd() *cobra.Command {
@@ -67,7 +68,7 @@ func newPCRReadCmd() *cobra.Command {
 		},
 	}
 	tpmFlag(cmd, &path)
-	cmd.Flags().StringVar(&bankName, "bank", "sha256", "PCR bank: sha1, sha256 or sha384")
+	cmd.Flags().StringVar(&bankName, "bank", tpmrules.DefaultPCRBank, "PCR bank: sha1, sha256 or sha384")
 	cmd.Flags().StringVar(&sel, "pcrs", "0-23", "PCRs to read: a list and ranges (0,2,4,7 or 0-7) or all")
 	jsonFlag(cmd, &asJSON)
 	return cmd

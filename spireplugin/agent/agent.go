@@ -6,11 +6,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/google/go-tpm/tpm2"
 	"github.com/hashicorp/go-hclog"
 	nodeattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/nodeattestor/v1"
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
@@ -19,6 +17,7 @@ import (
 
 	"omens.dev/omens/prover"
 	"omens.dev/omens/spireplugin"
+	"omens.dev/omens/tpmrules"
 )
 
 // Config is the plugin_data of the agent's NodeAttestor "tpm". The plan's keys (tpm_path,
@@ -72,11 +71,11 @@ func buildConfig(hclText string) (*prover.Config, []string) {
 	}
 	pc := &prover.Config{TPMPath: c.TPMPath, Bank: c.PCRBank, PCRs: c.PCRSelection, EventLogPath: c.EventLogPath, EKType: c.EKType}
 	if c.AKHandle != "" {
-		h, err := strconv.ParseUint(strings.TrimPrefix(strings.ToLower(c.AKHandle), "0x"), 16, 32)
-		if err != nil || h>>24 != 0x81 {
-			notes = append(notes, fmt.Sprintf("ak_handle %q is not a persistent handle (0x81000000 to 0x81FFFFFF)", c.AKHandle))
+		h, err := tpmrules.ParsePersistentHandle(c.AKHandle)
+		if err != nil {
+			notes = append(notes, "ak_handle "+err.Error())
 		}
-		pc.AKHandle = tpm2.TPMHandle(h)
+		pc.AKHandle = h
 	}
 	devidNotes := c.devID(pc)
 	notes = append(notes, devidNotes...)
@@ -104,11 +103,11 @@ func (c *Config) devID(pc *prover.Config) []string {
 	case priv == "":
 		notes = append(notes, `devid_priv_path is required in DevID mode: a persistent handle such as "0x81010002", or the path of the private blob`)
 	case strings.HasPrefix(strings.ToLower(priv), "0x"):
-		h, err := strconv.ParseUint(priv[2:], 16, 32)
-		if err != nil || h>>24 != 0x81 {
-			notes = append(notes, fmt.Sprintf("devid_priv_path %q is not a persistent handle (0x81000000 to 0x81FFFFFF)", priv))
+		h, err := tpmrules.ParsePersistentHandle(priv)
+		if err != nil {
+			notes = append(notes, "devid_priv_path "+err.Error())
 		}
-		d.Handle = tpm2.TPMHandle(h)
+		d.Handle = h
 	default:
 		d.PrivPath = priv
 		files = append(files, struct{ key, path string }{"devid_priv_path", priv})

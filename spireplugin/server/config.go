@@ -14,6 +14,7 @@ import (
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/spireplugin"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -147,13 +148,13 @@ func buildConfig(hclText string) (*Config, []string) {
 		}
 	}
 	if c.PCRBank == "" {
-		c.PCRBank = "sha256"
+		c.PCRBank = tpmrules.DefaultPCRBank
 	}
-	if _, err := verify.BankAlg(c.PCRBank); err != nil {
+	if _, err := tpmrules.ParseBank(c.PCRBank); err != nil {
 		notes = append(notes, "pcr_bank: "+err.Error())
 	}
 	if c.PCRSelection == nil {
-		c.PCRSelection = []int{0, 2, 4, 7}
+		c.PCRSelection = tpmrules.DefaultPCRs()
 	}
 	if err := checkSelection(c.PCRSelection); err != nil {
 		notes = append(notes, "pcr_selection: "+err.Error())
@@ -167,11 +168,11 @@ func buildConfig(hclText string) (*Config, []string) {
 	}
 	switch c.EKType {
 	case "":
-		c.EKType = verify.EKTypeRSA2048
-	case verify.EKTypeRSA2048, verify.EKTypeECCP256, verify.EKTypeECCP384, EKTypeAny:
+		c.EKType = tpmrules.EKTypeRSA2048
+	case tpmrules.EKTypeRSA2048, tpmrules.EKTypeECCP256, tpmrules.EKTypeECCP384, EKTypeAny:
 	default:
 		notes = append(notes, fmt.Sprintf("ek_type %q: want %q, %q, %q or %q", c.EKType,
-			verify.EKTypeRSA2048, verify.EKTypeECCP256, verify.EKTypeECCP384, EKTypeAny))
+			tpmrules.EKTypeRSA2048, tpmrules.EKTypeECCP256, tpmrules.EKTypeECCP384, EKTypeAny))
 	}
 	if c.PCRStatePath != "" && c.PCRPolicyPath == "" {
 		notes = append(notes, "pcr_state_path is set without pcr_policy_path")
@@ -186,7 +187,7 @@ func checkSelection(pcrs []int) error {
 	if !slices.IsSorted(pcrs) || len(slices.Compact(slices.Clone(pcrs))) != len(pcrs) {
 		return fmt.Errorf("%v: list distinct PCRs in ascending order", pcrs)
 	}
-	if pcrs[0] < 0 || pcrs[len(pcrs)-1] > 23 {
+	if pcrs[0] < 0 || pcrs[len(pcrs)-1] >= tpmrules.NumPCRs {
 		return fmt.Errorf("%v: PCR indices are 0 to 23", pcrs)
 	}
 	return nil

@@ -172,7 +172,7 @@ func TestDevIDAttestThroughPlugins(t *testing.T) {
 	// The current one revoked: refused at the next attestation.
 	since := h.writeCRL(t, 3, 0x1001, 0x1002)
 	_, err = p.attest(t)
-	wantErr := "rpc error: code = PermissionDenied desc = tpm: attest: devid_revoked: DevID certificate serial 0x1002 (CN=auth.funlab.casa) is revoked since " +
+	wantErr := "rpc error: code = PermissionDenied desc = tpm: verify: devid_revoked: DevID certificate serial 0x1002 (CN=auth.funlab.casa) is revoked since " +
 		since.Format(time.RFC3339)
 	if err == nil || err.Error() != wantErr {
 		t.Fatalf("after revocation: %v\nwant %s", err, wantErr)
@@ -191,7 +191,7 @@ func TestDevIDModeMismatch(t *testing.T) {
 	p := loadPlugins(t)
 	p.configure(t, h.serverHCL, `tpm_path = "`+h.socket+`"`)
 	_, err := p.attest(t)
-	want := `rpc error: code = InvalidArgument desc = tpm: attest: protocol: mode "ek_cert" is not served by this verifier (want "devid")`
+	want := `rpc error: code = InvalidArgument desc = tpm: verify: protocol: mode "ek_cert" is not served by this verifier (want "devid")`
 	if err == nil || err.Error() != want {
 		t.Errorf("EK-mode agent: %v\nwant %s", err, want)
 	}
@@ -277,7 +277,7 @@ func TestDevIDCRLURL(t *testing.T) {
 		devid_crl_url = "`+url+`"`, h.agentHCL)
 
 	_, err = p.attest(t)
-	want := "rpc error: code = Unavailable desc = tpm: attest: devid_crl: no CRL to check DevID certificate serial 0x1001 against: " +
+	want := "rpc error: code = Unavailable desc = tpm: verify: devid_crl: no CRL to check DevID certificate serial 0x1001 against: " +
 		"no CRL could be fetched yet: devid_crl_url " + url + ": HTTP status 503 Service Unavailable"
 	if err == nil || err.Error() != want {
 		t.Fatalf("before any CRL: %v\nwant %s", err, want)
@@ -298,7 +298,7 @@ func TestDevIDCRLURL(t *testing.T) {
 	}
 	advance(5 * time.Minute)
 	_, err = p.attest(t)
-	want = "rpc error: code = PermissionDenied desc = tpm: attest: devid_revoked: DevID certificate serial 0x1001 (CN=auth.funlab.casa) is revoked since " +
+	want = "rpc error: code = PermissionDenied desc = tpm: verify: devid_revoked: DevID certificate serial 0x1001 (CN=auth.funlab.casa) is revoked since " +
 		revokedAt.Format(time.RFC3339)
 	if err == nil || err.Error() != want {
 		t.Fatalf("after the refresh: %v\nwant %s", err, want)

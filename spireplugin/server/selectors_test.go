@@ -80,7 +80,7 @@ func TestSelectorsFromProofsNotClaims(t *testing.T) {
 			want:   []string{"firmware:" + info.FirmwareVersion}},
 		{name: "claims another firmware", server: withCert,
 			change: func(hello *protocol.Hello) { hello.TPM.Firmware = "7.85.4555.0" },
-			err: `rpc error: code = PermissionDenied desc = tpm: attest: firmware_mismatch: the hello claims firmware "7.85.4555.0", the TPM signed firmware "` +
+			err: `rpc error: code = PermissionDenied desc = tpm: verify: firmware_mismatch: the hello claims firmware "7.85.4555.0", the TPM signed firmware "` +
 				info.FirmwareVersion + `" in the quote (TPMS_ATTEST.firmwareVersion 0x` + firmwareHex(t, info.FirmwareVersion) + `)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 
 	"omens.dev/omens/policy"
 	"omens.dev/omens/protocol"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -108,8 +109,8 @@ func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
 	if len(notes) > 0 {
 		return nil, notes, nil
 	}
-	alg, _ := verify.BankAlg(cfg.PCRBank)
-	rt := &runtime{cfg: cfg, trustDomain: trustDomain, bankAlg: uint16(alg)}
+	bank, _ := tpmrules.ParseBank(cfg.PCRBank)
+	rt := &runtime{cfg: cfg, trustDomain: trustDomain, bankAlg: uint16(bank.Alg)}
 	if cfg.CAPath != "" {
 		rt.bundle = &watched[*verify.Bundle]{path: cfg.CAPath, load: loadBundle}
 	}
@@ -151,7 +152,8 @@ func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	v := &verify.Verifier{Mode: rt.cfg.DevIDMode, PCRs: rt.cfg.PCRSelection, Now: now}
-	v.PCRBank, _ = verify.BankAlg(rt.cfg.PCRBank)
+	bank, _ := tpmrules.ParseBank(rt.cfg.PCRBank)
+	v.PCRBank = bank.Alg
 	v.EK.AllowInsecure = rt.cfg.AllowInsecure
 	v.EK.RequireCertAndAllow = rt.cfg.RequireEKCertAndAllowlist
 	if rt.cfg.EKType != EKTypeAny {

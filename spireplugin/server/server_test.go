@@ -207,7 +207,7 @@ func TestUnknownCARejected(t *testing.T) {
 	p.configure(t, `ca_path = "`+other+`"`, `tpm_path = "`+h.socket+`"`)
 	_, err := p.attest(t)
 	st, _ := status.FromError(err)
-	if st.Code().String() != "PermissionDenied" || !strings.Contains(st.Message(), "tpm: attest: ek_certificate: ek: certificate not trusted") {
+	if st.Code().String() != "PermissionDenied" || !strings.Contains(st.Message(), "tpm: verify: ek_certificate: verify: certificate not trusted") {
 		t.Errorf("attestation with an EK from an unknown CA: %v", err)
 	}
 }
@@ -279,7 +279,7 @@ func TestListsAndBundleReloadWithoutRestart(t *testing.T) {
 	p.configure(t, `ca_path = "`+caPath+`"
 		ek_denylist_path = "`+denyPath+`"`, `tpm_path = "`+h.socket+`"`)
 
-	if _, err := p.attest(t); err == nil || !strings.Contains(err.Error(), "ek_certificate: ek: certificate not trusted") {
+	if _, err := p.attest(t); err == nil || !strings.Contains(err.Error(), "ek_certificate: verify: certificate not trusted") {
 		t.Fatalf("with another manufacturer's CA: %v", err)
 	}
 	right, err := os.ReadFile(h.sim.BundlePath())
@@ -297,7 +297,7 @@ func TestListsAndBundleReloadWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = p.attest(t)
-	want := "rpc error: code = PermissionDenied desc = tpm: attest: ek_denylist: EK " + hash + " is deny-listed"
+	want := "rpc error: code = PermissionDenied desc = tpm: verify: ek_denylist: EK " + hash + " is deny-listed"
 	if err == nil || err.Error() != want {
 		t.Fatalf("after deny-listing: %v\nwant %s", err, want)
 	}

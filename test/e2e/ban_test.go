@@ -13,6 +13,7 @@ import (
 	"omens.dev/omens/internal/test/spiretest"
 	"omens.dev/omens/spireconf"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -169,7 +170,7 @@ func TestBannedAgentStaysOut(t *testing.T) {
 		}
 		var eccHash string
 		for _, ek := range eks {
-			if ek.Kind.Name == tpm.EKECCP256.Name {
+			if ek.Kind.Name == tpmrules.EKECCP256.Name {
 				eccHash, _ = verify.EKHash(ek.PublicKey)
 			}
 		}

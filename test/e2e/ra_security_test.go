@@ -227,7 +227,7 @@ func TestDecommissionRevokesEarlierDevID(t *testing.T) {
 			line = l
 		}
 	}
-	if !strings.Contains(line, "attest: devid_revoked: DevID certificate serial 0x"+serials[0]+" (CN=auth.funlab.casa) is revoked since") {
+	if !strings.Contains(line, "verify: devid_revoked: DevID certificate serial 0x"+serials[0]+" (CN=auth.funlab.casa) is revoked since") {
 		t.Errorf("the server's refusal does not name the earlier serial %s:\n%s", serials[0], line)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 )
 
 // What the simulated manufacturer writes into EK certificates (TCG EK Credential Profile
@@ -154,9 +155,9 @@ func (s *Sim) provision() error {
 	if _, err := (tpm2.Clear{AuthHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}}).Execute(s.t); err != nil {
 		return fmt.Errorf("tpmsim: TPM2_Clear: %w", err)
 	}
-	kinds := []tpm.EKKind{tpm.EKRSA2048}
+	kinds := []tpmrules.EKKind{tpmrules.EKRSA2048}
 	if s.opts.ECC {
-		kinds = append(kinds, tpm.EKECCP256)
+		kinds = append(kinds, tpmrules.EKECCP256)
 	}
 	for _, kind := range kinds {
 		if err := s.provisionEK(kind); err != nil {
@@ -166,7 +167,7 @@ func (s *Sim) provision() error {
 	return nil
 }
 
-func (s *Sim) provisionEK(kind tpm.EKKind) error {
+func (s *Sim) provisionEK(kind tpmrules.EKKind) error {
 	ek, err := tpm.LoadEK(s.t, kind)
 	if err != nil {
 		return fmt.Errorf("tpmsim: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
+	"omens.dev/omens/tpmrules"
 )
 
 // A simulated host keeps its NV memory across process restarts, as a real TPM keeps it
@@ -24,7 +25,7 @@ func TestRestartKeepsNV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ek, err := tpm.LoadEK(sim, tpm.EKRSA2048)
+	ek, err := tpm.LoadEK(sim, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestRestartKeepsNV(t *testing.T) {
 	if !slices.Contains(persistent, akHandle) {
 		t.Fatalf("persistent handles after restart %v, want the AK at 0x%08X", persistent, uint32(akHandle))
 	}
-	ek2, err := tpm.LoadEK(sim, tpm.EKRSA2048)
+	ek2, err := tpm.LoadEK(sim, tpmrules.EKRSA2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestRestartKeepsNV(t *testing.T) {
 	if bytes.Equal(after[16], before[16]) || !bytes.Equal(after[16], make([]byte, 32)) {
 		t.Errorf("PCR 16 after restart %x, want its reset value", after[16])
 	}
-	if _, err := tpm.ReadEKCertificate(sim, tpm.EKRSA2048); err != nil {
+	if _, err := tpm.ReadEKCertificate(sim, tpmrules.EKRSA2048); err != nil {
 		t.Errorf("EK certificate after restart: %v", err)
 	}
 }

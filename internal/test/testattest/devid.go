@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
@@ -217,7 +218,7 @@ func (p *Prover) SoftwareDevIDPublic() ([]byte, *ecdsa.PrivateKey, error) {
 		return nil, nil, err
 	}
 	point := ecdhKey.PublicKey().Bytes() // 0x04 || X || Y
-	pub := tpm.DevIDTemplateECC
+	pub := tpmrules.DevIDTemplateECC
 	pub.ObjectAttributes = tpm2.TPMAObject{UserWithAuth: true, NoDA: true, SignEncrypt: true}
 	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
 		X: tpm2.TPM2BECCParameter{Buffer: point[1:33]},

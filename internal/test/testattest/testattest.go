@@ -33,19 +33,20 @@ import (
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
 
 // DefaultPCRs and DefaultBank are the selection the prover quotes unless told otherwise:
 // the one the design and the Tower's plan use.
-var DefaultPCRs = []int{0, 2, 4, 7}
+var DefaultPCRs = tpmrules.DefaultPCRs()
 
-const DefaultBank = "sha256"
+const DefaultBank = tpmrules.DefaultPCRBank
 
 // Config says how New provisions the prover.
 type Config struct {
-	// EKKind is the EK the prover attests with; the zero value means tpm.EKRSA2048.
-	EKKind tpm.EKKind
+	// EKKind is the EK the prover attests with; the zero value means tpmrules.EKRSA2048.
+	EKKind tpmrules.EKKind
 	// CA issues the EK certificate; nil means a new ephemeral CA named "omens test
 	// manufacturer".
 	CA *mfgca.CA
@@ -88,10 +89,10 @@ type Prover struct {
 
 // New provisions a prover on t: it loads the EK of cfg.EKKind, has the CA issue a
 // certificate for its public key, and creates a transient AK under the EK with
-// tpm.AKTemplate.
+// tpmrules.AKTemplate.
 func New(t transport.TPM, cfg Config) (*Prover, error) {
 	if cfg.EKKind.Name == "" {
-		cfg.EKKind = tpm.EKRSA2048
+		cfg.EKKind = tpmrules.EKRSA2048
 	}
 	if cfg.Bank == "" {
 		cfg.Bank = DefaultBank
@@ -480,7 +481,7 @@ func (p *Prover) LoadSoftwareAK() (*tpm.AK, *ecdsa.PrivateKey, error) {
 		return nil, nil, err
 	}
 	point := ecdhKey.PublicKey().Bytes() // 0x04 || X || Y
-	pub := tpm.AKTemplate
+	pub := tpmrules.AKTemplate
 	pub.ObjectAttributes = tpm2.TPMAObject{UserWithAuth: true, NoDA: true, SignEncrypt: true}
 	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
 		X: tpm2.TPM2BECCParameter{Buffer: point[1:33]},
