@@ -341,8 +341,8 @@ func (l *Lab) agentAttestor(host string) (spireconf.Plugin, error) {
 		{Key: "tpm_path", Value: l.TPMSocket(host)},
 		{Key: "devid_cert_path", Value: filepath.Join(l.DevIDDir(host), "devid.crt")},
 		{Key: "devid_priv_path", Value: DevIDHandle},
-		{Key: "pcr_bank", Value: "sha256"},
-		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+		{Key: "pcr_bank", Value: tpmrules.DefaultPCRBank},
+		{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
 	})
 }
 
@@ -355,8 +355,8 @@ func (l *Lab) serverConfig(p *ports, ca *caState, joinToken bool) (spireconf.Ser
 		{Key: "endorsement_ca_path", Value: l.path("ek-ca.pem")},
 		{Key: "devid_ca_path", Value: ca.RootPath},
 		{Key: "devid_crl_url", Value: ca.URL + "/1.0/crl"},
-		{Key: "pcr_bank", Value: "sha256"},
-		{Key: "pcr_selection", Value: []int{0, 2, 4, 7}},
+		{Key: "pcr_bank", Value: tpmrules.DefaultPCRBank},
+		{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
 		{Key: "pcr_policy_path", Value: l.PolicyPath()},
 	})
 	if err != nil {
