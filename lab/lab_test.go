@@ -219,6 +219,10 @@ func TestUpResumeDown(t *testing.T) {
 	if err := lab.ScenarioRevoke.Run(context.Background(), l, &sb); err != nil {
 		t.Fatalf("revoke: %v\n%s", err, sb.String())
 	}
+	// ca enrolled once: one certificate to revoke.
+	if !regexp.MustCompile(`(?m)^1\. omens devid revoke --host ca\.funlab\.casa: DevID serial [0-9a-f]+ revoked in step-ca \(in its CRL now\)$`).MatchString(sb.String()) {
+		t.Errorf("revoke printed:\n%s", sb.String())
+	}
 	for _, h := range l.Status() {
 		if h.Host == "ca" && (h.Attestation != "" || len(h.Workloads) != 0) {
 			t.Errorf("ca after revoke still has a live agent or workloads: %q %q %v", h.Attestation, h.AgentID, h.Workloads)

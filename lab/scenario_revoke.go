@@ -51,7 +51,11 @@ func playRevoke(ctx context.Context, l *Lab, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "1. omens devid revoke --host %s.%s: DevID serials %s revoked in step-ca (in its CRL now)\n", host, TrustDomain, strings.Join(revoked, ", "))
+	noun := "serial"
+	if len(revoked) > 1 {
+		noun = "serials"
+	}
+	fmt.Fprintf(out, "1. omens devid revoke --host %s.%s: DevID %s %s revoked in step-ca (in its CRL now)\n", host, TrustDomain, noun, strings.Join(revoked, ", "))
 	rc, err := registry.Dial(l.ServerSocket())
 	if err != nil {
 		return err
