@@ -133,3 +133,23 @@ func ExtendPCR(t transport.TPM, pcr int, data []byte) error {
 	}
 	return nil
 }
+
+// ExtendPCRDigests extends a PCR with digests computed elsewhere, one per bank, by
+// TPM2_PCR_Extend (Part 3, 22.2): what firmware does for an event it hashed itself and
+// logged. Banks not named keep their value.
+func ExtendPCRDigests(t transport.TPM, pcr int, digests []tpm2.TPMTHA) error {
+	if pcr < 0 || pcr >= NumPCRs {
+		return fmt.Errorf("tpm: PCR index %d is not from 0 to %d", pcr, NumPCRs-1)
+	}
+	if len(digests) == 0 {
+		return fmt.Errorf("tpm: PCR_Extend(PCR %d): no digests", pcr)
+	}
+	_, err := tpm2.PCRExtend{
+		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
+		Digests:   tpm2.TPMLDigestValues{Digests: digests},
+	}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpm: PCR_Extend(PCR %d): %w", pcr, err)
+	}
+	return nil
+}

@@ -60,7 +60,7 @@ func newTPMSimulateCmd() *cobra.Command {
 	var opts tpmsim.Options
 	var socket string
 	cmd := &cobra.Command{
-		Use:   "simulate --state DIR --socket PATH",
+		Use:   "simulate --state DIR --socket PATH [--boot-log FILE]",
 		Short: "Serve a simulated TPM (Microsoft reference TPM) with EK certificates on a unix socket",
 		Long: `Serve a simulated TPM 2.0 on a unix socket that speaks raw TPM commands, so that omens,
 go-tpm and SPIRE's tpm_devid agent open it like a device (--tpm PATH, tpm_path).
@@ -71,6 +71,20 @@ issues the EK certificate (RSA-2048, plus ECC P-256 with --ecc) stored in NV. Th
 memory is saved to DIR/nv after every command that changed it, so a later start, even
 after the process was killed, keeps the EK, its certificate and the persistent keys. At every boot the simulator measures DIR/boot.json into
 the PCRs; 'omens tpm reboot' reboots it, optionally after a BIOS update.
+
+With --boot-log FILE the host boots like the machine that wrote FILE, a TCG boot event log
+(binary_bios_measurements, SHA-1 or crypto-agile format): FILE is copied to
+DIR/binary_bios_measurements, the path to give the agent as event_log_path, and at every
+boot, after TPM2_Startup, each of its events is extended into the PCRs in log order
+(TPM2_PCR_Extend with the event's digest in each of its banks that the simulator has:
+sha1, sha256, sha384, sha512), so that the log replays against the PCRs and a quote.
+EV_NO_ACTION events extend nothing; a StartupLocality event starts PCR 0 at that locality,
+as a TPM2_Startup from it would. The boot profile is then not measured.
+
+PCRs are volatile: every start of this command and every reboot resets them and plays the
+boot again. Once DIR holds a boot log, later starts boot it even without --boot-log;
+a new --boot-log replaces it, and removing DIR/binary_bios_measurements returns the host
+to its boot profile.
 
 It runs until interrupted (Ctrl-C or SIGTERM).`,
 		Args: cobra.NoArgs,
@@ -90,6 +104,9 @@ It runs until interrupted (Ctrl-C or SIGTERM).`,
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "simulated TPM serving on %s (control %s)\n", socket, tpmsim.ControlPath(socket))
 			fmt.Fprintf(out, "manufacturer CA bundle: %s\n", sim.BundlePath())
+			if st := sim.Status(); st.BootLog != nil {
+				fmt.Fprintf(out, "booted from event log: %s (%s)\n", st.EventLog, describeBootLog(st.BootLog))
+			}
 			select {
 			case err := <-errc:
 				return err
@@ -104,7 +121,20 @@ It runs until interrupted (Ctrl-C or SIGTERM).`,
 	cmd.Flags().StringVar(&socket, "socket", "", "unix socket to serve TPM commands on")
 	cmd.Flags().BoolVar(&opts.ECC, "ecc", false, "also provision an ECC P-256 EK and certificate (NV 0x01C0000A)")
 	cmd.Flags().StringVar(&opts.Model, "model", "omens-sim", "TPM model written into the EK certificate")
+	cmd.Flags().StringVar(&opts.BootLog, "boot-log", "", "TCG boot event log to boot from, copied to DIR/"+tpmsim.EventLogFile+" (the agent's event_log_path)")
 	return cmd
+}
+
+// describeBootLog says what playing a boot log did, for a person.
+func describeBootLog(r *tpmsim.BootLogReport) string {
+	s := fmt.Sprintf("%d events extended in %s", r.Events, strings.Join(r.Banks, ", "))
+	if r.StartupLocality != 0 {
+		s += fmt.Sprintf(", startup locality %d", r.StartupLocality)
+	}
+	if len(r.Skipped) > 0 {
+		s += fmt.Sprintf("; banks the simulator lacks: %s", strings.Join(r.Skipped, ", "))
+	}
+	return s
 }
 
 func newTPMRebootCmd() *cobra.Command {
@@ -137,6 +167,10 @@ update is played: omens tpm reboot --socket S --set "0=firmware 2.0".`,
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			if st.BootLog != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "rebooted (boot %d) from event log %s (%s)\n", st.Boots, st.EventLog, describeBootLog(st.BootLog))
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rebooted (boot %d); measured:\n", st.Boots)
 			tb := newTable(cmd.OutOrStdout())

@@ -14,6 +14,13 @@
 // directory: PCR index to event strings) with TPM2_PCR_Event, as firmware would; a
 // Reboot may change the profile first, which is how the lab plays a BIOS update.
 //
+// A host may instead boot from a TCG boot event log (Options.BootLog), such as a real
+// machine's binary_bios_measurements: the log is kept in the state directory
+// (EventLogFile), served there to the agent, and at every boot each of its events is
+// extended into the PCRs with the digests it records (firmware.go), so that the log
+// replays against the PCRs and a quote. A StartupLocality event starts PCR 0 at that
+// locality (locality.go).
+//
 // Besides the TPM socket, a control socket (the TPM socket path + ".omens") takes one JSON
 // request per connection: {"op":"reboot"} with optional "set" (new boot profile entries),
 // and {"op":"status"}.

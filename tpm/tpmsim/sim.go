@@ -52,6 +52,11 @@ type Options struct {
 	ECC bool
 	// Model is written into the EK certificate's TPM model attribute (default "omens-sim").
 	Model string
+	// BootLog is a TCG boot event log (binary_bios_measurements) to boot from instead of
+	// the boot profile. It is copied into the state directory (EventLogFile), served
+	// there to the agent, and played into the PCRs at this and every later boot, also by
+	// later starts without BootLog.
+	BootLog string
 }
 
 // Sim is a running simulated TPM. Its methods are safe for concurrent use; commands are
@@ -64,6 +69,9 @@ type Sim struct {
 	sim  *simulator.Simulator
 	t    transport.TPM
 	boot Profile
+	// bootLog is what the last boot played from the state directory's boot log, if the
+	// host boots from one.
+	bootLog *BootLogReport
 	// Boots counts TPM2_Startup(CLEAR) since the process started.
 	boots int
 	// savedNV is the NV image last written to the state directory.
@@ -111,6 +119,11 @@ func Start(opts Options) (*Sim, error) {
 	boot, err := loadProfile(filepath.Join(opts.StateDir, "boot.json"))
 	if err != nil {
 		return nil, err
+	}
+	if opts.BootLog != "" {
+		if err := installBootLog(opts.BootLog, eventLogPath(opts.StateDir)); err != nil {
+			return nil, err
+		}
 	}
 	sim, err := simulator.GetWithFixedSeedInsecure(seed)
 	if err != nil {
@@ -239,9 +252,20 @@ func (s *Sim) provisionEK(kind tpmrules.EKKind) error {
 	return nil
 }
 
-// measureBoot plays the boot profile into the PCRs, in PCR order.
+// measureBoot plays the boot into the PCRs: the state directory's boot log if there is
+// one, else the boot profile in PCR order.
 func (s *Sim) measureBoot() error {
 	s.boots++
+	if raw, ok, err := s.readBootLog(); err != nil {
+		return err
+	} else if ok {
+		rep, err := playBootLog(s.t, raw)
+		if err != nil {
+			return err
+		}
+		s.bootLog = &rep
+		return nil
+	}
 	for _, pcr := range s.boot.pcrs() {
 		for _, ev := range s.boot[pcr] {
 			if err := tpm.ExtendPCR(s.t, pcr, []byte(ev)); err != nil {
@@ -279,13 +303,17 @@ func (s *Sim) Send(cmd []byte) ([]byte, error) {
 }
 
 // Reboot simulates a platform reset: TPM2_Shutdown, power cycle, TPM2_Startup(CLEAR), so
-// PCRs return to their reset values; then firmware measures the boot profile again.
+// PCRs return to their reset values; then firmware measures the boot again (the boot log, or
+// the boot profile).
 // Entries in set replace the profile's entries for their PCRs first (a BIOS update) and are
 // saved in the state directory.
 func (s *Sim) Reboot(set Profile) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(set) > 0 {
+		if s.bootLog != nil {
+			return fmt.Errorf("tpmsim: this host boots from its event log %s; a boot profile change (set) does not apply to it", s.EventLogPath())
+		}
 		for pcr := range set {
 			if pcr < 0 || pcr >= tpm.NumPCRs {
 				return fmt.Errorf("tpmsim: PCR %d is not from 0 to %d", pcr, tpm.NumPCRs-1)
@@ -309,17 +337,28 @@ func (s *Sim) Reboot(set Profile) error {
 
 // Status describes the simulated host.
 type Status struct {
-	StateDir     string  `json:"state_dir"`
-	Boots        int     `json:"boots"`
-	BootProfile  Profile `json:"boot_profile"`
-	Manufacturer string  `json:"manufacturer_ca"`
+	StateDir    string  `json:"state_dir"`
+	Boots       int     `json:"boots"`
+	BootProfile Profile `json:"boot_profile,omitempty"`
+	// EventLog is the boot event log the host booted from, and BootLog what playing it
+	// did; both are empty for a host that boots its boot profile.
+	EventLog     string         `json:"event_log,omitempty"`
+	BootLog      *BootLogReport `json:"boot_log,omitempty"`
+	Manufacturer string         `json:"manufacturer_ca"`
 }
 
 // Status returns the host's state.
 func (s *Sim) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{StateDir: s.opts.StateDir, Boots: s.boots, BootProfile: s.boot, Manufacturer: s.ca.BundlePath()}
+	st := Status{StateDir: s.opts.StateDir, Boots: s.boots, Manufacturer: s.ca.BundlePath()}
+	if s.bootLog != nil {
+		rep := *s.bootLog
+		st.EventLog, st.BootLog = s.EventLogPath(), &rep
+	} else {
+		st.BootProfile = s.boot
+	}
+	return st
 }
 
 // BundlePath is the PEM file with the manufacturer's root and intermediate CA, the

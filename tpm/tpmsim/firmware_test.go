@@ -1,0 +1,141 @@
+//go:build cgo
+
+package tpmsim_test
+
+import (
+	"bytes"
+	"crypto"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-attestation/attest"
+
+	"omens.dev/omens/internal/test/realworld"
+	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpm/tpmsim"
+	"omens.dev/omens/tpmrules"
+)
+
+// readPCRs reads all PCRs of every bank tpmrules knows, as go-attestation's replay takes
+// them.
+func readPCRs(t *testing.T, sim *tpmsim.Sim) []attest.PCR {
+	t.Helper()
+	all, _ := tpm.ParsePCRSelection("all")
+	hashes := map[string]crypto.Hash{"sha1": crypto.SHA1, "sha256": crypto.SHA256, "sha384": crypto.SHA384}
+	var out []attest.PCR
+	for _, bank := range tpmrules.Banks {
+		vals, err := tpm.ReadPCRs(sim, bank, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, i := range all {
+			out = append(out, attest.PCR{Index: i, Digest: vals[i], DigestAlg: hashes[bank.Name]})
+		}
+	}
+	return out
+}
+
+// checkBoot compares the simulator's PCRs 0-7 with a real machine's read-out and replays
+// the log the host serves against them.
+func checkBoot(t *testing.T, sim *tpmsim.Sim, ref realworld.PCRReference, banks []string) {
+	t.Helper()
+	for _, name := range banks {
+		bank, _ := tpm.ParseBank(name)
+		got, err := tpm.ReadPCRs(sim, bank, []int{0, 1, 2, 3, 4, 5, 6, 7})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 8 {
+			if !bytes.Equal(got[i], ref.Banks[name][i]) {
+				t.Errorf("PCR %d (%s) = %x, the real machine read %x", i, name, got[i], ref.Banks[name][i])
+			}
+		}
+	}
+	raw, err := os.ReadFile(sim.EventLogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, err := attest.ParseEventLog(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := el.Verify(readPCRs(t, sim)); err != nil {
+		t.Errorf("replay of the served log against the simulator's PCRs: %v", err)
+	}
+}
+
+// A host booted from a real machine's boot log has that machine's PCRs: a GCE Shielded VM
+// with Secure Boot on (sha1, sha256 and sha384 banks), compared with the PCR values of a
+// quote its TPM signed; and the log it serves replays against its PCRs. A restart and a
+// reboot reset the PCRs and play the log again.
+func TestBootLogRealMachine(t *testing.T) {
+	const name = "go-tpm-tools_gce-cos-85-no-nonce_attestation-event_log"
+	ref := realworld.PCRReferences(t, name)[0]
+	if !strings.HasPrefix(ref.Kind, "TPM quote") {
+		t.Fatalf("reference of %s is %q, want the PCR values of a TPM quote", name, ref.Kind)
+	}
+	log := realworld.EventLogPath(t, name)
+	dir := t.TempDir()
+	sim, err := tpmsim.Start(tpmsim.Options{StateDir: dir, BootLog: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	banks := []string{"sha1", "sha256", "sha384"}
+	checkBoot(t, sim, ref, banks)
+	st := sim.Status()
+	if st.EventLog != sim.EventLogPath() || st.BootLog == nil || !slices.Equal(st.BootLog.Banks, banks) || st.BootProfile != nil {
+		t.Errorf("status %+v, want event log %s played in banks %v and no boot profile", st, sim.EventLogPath(), banks)
+	}
+	raw, _ := os.ReadFile(log)
+	served, _ := os.ReadFile(sim.EventLogPath())
+	if !bytes.Equal(raw, served) {
+		t.Error("the served event log differs from the boot log")
+	}
+	if err := sim.Reboot(nil); err != nil {
+		t.Fatal(err)
+	}
+	checkBoot(t, sim, ref, banks)
+	want := "tpmsim: this host boots from its event log " + sim.EventLogPath() + "; a boot profile change (set) does not apply to it"
+	if err := sim.Reboot(tpmsim.Profile{0: {"firmware 2.0"}}); err == nil || err.Error() != want {
+		t.Errorf("Reboot(set): %v, want %s", err, want)
+	}
+	sim.Close()
+
+	// A later start without --boot-log boots the log kept in the state directory.
+	sim, err = tpmsim.Start(tpmsim.Options{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	checkBoot(t, sim, ref, banks)
+}
+
+// A log whose CRTM ran at locality 3 (a Lenovo laptop; StartupLocality event) starts PCR 0
+// at 3, so its PCR 0 matches only if the simulator starts it there too.
+func TestBootLogStartupLocality(t *testing.T) {
+	const name = "go-tpm-tools_glinux-alex"
+	ref := realworld.PCRReferences(t, name)[0]
+	sim, err := tpmsim.Start(tpmsim.Options{StateDir: t.TempDir(), BootLog: realworld.EventLogPath(t, name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	if got := sim.Status().BootLog.StartupLocality; got != 3 {
+		t.Errorf("startup locality %d, want 3", got)
+	}
+	checkBoot(t, sim, ref, []string{"sha1", "sha256"})
+}
+
+func TestBootLogRefusesGarbage(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/bad.bin"
+	if err := os.WriteFile(bad, []byte("not an event log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tpmsim.Start(tpmsim.Options{StateDir: dir + "/host", BootLog: bad})
+	if err == nil || !strings.HasPrefix(err.Error(), "tpmsim: boot log "+bad+": ") {
+		t.Fatalf("Start: %v, want a boot log error", err)
+	}
+}
