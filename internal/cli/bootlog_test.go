@@ -40,4 +40,21 @@ func TestPCRReadBootLog(t *testing.T) {
 	if want := "boots from its event log"; code == 0 || !strings.Contains(stderr, want) {
 		t.Errorf("reboot --set: exit %d, stderr %q, want an error containing %q", code, stderr, want)
 	}
+
+	// A reboot into another machine's log: its PCRs from then on.
+	const other = "go-tpm-tools_glinux-alex"
+	omensJSON(t, 0, &st, "tpm", "reboot", "--socket", socket, "--boot-log", realworld.EventLogPath(t, other), "--json")
+	if st.BootLog == nil || st.BootLog.StartupLocality != 3 {
+		t.Errorf("reboot --boot-log status %+v, want the locality-3 log", st)
+	}
+	got := readPCRs(t, &simHost{sim: sim, socket: socket}, "sha256", "0-7")
+	for i, want := range realworld.PCRReferences(t, other)[0].Banks["sha256"] {
+		if got[strconv.Itoa(i)] != hex.EncodeToString(want) {
+			t.Errorf("after reboot --boot-log: PCR %d = %s, want %x", i, got[strconv.Itoa(i)], want)
+		}
+	}
+	code, _, stderr = omens(t, "tpm", "reboot", "--socket", socket, "--set", "0=x", "--boot-log", "x.bin")
+	if want := "--boot-log and --set do not go together"; code == 0 || !strings.Contains(stderr, want) {
+		t.Errorf("reboot --set --boot-log: exit %d, stderr %q, want an error containing %q", code, stderr, want)
+	}
 }

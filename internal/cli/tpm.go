@@ -138,20 +138,28 @@ func describeBootLog(r *tpmsim.BootLogReport) string {
 }
 
 func newTPMRebootCmd() *cobra.Command {
-	var socket string
+	var socket, bootLog string
 	var set []string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "reboot --socket PATH [--set PCR=EVENT]...",
+		Use:   "reboot --socket PATH [--set PCR=EVENT]... [--boot-log FILE]",
 		Short: "Reboot a simulated TPM (PCRs reset, boot measured again), optionally after a firmware change",
 		Long: `Reboot the simulated TPM serving --socket: TPM2_Shutdown, power cycle, TPM2_Startup(CLEAR),
 then the boot profile is measured into the PCRs again. Each --set PCR=EVENT replaces what
 is measured into that PCR from now on (saved in the state directory), which is how a BIOS
-update is played: omens tpm reboot --socket S --set "0=firmware 2.0".`,
+update is played: omens tpm reboot --socket S --set "0=firmware 2.0".
+
+A host booted from an event log (simulate --boot-log) plays its log again. With --boot-log
+FILE it reboots into the boot FILE records instead, which replaces the host's log from
+now on: a kernel update, a firmware update or Secure Boot turned off, in a log written for
+it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if socket == "" {
 				return fmt.Errorf("--socket PATH is required (the socket of `omens tpm simulate`)")
+			}
+			if bootLog != "" && len(set) > 0 {
+				return fmt.Errorf("--boot-log and --set do not go together: a host boots its event log or its boot profile")
 			}
 			profile := tpmsim.Profile{}
 			for _, s := range set {
@@ -161,7 +169,13 @@ update is played: omens tpm reboot --socket S --set "0=firmware 2.0".`,
 				}
 				profile[pcr] = append(profile[pcr], ev)
 			}
-			st, err := tpmsim.Reboot(socket, profile)
+			var st *tpmsim.Status
+			var err error
+			if bootLog != "" {
+				st, err = tpmsim.RebootFromLog(socket, bootLog)
+			} else {
+				st, err = tpmsim.Reboot(socket, profile)
+			}
 			if err != nil {
 				return err
 			}
@@ -185,6 +199,7 @@ update is played: omens tpm reboot --socket S --set "0=firmware 2.0".`,
 	}
 	cmd.Flags().StringVar(&socket, "socket", "", "TPM socket of the simulator")
 	cmd.Flags().StringArrayVar(&set, "set", nil, "PCR=EVENT to measure into PCR from this boot on (repeatable)")
+	cmd.Flags().StringVar(&bootLog, "boot-log", "", "TCG boot event log to boot from, from this boot on")
 	jsonFlag(cmd, &asJSON)
 	return cmd
 }

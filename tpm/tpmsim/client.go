@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -38,4 +39,14 @@ func Reboot(socket string, set Profile) (*Status, error) {
 		req.Set[strconv.Itoa(pcr)] = evs
 	}
 	return Control(socket, req)
+}
+
+// RebootFromLog asks the simulator serving socket to reboot into the boot the TCG event
+// log at path records (Sim.RebootFromLog). The simulator reads path itself.
+func RebootFromLog(socket, path string) (*Status, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("tpmsim: %w", err)
+	}
+	return Control(socket, ControlRequest{Op: "reboot", BootLog: abs})
 }

@@ -22,6 +22,6 @@
 // locality (locality.go).
 //
 // Besides the TPM socket, a control socket (the TPM socket path + ".omens") takes one JSON
-// request per connection: {"op":"reboot"} with optional "set" (new boot profile entries),
-// and {"op":"status"}.
+// request per connection: {"op":"reboot"} with optional "set" (new boot profile entries)
+// or "boot_log" (a new boot log file to boot from), and {"op":"status"}.
 package tpmsim

@@ -5,6 +5,7 @@ package tpmsim_test
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -111,4 +112,35 @@ func TestBootLogRefusesGarbage(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "tpmsim: boot log "+bad+": ") {
 		t.Fatalf("Start: %v, want a boot log error", err)
 	}
+}
+
+// A reboot into another log boots that log from then on (here: a real machine whose CRTM
+// ran at locality 3); one that does not parse changes nothing.
+func TestRebootFromLog(t *testing.T) {
+	const first, second = "go-tpm-tools_gce-cos-85-no-nonce_attestation-event_log", "go-tpm-tools_glinux-alex"
+	dir := t.TempDir()
+	sim, err := tpmsim.Start(tpmsim.Options{StateDir: dir, BootLog: realworld.EventLogPath(t, first)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.RebootFromLog(realworld.EventLogPath(t, second)); err != nil {
+		t.Fatal(err)
+	}
+	banks := []string{"sha1", "sha256"}
+	checkBoot(t, sim, realworld.PCRReferences(t, second)[0], banks)
+	bad := filepath.Join(t.TempDir(), "bad.bin")
+	if err := os.WriteFile(bad, []byte("not an event log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.RebootFromLog(bad); err == nil || !strings.HasPrefix(err.Error(), "tpmsim: boot log "+bad+": ") {
+		t.Errorf("RebootFromLog(garbage): %v, want a boot log error", err)
+	}
+	checkBoot(t, sim, realworld.PCRReferences(t, second)[0], banks)
+	sim.Close()
+	sim, err = tpmsim.Start(tpmsim.Options{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	checkBoot(t, sim, realworld.PCRReferences(t, second)[0], banks)
 }

@@ -123,6 +123,8 @@ func (s *Sim) serveTPM(c net.Conn) {
 type ControlRequest struct {
 	Op  string              `json:"op"` // "reboot" or "status"
 	Set map[string][]string `json:"set,omitempty"`
+	// BootLog, with "reboot", is a TCG event log file to boot from (Sim.RebootFromLog).
+	BootLog string `json:"boot_log,omitempty"`
 }
 
 // ControlResponse answers a ControlRequest.
@@ -151,8 +153,17 @@ func (s *Sim) serveControl(c net.Conn) {
 				}
 				set[pcr] = v
 			}
+			if resp.Error == "" && req.BootLog != "" && len(set) > 0 {
+				resp.Error = "tpmsim: a reboot takes a boot log or boot profile entries (set), not both"
+			}
 			if resp.Error == "" {
-				if err := s.Reboot(set); err != nil {
+				var err error
+				if req.BootLog != "" {
+					err = s.RebootFromLog(req.BootLog)
+				} else {
+					err = s.Reboot(set)
+				}
+				if err != nil {
 					resp.Error = err.Error()
 				}
 			}

@@ -326,6 +326,24 @@ func (s *Sim) Reboot(set Profile) error {
 			return err
 		}
 	}
+	return s.reset()
+}
+
+// RebootFromLog reboots the host (Reboot) into the boot the TCG event log at path records:
+// the log replaces the state directory's boot log, so this and later boots play it (a
+// new kernel, new firmware, Secure Boot turned off). A log that does not parse changes
+// nothing.
+func (s *Sim) RebootFromLog(path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := installBootLog(path, s.EventLogPath()); err != nil {
+		return err
+	}
+	return s.reset()
+}
+
+// reset power-cycles the TPM and measures the boot. The caller holds s.mu.
+func (s *Sim) reset() error {
 	if err := s.sim.Reset(); err != nil {
 		return fmt.Errorf("tpmsim: reset: %w", err)
 	}
