@@ -144,3 +144,67 @@ func TestRebootFromLog(t *testing.T) {
 	defer sim.Close()
 	checkBoot(t, sim, realworld.PCRReferences(t, second)[0], banks)
 }
+
+// Every real log of the shared set boots a simulated host whose PCRs it then replays
+// against, and whose PCRs 0-7 are those of the log's reference where it has one; or it is
+// refused when the host starts, with go-attestation's reason. The HP log's firmware
+// extended two ExitBootServices events into PCR 5 that it never logged, so its reference
+// differs there (and only there).
+func TestBootLogEveryRealLog(t *testing.T) {
+	refused := map[string]bool{
+		"intel-secl_txt-logs":                true, // a TXT heap log with a zero-filled tail
+		"intel-secl_uefi_event_log":          true, // a 64 KiB buffer with a zero-filled tail
+		"tpm2-tss_binary_measurements_hcrtm": true, // an SM3-256 bank
+	}
+	differs := map[string]int{"go-attestation_ebs_event_missing_eventlog": 5}
+	logs, err := filepath.Glob(filepath.Join(realworld.Dir(t), "eventlogs", "*.bin"))
+	if err != nil || len(logs) == 0 {
+		t.Fatalf("no event logs in the real-world data (%v)", err)
+	}
+	for _, path := range logs {
+		name := strings.TrimSuffix(filepath.Base(path), ".bin")
+		t.Run(name, func(t *testing.T) {
+			sim, err := tpmsim.Start(tpmsim.Options{StateDir: t.TempDir(), BootLog: path})
+			if refused[name] {
+				if err == nil || !strings.HasPrefix(err.Error(), "tpmsim: boot log "+path+": ") {
+					t.Fatalf("Start: %v, want the log refused", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sim.Close()
+			raw, _ := os.ReadFile(path)
+			testtpm.ReplayLog(t, sim, raw, tpmrules.Banks...)
+			if _, err := os.Stat(filepath.Join(filepath.Dir(path), name+".pcrs.json")); err != nil {
+				return
+			}
+			for bankName, want := range realworld.PCRReferences(t, name)[0].Banks {
+				bank, err := tpm.ParseBank(bankName)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := tpm.ReadPCRs(sim, bank, []int{0, 1, 2, 3, 4, 5, 6, 7})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 8 {
+					w, ok := want[i]
+					if !ok {
+						continue
+					}
+					if d, ok := differs[name]; ok && d == i {
+						if bytes.Equal(got[i], w) {
+							t.Errorf("PCR %d (%s) matches the reference, which holds events the log lacks", i, bankName)
+						}
+						continue
+					}
+					if !bytes.Equal(got[i], w) {
+						t.Errorf("PCR %d (%s) = %x, reference %x", i, bankName, got[i], w)
+					}
+				}
+			}
+		})
+	}
+}
