@@ -118,17 +118,14 @@ func ReadPCRs(t transport.TPM, bank Bank, pcrs []int) (map[int][]byte, error) {
 // and sha384 by TPM2_PCR_Event (Part 3, 22.3), the way firmware measures a component. The
 // event data is at most 1024 bytes.
 func ExtendPCR(t transport.TPM, pcr int, data []byte) error {
-	if pcr < 0 || pcr >= NumPCRs {
-		return fmt.Errorf("tpm: PCR index %d is not from 0 to %d", pcr, NumPCRs-1)
+	h, err := pcrAuth(pcr)
+	if err != nil {
+		return err
 	}
 	if len(data) == 0 || len(data) > 1024 {
 		return fmt.Errorf("tpm: event data is %d bytes, want 1 to 1024", len(data))
 	}
-	_, err := tpm2.PCREvent{
-		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
-		EventData: tpm2.TPM2BEvent{Buffer: data},
-	}.Execute(t)
-	if err != nil {
+	if _, err := (tpm2.PCREvent{PCRHandle: h, EventData: tpm2.TPM2BEvent{Buffer: data}}).Execute(t); err != nil {
 		return fmt.Errorf("tpm: PCR_Event(PCR %d): %w", pcr, err)
 	}
 	return nil
@@ -138,18 +135,23 @@ func ExtendPCR(t transport.TPM, pcr int, data []byte) error {
 // TPM2_PCR_Extend (Part 3, 22.2): what firmware does for an event it hashed itself and
 // logged. Banks not named keep their value.
 func ExtendPCRDigests(t transport.TPM, pcr int, digests []tpm2.TPMTHA) error {
-	if pcr < 0 || pcr >= NumPCRs {
-		return fmt.Errorf("tpm: PCR index %d is not from 0 to %d", pcr, NumPCRs-1)
+	h, err := pcrAuth(pcr)
+	if err != nil {
+		return err
 	}
 	if len(digests) == 0 {
 		return fmt.Errorf("tpm: PCR_Extend(PCR %d): no digests", pcr)
 	}
-	_, err := tpm2.PCRExtend{
-		PCRHandle: tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)},
-		Digests:   tpm2.TPMLDigestValues{Digests: digests},
-	}.Execute(t)
-	if err != nil {
+	if _, err := (tpm2.PCRExtend{PCRHandle: h, Digests: tpm2.TPMLDigestValues{Digests: digests}}).Execute(t); err != nil {
 		return fmt.Errorf("tpm: PCR_Extend(PCR %d): %w", pcr, err)
 	}
 	return nil
+}
+
+// pcrAuth is the handle of a PCR with its empty authValue, as firmware extends it.
+func pcrAuth(pcr int) (tpm2.AuthHandle, error) {
+	if pcr < 0 || pcr >= NumPCRs {
+		return tpm2.AuthHandle{}, fmt.Errorf("tpm: PCR index %d is not from 0 to %d", pcr, NumPCRs-1)
+	}
+	return tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)}, nil
 }
