@@ -247,6 +247,7 @@ func hasEvents(el *attest.EventLog, pcr int) bool {
 const (
 	evNoAction                attest.EventType = 0x00000003
 	evSeparator               attest.EventType = 0x00000004
+	evSCRTMContents           attest.EventType = 0x00000007
 	evIPL                     attest.EventType = 0x0000000D
 	evEFIVariableDriverConfig attest.EventType = 0x80000001
 	evEFIAction               attest.EventType = 0x80000007
@@ -285,36 +286,37 @@ func hashOf(h crypto.Hash, data []byte) []byte {
 	return x.Sum(nil)
 }
 
-// checkSeparators holds each replayed PCR of 0-7 to exactly one separator, recognised by
-// its digest (the hash of 0x00000000, or of 0xFFFFFFFF on a firmware error; PC Client PFP,
-// 3.3.2.2): an event that measures a separator under another type, or an EV_SEPARATOR that
-// measures something else, is refused.
+// checkSeparators holds each replayed PCR of 0-7 that has events to exactly one
+// EV_SEPARATOR, which must measure separator data (0x00000000, or 0xFFFFFFFF on a
+// firmware error; PC Client PFP, 3.3.2.2), and refuses an event that measures a separator
+// under another type (a retyped separator hides where the firmware handed over to the OS).
+// One exception, seen on real firmware (a Lenovo laptop's S-CRTM measured 4 zero bytes):
+// an EV_S_CRTM_CONTENTS of PCR 0 before its separator, a PCR no fact is read from.
 func checkSeparators(events []attest.Event, h crypto.Hash) error {
 	sep := [][]byte{hashOf(h, []byte{0, 0, 0, 0}), hashOf(h, []byte{0xFF, 0xFF, 0xFF, 0xFF})}
 	count := map[int]int{}
-	seen := map[int]bool{}
 	n := map[int]int{}
 	for _, e := range events {
 		if e.Index > 7 {
 			continue
 		}
 		n[e.Index]++
-		seen[e.Index] = true
 		isSep := bytes.Equal(e.Digest, sep[0]) || bytes.Equal(e.Digest, sep[1])
 		switch {
 		case e.Type == evSeparator && !isSep:
 			return reject(CheckEventLogSeparator, "PCR %d event %d is typed EV_SEPARATOR but measures %x, not a separator", e.Index, n[e.Index], e.Digest)
-		case e.Type != evSeparator && isSep:
-			return reject(CheckEventLogSeparator, "PCR %d event %d measures a separator but is typed %s (a retyped EV_SEPARATOR)", e.Index, n[e.Index], e.Type)
-		case isSep:
+		case e.Type == evSeparator:
 			count[e.Index]++
 			if count[e.Index] > 1 {
 				return reject(CheckEventLogSeparator, "PCR %d event %d is a second separator", e.Index, n[e.Index])
 			}
+		case isSep && e.Index == 0 && e.Type == evSCRTMContents && count[0] == 0:
+		case isSep:
+			return reject(CheckEventLogSeparator, "PCR %d event %d measures a separator but is typed %s (a retyped EV_SEPARATOR)", e.Index, n[e.Index], e.Type)
 		}
 	}
 	for p := 0; p <= 7; p++ {
-		if seen[p] && count[p] == 0 {
+		if n[p] > 0 && count[p] == 0 {
 			return reject(CheckEventLogSeparator, "PCR %d has %d events and no separator", p, n[p])
 		}
 	}
@@ -340,26 +342,66 @@ func checkVariables(events []attest.Event, h crypto.Hash) error {
 	return nil
 }
 
-// variableName reads the name of a UEFI_VARIABLE_DATA (PC Client PFP, 10.3.3), for
-// messages only.
-func variableName(b []byte) string {
+// variableName reads the name and data length of a UEFI_VARIABLE_DATA (PC Client PFP,
+// 10.3.3); ok is false when b is not one.
+func variable(b []byte) (name string, dataLen uint64, ok bool) {
 	if len(b) < 32 {
-		return "?"
+		return "", 0, false
 	}
 	n := binary.LittleEndian.Uint64(b[16:24])
+	dataLen = binary.LittleEndian.Uint64(b[24:32])
 	if n > 64 || uint64(len(b)-32) < 2*n {
-		return "?"
+		return "", 0, false
 	}
 	u := make([]uint16, n)
 	for i := range u {
 		u[i] = binary.LittleEndian.Uint16(b[32+2*i:])
 	}
-	return string(utf16.Decode(u))
+	return string(utf16.Decode(u)), dataLen, true
+}
+
+func variableName(b []byte) string {
+	if name, _, ok := variable(b); ok {
+		return name
+	}
+	return "?"
+}
+
+// secureBootEvents adapts the replayed events for attest.ParseSecurebootState:
+//   - a SecureBoot variable with no data (firmware without Secure Boot measures the
+//     variable it does not have; its digest was checked by checkVariables) is left out,
+//     which reads as Secure Boot off, where go-attestation refuses the log;
+//   - go-attestation compares data with SHA-1 and SHA-256 digests only: in a wider bank,
+//     an event of PCRs 2 and 7 whose digest is the hash of its data is given the SHA-256
+//     of its data instead (shim's authority events sometimes carry one extra byte that
+//     is not hashed, as go-attestation knows), so the same comparisons are made.
+func secureBootEvents(events []attest.Event, h crypto.Hash) []attest.Event {
+	out := make([]attest.Event, 0, len(events))
+	for _, e := range events {
+		if e.Index != 7 && e.Index != 2 {
+			continue
+		}
+		if e.Type == evEFIVariableDriverConfig {
+			if name, n, ok := variable(e.Data); ok && name == "SecureBoot" && n == 0 {
+				continue
+			}
+		}
+		if h != crypto.SHA1 && h != crypto.SHA256 {
+			switch {
+			case bytes.Equal(hashOf(h, e.Data), e.Digest):
+				e.Digest = hashOf(crypto.SHA256, e.Data)
+			case len(e.Data) > 0 && bytes.Equal(hashOf(h, e.Data[:len(e.Data)-1]), e.Digest):
+				e.Digest = hashOf(crypto.SHA256, e.Data[:len(e.Data)-1])
+			}
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func (f *BootFacts) read(events []attest.Event, h crypto.Hash, bank PCRBank) error {
 	if _, ok := bank.PCRs[7]; ok && slices.ContainsFunc(events, func(e attest.Event) bool { return e.Index == 7 }) {
-		sb, err := attest.ParseSecurebootState(events)
+		sb, err := attest.ParseSecurebootState(secureBootEvents(events, h))
 		if err != nil {
 			return reject(CheckEventLogSecureBoot, "%v", err)
 		}
