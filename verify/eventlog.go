@@ -210,10 +210,11 @@ func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
 	}
 	// go-attestation accepts a PCR that has no event in the log, whatever its value; the
 	// firmware's PCRs 0-7 are measured by the firmware alone, so the log must explain them.
+	measured := measuredPCRs(el)
 	var bad []string
 	for _, p := range indexes {
 		want := bank.PCRs[p]
-		if !slices.Contains(invalid, p) && (p > 7 || hasEvents(el, p)) {
+		if !slices.Contains(invalid, p) && (p > 7 || measured[p]) {
 			continue
 		}
 		got, why := replayPCR(el, bank.Alg, h, p)
@@ -234,13 +235,15 @@ func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
 	return events, nil
 }
 
-func hasEvents(el *attest.EventLog, pcr int) bool {
+// measuredPCRs lists the PCRs the log has events for.
+func measuredPCRs(el *attest.EventLog) map[int]bool {
+	out := map[int]bool{}
 	for _, e := range el.Events(attest.HashSHA1) {
-		if e.Index == pcr && e.Type != evNoAction {
-			return true
+		if e.Type != evNoAction {
+			out[e.Index] = true
 		}
 	}
-	return false
+	return out
 }
 
 // Event types the checks recognise (PC Client PFP, 10.4.1).
