@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
 
@@ -95,21 +94,9 @@ func loadBenchLogKinds(b *testing.B) []*benchKind {
 // verifyWithLog is verify (a complete verification and the PCR policy) with the event
 // log replayed and its Secure Boot state required on.
 func (k *benchKind) verifyWithLog(b *testing.B, store *policy.Store) {
-	v := k.v
-	v.Rand = testattest.FixedStream(benchStreamSeed)
-	s, _, err := v.Begin(k.hello)
-	if err != nil {
-		b.Fatal(err)
-	}
-	res, err := s.Finish(k.evidence)
-	if err != nil {
-		b.Fatal(err)
-	}
+	res := k.verify(b, store)
 	if res.Boot == nil || res.Boot.SecureBoot == nil || !res.Boot.SecureBoot.Enabled || len(res.Boot.SecureBoot.Authorities) == 0 {
 		b.Fatalf("boot facts %+v: want Secure Boot on, verified by an authority", res.Boot)
-	}
-	if d, err := store.Evaluate(res.EKHash, res.PCRBank, res.PCRs, time.Now()); err != nil || !d.Allowed {
-		b.Fatalf("PCR policy: %v %v", d, err)
 	}
 }
 
@@ -135,17 +122,7 @@ func BenchmarkVerifyAttestationEventLogToFloor(b *testing.B) {
 	for _, k := range loadBenchLogKinds(b) {
 		b.Run(k.kind.Name, func(b *testing.B) {
 			store := k.policyStore(b)
-			var full, floor time.Duration
-			for b.Loop() {
-				t0 := time.Now()
-				k.verifyWithLog(b, store)
-				t1 := time.Now()
-				k.floor(b)
-				full, floor = full+t1.Sub(t0), floor+time.Since(t1)
-			}
-			b.ReportMetric(float64(full.Nanoseconds())/float64(b.N), "full-ns/op")
-			b.ReportMetric(float64(floor.Nanoseconds())/float64(b.N), "floor-ns/op")
-			b.ReportMetric(float64(full)/float64(floor), "full/floor")
+			k.toFloor(b, func() { k.verifyWithLog(b, store) })
 		})
 	}
 }

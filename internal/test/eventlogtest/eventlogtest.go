@@ -8,10 +8,16 @@ package eventlogtest
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	_ "crypto/sha1" // SHA-1 digests of the log's first bank
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
+	"math/big"
+	"time"
 	"unicode/utf16"
 
 	"github.com/google/go-tpm/tpm2"
@@ -290,4 +296,21 @@ func (l *Log) Find(pcr int, typ uint32) int {
 		}
 	}
 	return -1
+}
+
+// Certificate returns a self-signed ECDSA P-256 certificate named cn, valid for a day, as
+// a PK, KEK or db entry.
+func Certificate(cn string) (*x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(23 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
 }
