@@ -107,6 +107,31 @@ func TestReplayEventLogFacts(t *testing.T) {
 	if facts, err = verify.ReplayEventLog(l.Bytes(), both, verify.EventLogPolicy{}); err != nil || !slices.Equal(facts.Replayed, []string{"sha256", "sha1"}) {
 		t.Errorf("two banks: replayed %v, error %v", facts, err)
 	}
+	// A SHA-384 bank: go-attestation compares Secure Boot data with SHA-1 and SHA-256
+	// digests only; the state is read all the same.
+	wide := l.Clone()
+	wide.Banks = append(wide.Banks, tpm2.TPMAlgSHA384)
+	wideBank := []verify.PCRBank{{Alg: tpm2.TPMAlgSHA384, PCRs: wide.PCRs(tpm2.TPMAlgSHA384, firmwarePCRs...)}}
+	if facts, err = verify.ReplayEventLog(wide.Bytes(), wideBank, verify.EventLogPolicy{}); err != nil || facts.SecureBoot == nil || !facts.SecureBoot.Enabled || len(facts.SecureBoot.Authorities) != 1 {
+		t.Errorf("sha384: facts %+v, error %v", facts, err)
+	}
+	// Firmware without Secure Boot measures an empty SecureBoot variable: off.
+	empty := off.Clone()
+	empty.Events[slices.IndexFunc(empty.Events, func(e eventlogtest.Event) bool { return e.Type == eventlogtest.EVEFIVariableDriverConfig })] = eventlogtest.Variable("SecureBoot", nil)
+	if facts, err = verify.ReplayEventLog(empty.Bytes(), sha256Bank(empty, firmwarePCRs...), verify.EventLogPolicy{}); err != nil || facts.SecureBoot == nil || facts.SecureBoot.Enabled {
+		t.Errorf("empty SecureBoot variable: facts %+v, error %v", facts, err)
+	}
+	// grub's kernel command line, in PCR 8, when the quote covers it.
+	grub := l.Clone()
+	cmdline := "root=/dev/vda2 ro quiet"
+	grub.Events = append(grub.Events, eventlogtest.Event{PCR: 8, Type: eventlogtest.EVIPL, Data: []byte("kernel_cmdline: " + cmdline + "\x00"),
+		Digests: map[tpm2.TPMIAlgHash][]byte{tpm2.TPMAlgSHA256: sha([]byte(cmdline)), tpm2.TPMAlgSHA1: sha1d([]byte(cmdline))}})
+	if facts, err = verify.ReplayEventLog(grub.Bytes(), sha256Bank(grub, 0, 1, 2, 3, 4, 5, 6, 7, 8), verify.EventLogPolicy{}); err != nil || facts.KernelCmdline != cmdline {
+		t.Errorf("kernel command line %q, error %v; want %q", facts.KernelCmdline, err, cmdline)
+	}
+	if facts, err = verify.ReplayEventLog(grub.Bytes(), sha256Bank(grub, firmwarePCRs...), verify.EventLogPolicy{}); err != nil || facts.KernelCmdline != "" {
+		t.Errorf("PCR 8 not quoted: kernel command line %q, error %v; want none", facts.KernelCmdline, err)
+	}
 	// A quote without PCR 7 proves nothing of Secure Boot.
 	if facts, err = verify.ReplayEventLog(l.Bytes(), sha256Bank(l, 0, 2, 4), verify.EventLogPolicy{}); err != nil || facts.SecureBoot != nil || len(facts.BootApplications) != 3 {
 		t.Errorf("without PCR 7: facts %+v, error %v", facts, err)

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	_ "crypto/sha1" // SHA-1 digests of the log's first bank
 	"crypto/sha256"
+	_ "crypto/sha512" // SHA-384 digests
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
@@ -42,8 +43,8 @@ const (
 	EVEFIRuntimeServicesDriver uint32 = 0x80000005
 )
 
-// Event is one measured event. Digests holds the digest extended into each bank; Build
-// fills a missing one with the hash of Data.
+// Event is one measured event. Digests holds the digest extended into each bank; a
+// missing one is the hash of Data.
 type Event struct {
 	PCR     int
 	Type    uint32
@@ -51,14 +52,15 @@ type Event struct {
 	Digests map[tpm2.TPMIAlgHash][]byte
 }
 
-// Log is a list of events, in order, and the banks they carry digests for.
+// Log is a list of events, in order, and the banks they carry digests for (sha1, sha256,
+// sha384).
 type Log struct {
 	Banks  []tpm2.TPMIAlgHash
 	Events []Event
 }
 
 // Hashes of the banks.
-var hashes = map[tpm2.TPMIAlgHash]crypto.Hash{tpm2.TPMAlgSHA1: crypto.SHA1, tpm2.TPMAlgSHA256: crypto.SHA256}
+var hashes = map[tpm2.TPMIAlgHash]crypto.Hash{tpm2.TPMAlgSHA1: crypto.SHA1, tpm2.TPMAlgSHA256: crypto.SHA256, tpm2.TPMAlgSHA384: crypto.SHA384}
 
 // Measured returns an event whose digests are the hash of data, as for separators,
 // variables and actions.
