@@ -194,6 +194,9 @@ func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
 	if err != nil {
 		return nil, reject(CheckEventLogReplay, "bank %s: %v", bankName(bank.Alg), err)
 	}
+	if len(bank.PCRs) == 0 {
+		return nil, reject(CheckEventLogReplay, "bank %s: no quoted PCR value to replay the log against", bankName(bank.Alg))
+	}
 	indexes := make([]int, 0, len(bank.PCRs))
 	for p := range bank.PCRs {
 		indexes = append(indexes, p)

@@ -303,6 +303,13 @@ func TestReplayEventLogRefusals(t *testing.T) {
 			return "verify: event_log_replay: " + s
 		},
 	}, {
+		name:  "no quoted PCR",
+		log:   honest.Clone,
+		quote: func(*eventlogtest.Log) map[int][]byte { return map[int][]byte{} },
+		want: func(*eventlogtest.Log) string {
+			return "verify: event_log_replay: bank sha256: no quoted PCR value to replay the log against"
+		},
+	}, {
 		name: "empty",
 		log:  honest.Clone,
 		raw:  func([]byte) []byte { return nil },
