@@ -32,6 +32,9 @@ type Verifier struct {
 	// PCRBank and PCRs are the selection every quote must cover.
 	PCRBank tpm2.TPMIAlgHash
 	PCRs    []int
+	// EventLog says whether the boot event log is replayed against the quote (eventlog.go);
+	// the zero value ignores it.
+	EventLog EventLogPolicy
 	// Now is the clock for certificate validity; nil means time.Now.
 	Now func() time.Time
 	// Rand is the source of secrets and nonces; nil means crypto/rand.
@@ -65,6 +68,7 @@ type Session struct {
 	proof     *ekProof
 	Identity  *Identity
 	bankAlg   tpm2.TPMIAlgHash
+	eventLog  EventLogPolicy
 	completed bool
 }
 
@@ -82,6 +86,9 @@ type Result struct {
 	Firmware string
 	// EventLog is the boot event log the agent sent, unparsed; nil when none.
 	EventLog []byte
+	// Boot is what the replayed event log proves; nil when there is no log or the
+	// verifier ignores it (EventLogPolicy).
+	Boot *BootFacts
 }
 
 func (v *Verifier) ek() ekVerifier { return ekVerifier{policy: &v.EK, clock: v.Now, rnd: v.Rand} }
@@ -129,7 +136,7 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 			return nil, nil, err
 		}
 	}
-	s := &Session{hello: hello, proof: c, Identity: c.id, bankAlg: bankAlg}
+	s := &Session{hello: hello, proof: c, Identity: c.id, bankAlg: bankAlg, eventLog: v.EventLog}
 	return s, &protocol.Challenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
 }
 
@@ -175,6 +182,10 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 			return nil, err
 		}
 	}
+	boot, err := s.checkEventLog(ev.EventLog, q)
+	if err != nil {
+		return nil, err
+	}
 	return &Result{
 		Identity:  s.Identity,
 		PCRBank:   tpmrules.BankName(s.bankAlg),
@@ -182,5 +193,25 @@ func (s *Session) finish(ev *protocol.Evidence) (*Result, error) {
 		PCRDigest: hex.EncodeToString(q.digest),
 		Firmware:  q.firmware,
 		EventLog:  ev.EventLog,
+		Boot:      boot,
 	}, nil
+}
+
+// checkEventLog replays the evidence's event log against the quoted PCR values, as the
+// verifier's EventLogPolicy asks.
+func (s *Session) checkEventLog(log []byte, q *quoted) (*BootFacts, error) {
+	p := s.eventLog
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if !p.enabled() {
+		return nil, nil
+	}
+	if len(log) == 0 {
+		if p.Mode == EventLogRequire {
+			return nil, reject(CheckEventLogMissing, "the evidence carries no boot event log, which this verifier requires")
+		}
+		return nil, nil
+	}
+	return ReplayEventLog(log, []PCRBank{{Alg: s.bankAlg, PCRs: q.pcrs}}, p)
 }

@@ -37,6 +37,33 @@ const (
 	CheckFirmware = "firmware_mismatch"
 )
 
+// Checks of the boot event log (eventlog.go), named in every rejection
+// (CheckError.Check) and in audit lines.
+const (
+	// CheckEventLogMissing: the verifier requires a log and the evidence carries none.
+	CheckEventLogMissing = "event_log_missing"
+	// CheckEventLogParse: the log is empty, over MaxEventLogSize, or does not parse
+	// (a truncated log, an unknown digest algorithm).
+	CheckEventLogParse = "event_log_parse"
+	// CheckEventLogSHA1: the log carries only SHA-1 digests and SHA-1 logs are not
+	// allowed.
+	CheckEventLogSHA1 = "event_log_sha1"
+	// CheckEventLogReplay: the log's digests do not extend to a quoted PCR value (the
+	// message names the bank, the PCR, the replayed and the quoted value), or a PCR of
+	// 0-7 that the log has no event for is not at its reset value.
+	CheckEventLogReplay = "event_log_replay"
+	// CheckEventLogSeparator: a PCR of 0-7 has no separator or two, an EV_SEPARATOR
+	// measures something else, or a separator is typed as another event.
+	CheckEventLogSeparator = "event_log_separator"
+	// CheckEventLogVariable: a Secure Boot variable of PCR 7 whose data does not hash to
+	// the digest that was extended.
+	CheckEventLogVariable = "event_log_variable"
+	// CheckEventLogSecureBoot: go-attestation cannot read a Secure Boot state from PCR 7
+	// (an unexpected event type, a variable after the separator or twice, a UEFI
+	// debugger, Secure Boot on with no keys or no authority).
+	CheckEventLogSecureBoot = "event_log_secure_boot"
+)
+
 // Checks of DevID keys, named in every rejection (CheckError.Check) and in audit lines.
 const (
 	// CheckDevIDAttributes: the DevID public area, its attributes, type and size.

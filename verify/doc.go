@@ -21,10 +21,12 @@
 //     names, hash strength, TPMS_ATTEST bounds, the AK's signature); public.go decodes
 //     public areas.
 //   - checks.go: the name of every check and CheckError, the one type of a rejection.
-//
-// The event-log verifier (replaying the boot event log the agent sends against the quoted
-// PCR values) goes in eventlog.go, called from Session.Finish after checkQuote; what the
-// replayed log must show (the boot policy) stays the policy package's.
+//   - eventlog.go: the boot event log, replayed against the quoted PCR values of every
+//     quoted bank (go-attestation parses and replays it), the structural checks that
+//     trust only digests (separators of PCRs 0-7, Secure Boot variables), and BootFacts,
+//     what the replayed log proves; Session.Finish calls it after checkQuote as the
+//     Verifier's EventLogPolicy asks (ignore, verify, require). What the facts must be
+//     (the boot policy) stays the policy package's.
 //
 // Every error of this package starts with "verify: ". A rejection is a *CheckError that
 // names the failed check and the value it failed on; FailedCheck returns its name.

@@ -4,7 +4,7 @@ package verify
 // the TPM made (magic, type, qualified signer), the nonce as qualifying data, the firmware
 // version the TPM signed, the PCR selection the server requires, and the PCR values the
 // agent sent against the quoted digest. What the values mean (the boot policy) is the
-// policy package's; the event log's replay against them will sit beside this file.
+// policy package's; the event log is replayed against them in eventlog.go.
 
 import (
 	"crypto/subtle"

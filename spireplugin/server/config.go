@@ -73,6 +73,14 @@ type Config struct {
 	// hash keeps the chip out, not one of its keys; "any" gives that up, for a fleet whose
 	// TPMs share no EK type.
 	EKType string `hcl:"ek_type"`
+	// EventLog is what the server does with the boot event log an agent sends: "ignore"
+	// (the default), "verify" (a log, when sent, must replay to the quote and pass the
+	// structural checks; an agent that sends none still attests) or "require" (and an
+	// agent that sends none is refused). See verify.EventLogPolicy.
+	EventLog string `hcl:"event_log"`
+	// EventLogAllowSHA1 accepts logs with SHA-1 digests only (some TPM 2.0 firmware writes
+	// the TPM 1.2 format); they are refused otherwise.
+	EventLogAllowSHA1 bool `hcl:"event_log_allow_sha1"`
 }
 
 // EKTypeAny is the ek_type value that accepts every EK type.
@@ -173,6 +181,16 @@ func buildConfig(hclText string) (*Config, []string) {
 	default:
 		notes = append(notes, fmt.Sprintf("ek_type %q: want %q, %q, %q or %q", c.EKType,
 			tpmrules.EKTypeRSA2048, tpmrules.EKTypeECCP256, tpmrules.EKTypeECCP384, EKTypeAny))
+	}
+	switch c.EventLog {
+	case "":
+		c.EventLog = verify.EventLogIgnore
+	case verify.EventLogIgnore, verify.EventLogVerify, verify.EventLogRequire:
+	default:
+		notes = append(notes, fmt.Sprintf("event_log %q: want %q, %q or %q", c.EventLog, verify.EventLogIgnore, verify.EventLogVerify, verify.EventLogRequire))
+	}
+	if c.EventLogAllowSHA1 && c.EventLog == verify.EventLogIgnore {
+		notes = append(notes, `event_log_allow_sha1 is set, but event_log is "ignore": set event_log = "verify" or "require"`)
 	}
 	if c.PCRStatePath != "" && c.PCRPolicyPath == "" {
 		notes = append(notes, "pcr_state_path is set without pcr_policy_path")

@@ -156,6 +156,7 @@ func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
 	v.PCRBank = bank.Alg
 	v.EK.AllowInsecure = rt.cfg.AllowInsecure
 	v.EK.RequireCertAndAllow = rt.cfg.RequireEKCertAndAllowlist
+	v.EventLog = verify.EventLogPolicy{Mode: rt.cfg.EventLog, AllowSHA1: rt.cfg.EventLogAllowSHA1}
 	if rt.cfg.EKType != EKTypeAny {
 		v.EK.Type = rt.cfg.EKType
 	}
