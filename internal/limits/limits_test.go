@@ -113,7 +113,7 @@ func TestReadFileRefusesNonRegular(t *testing.T) {
 	}
 	fifo := filepath.Join(dir, "fifo")
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		t.Fatalf("mkfifo: %v", err)
 	}
 	// Without a writer, a plain open of a FIFO would block forever.
 	_, err = limits.ReadFile(fifo, limits.HashList)
