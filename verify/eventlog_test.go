@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/internal/test/eventlogtest"
+	"omens.dev/omens/internal/test/realworld"
 	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
@@ -433,7 +434,7 @@ func FuzzReplayEventLog(f *testing.F) {
 	c := newBootCerts(f)
 	f.Add(secureBootLog(c, true).Bytes())
 	f.Add(secureBootLog(c, false).Bytes())
-	if rw := realworldDir(); rw != "" {
+	if rw := realworld.Lookup(); rw != "" {
 		logs, _ := filepath.Glob(filepath.Join(rw, "eventlogs", "*.bin"))
 		for _, name := range logs {
 			if b, err := os.ReadFile(name); err == nil {
