@@ -20,52 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"omens.dev/omens/internal/test/enginetest"
+	"omens.dev/omens/internal/test/realworld"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
 	"omens.dev/omens/verify"
 )
-
-// realworldDir returns the shared real-world TPM data (OMENS_REALWORLD, or
-// ../shared/realworld next to the module root), or "" when it is absent.
-func realworldDir() string {
-	if d := os.Getenv("OMENS_REALWORLD"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			d := filepath.Join(dir, "..", "shared", "realworld")
-			if st, err := os.Stat(d); err == nil && st.IsDir() {
-				return d
-			}
-			return ""
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
-
-// needRealworld returns the real-world data directory, skipping the test when it is
-// absent, or failing it when CI=true.
-func needRealworld(t *testing.T) string {
-	t.Helper()
-	if env := os.Getenv("OMENS_REALWORLD"); env != "" {
-		if st, err := os.Stat(env); err != nil || !st.IsDir() {
-			t.Fatalf("OMENS_REALWORLD=%q is not a directory", env)
-		}
-	}
-	d := realworldDir()
-	if d == "" {
-		enginetest.Missing(t, "real-world TPM data not found: set OMENS_REALWORLD or provide ../shared/realworld next to the module root")
-	}
-	return d
-}
 
 func testBundle() *verify.Bundle {
 	return verify.NewBundle([]*x509.Certificate{testCA().Root()}, []*x509.Certificate{testCA().Intermediate()})
@@ -352,7 +310,7 @@ const ekSHA1Advice = "such a TPM can be accepted only by its EK hash (ek_allowli
 var realworldTime = time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
 
 func TestRealWorldManufacturerCABundle(t *testing.T) {
-	dir := filepath.Join(needRealworld(t), "manufacturer-ca")
+	dir := filepath.Join(realworld.Dir(t), "manufacturer-ca")
 	b, problems, err := verify.LoadBundle(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -437,7 +395,7 @@ func TestRealWorldManufacturerCABundle(t *testing.T) {
 }
 
 func TestRealWorldEKCertificates(t *testing.T) {
-	rw := needRealworld(t)
+	rw := realworld.Dir(t)
 	bundle, _, err := verify.LoadBundle(filepath.Join(rw, "manufacturer-ca"))
 	if err != nil {
 		t.Fatal(err)

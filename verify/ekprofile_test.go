@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"omens.dev/omens/internal/test/realworld"
 	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/verify"
@@ -216,7 +217,7 @@ func TestSHA1IntermediateSaidFirst(t *testing.T) {
 // no IFX key being at hand, the EK certificate is the intermediate's own (the explanation
 // is the same for any certificate it signed).
 func TestSHA1RealInfineonIntermediates(t *testing.T) {
-	dir := filepath.Join(needRealworld(t), "manufacturer-ca")
+	dir := filepath.Join(realworld.Dir(t), "manufacturer-ca")
 	b, _, err := verify.LoadBundle(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
+	"omens.dev/omens/internal/test/realworld"
 	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
@@ -44,7 +45,7 @@ func independent(kind string) bool {
 // reference's PCRs among them, in each bank the log carries). The results table is
 // docs/eventlogs.md.
 func TestRealworldEventLogs(t *testing.T) {
-	dir := filepath.Join(needRealworld(t), "eventlogs")
+	dir := filepath.Join(realworld.Dir(t), "eventlogs")
 	logs, err := filepath.Glob(filepath.Join(dir, "*.bin"))
 	if err != nil || len(logs) == 0 {
 		t.Fatalf("no event logs in %s: %v", dir, err)

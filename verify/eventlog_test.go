@@ -17,9 +17,11 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"omens.dev/omens/internal/test/eventlogtest"
+	"omens.dev/omens/internal/test/realworld"
 	"omens.dev/omens/internal/test/testattest"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/tpm"
+	"omens.dev/omens/tpm/tpmsim/bootlog"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
 	"omens.dev/omens/verify"
 )
@@ -117,14 +119,14 @@ func TestReplayEventLogFacts(t *testing.T) {
 	}
 	// Firmware without Secure Boot measures an empty SecureBoot variable: off.
 	empty := off.Clone()
-	empty.Events[slices.IndexFunc(empty.Events, func(e eventlogtest.Event) bool { return e.Type == eventlogtest.EVEFIVariableDriverConfig })] = eventlogtest.Variable("SecureBoot", nil)
+	empty.Events[slices.IndexFunc(empty.Events, func(e eventlogtest.Event) bool { return e.Type == bootlog.EvEFIVariableDriverConfig })] = eventlogtest.Variable("SecureBoot", nil)
 	if facts, err = verify.ReplayEventLog(empty.Bytes(), sha256Bank(empty, firmwarePCRs...), verify.EventLogPolicy{}); err != nil || facts.SecureBoot == nil || facts.SecureBoot.Enabled {
 		t.Errorf("empty SecureBoot variable: facts %+v, error %v", facts, err)
 	}
 	// grub's kernel command line, in PCR 8, when the quote covers it.
 	grub := l.Clone()
 	cmdline := "root=/dev/vda2 ro quiet"
-	grub.Events = append(grub.Events, eventlogtest.Event{PCR: 8, Type: eventlogtest.EVIPL, Data: []byte("kernel_cmdline: " + cmdline + "\x00"),
+	grub.Events = append(grub.Events, eventlogtest.Event{PCR: 8, Type: bootlog.EvIPL, Data: []byte("kernel_cmdline: " + cmdline + "\x00"),
 		Digests: map[tpm2.TPMIAlgHash][]byte{tpm2.TPMAlgSHA256: sha([]byte(cmdline)), tpm2.TPMAlgSHA1: sha1d([]byte(cmdline))}})
 	if facts, err = verify.ReplayEventLog(grub.Bytes(), sha256Bank(grub, 0, 1, 2, 3, 4, 5, 6, 7, 8), verify.EventLogPolicy{}); err != nil || facts.KernelCmdline != cmdline {
 		t.Errorf("kernel command line %q, error %v; want %q", facts.KernelCmdline, err, cmdline)
@@ -146,10 +148,10 @@ func TestReplayEventLogRefusals(t *testing.T) {
 	honest := secureBootLog(c, true)
 	quoted := honest.PCRs(tpm2.TPMAlgSHA256, firmwarePCRs...)
 	kernel := len(honest.Events) - 3 // the kernel, before the two Exit Boot Services actions
-	pcr7Sep := slices.IndexFunc(honest.Events, func(e eventlogtest.Event) bool { return e.PCR == 7 && e.Type == eventlogtest.EVSeparator })
+	pcr7Sep := slices.IndexFunc(honest.Events, func(e eventlogtest.Event) bool { return e.PCR == 7 && e.Type == bootlog.EvSeparator })
 	dbx := -1 // the last variable of PCR 7
 	for i, e := range honest.Events {
-		if e.Type == eventlogtest.EVEFIVariableDriverConfig {
+		if e.Type == bootlog.EvEFIVariableDriverConfig {
 			dbx = i
 		}
 	}
@@ -168,7 +170,7 @@ func TestReplayEventLogRefusals(t *testing.T) {
 		name: "changed digest",
 		log: func() *eventlogtest.Log {
 			l := honest.Clone()
-			l.Events[kernel] = eventlogtest.Image(4, eventlogtest.EVEFIBootServicesApp, "kernel", sha256.Sum256([]byte("another kernel")))
+			l.Events[kernel] = eventlogtest.Image(4, bootlog.EvEFIBootServicesApplication, "kernel", sha256.Sum256([]byte("another kernel")))
 			return l
 		},
 		want: func(l *eventlogtest.Log) string {
@@ -202,7 +204,7 @@ func TestReplayEventLogRefusals(t *testing.T) {
 		name: "event retyped as a separator",
 		log: func() *eventlogtest.Log {
 			l := honest.Clone()
-			l.Events[kernel].Type = eventlogtest.EVSeparator
+			l.Events[kernel].Type = bootlog.EvSeparator
 			return l
 		},
 		want: func(*eventlogtest.Log) string {
@@ -234,7 +236,7 @@ func TestReplayEventLogRefusals(t *testing.T) {
 		name: "events appended",
 		log: func() *eventlogtest.Log {
 			l := honest.Clone()
-			l.Events = append(l.Events, eventlogtest.Image(4, eventlogtest.EVEFIBootServicesApp, "rootkit", sha256.Sum256([]byte("rootkit"))))
+			l.Events = append(l.Events, eventlogtest.Image(4, bootlog.EvEFIBootServicesApplication, "rootkit", sha256.Sum256([]byte("rootkit"))))
 			return l
 		},
 		want: func(l *eventlogtest.Log) string {
@@ -378,7 +380,7 @@ func TestAttestEventLog(t *testing.T) {
 		}
 	}
 	tampered := l.Clone()
-	tampered.Events = append(tampered.Events, eventlogtest.Image(4, eventlogtest.EVEFIBootServicesApp, "rootkit", sha256.Sum256([]byte("rootkit"))))
+	tampered.Events = append(tampered.Events, eventlogtest.Image(4, bootlog.EvEFIBootServicesApplication, "rootkit", sha256.Sum256([]byte("rootkit"))))
 	p, err := testattest.New(sim, testattest.Config{CA: ca})
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +435,7 @@ func FuzzReplayEventLog(f *testing.F) {
 	c := newBootCerts(f)
 	f.Add(secureBootLog(c, true).Bytes())
 	f.Add(secureBootLog(c, false).Bytes())
-	if rw := realworldDir(); rw != "" {
+	if rw := realworld.Lookup(); rw != "" {
 		logs, _ := filepath.Glob(filepath.Join(rw, "eventlogs", "*.bin"))
 		for _, name := range logs {
 			if b, err := os.ReadFile(name); err == nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"omens.dev/omens/internal/test/realworld"
 	"omens.dev/omens/tpm/tpmsim/mfgca"
 	"omens.dev/omens/verify"
 )
@@ -17,7 +18,7 @@ import (
 func fuzzSeeds(f *testing.F) [][]byte {
 	f.Helper()
 	var seeds [][]byte
-	if rw := realworldDir(); rw != "" {
+	if rw := realworld.Lookup(); rw != "" {
 		files, _ := filepath.Glob(filepath.Join(rw, "ek-certs", "*"))
 		for _, file := range files {
 			if b, err := os.ReadFile(file); err == nil {

@@ -16,6 +16,7 @@ import (
 
 	"omens.dev/omens/internal/cli"
 	"omens.dev/omens/internal/test/eventlogtest"
+	"omens.dev/omens/tpm/tpmsim/bootlog"
 )
 
 func eventLogCert(t *testing.T, cn string) *x509.Certificate {
@@ -131,7 +132,7 @@ func TestEventLogVerify(t *testing.T) {
 
 	// A log with an event appended no longer replays: exit 1, naming the check.
 	tampered := l.Clone()
-	tampered.Events = append(tampered.Events, eventlogtest.Image(4, eventlogtest.EVEFIBootServicesApp, "rootkit", sha256.Sum256([]byte("rootkit"))))
+	tampered.Events = append(tampered.Events, eventlogtest.Image(4, bootlog.EvEFIBootServicesApplication, "rootkit", sha256.Sum256([]byte("rootkit"))))
 	tpath := filepath.Join(t.TempDir(), "tampered")
 	if err := os.WriteFile(tpath, tampered.Bytes(), 0o644); err != nil {
 		t.Fatal(err)

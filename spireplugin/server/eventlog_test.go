@@ -16,6 +16,7 @@ import (
 	"omens.dev/omens/internal/test/eventlogtest"
 	"omens.dev/omens/tpm"
 	"omens.dev/omens/tpm/tpmsim"
+	"omens.dev/omens/tpm/tpmsim/bootlog"
 )
 
 // simBootLog measures a boot into the simulated TPM, after its default boot profile, and
@@ -27,7 +28,7 @@ func simBootLog(t *testing.T, h *simHost) *eventlogtest.Log {
 	l := &eventlogtest.Log{Banks: []tpm2.TPMIAlgHash{tpm2.TPMAlgSHA1, tpm2.TPMAlgSHA256}}
 	for pcr, events := range tpmsim.DefaultProfile() {
 		for _, e := range events {
-			l.Events = append(l.Events, eventlogtest.Measured(pcr, eventlogtest.EVPostCode, []byte(e)))
+			l.Events = append(l.Events, eventlogtest.Measured(pcr, bootlog.EvPostCode, []byte(e)))
 		}
 	}
 	slices.SortStableFunc(l.Events, func(a, b eventlogtest.Event) int { return a.PCR - b.PCR })
@@ -35,8 +36,8 @@ func simBootLog(t *testing.T, h *simHost) *eventlogtest.Log {
 	for pcr := 0; pcr <= 7; pcr++ {
 		boot = append(boot, eventlogtest.Separator(pcr))
 	}
-	boot = append(boot, eventlogtest.Measured(4, eventlogtest.EVEFIBootServicesApp, []byte("grub")),
-		eventlogtest.Measured(4, eventlogtest.EVEFIBootServicesApp, []byte("kernel")))
+	boot = append(boot, eventlogtest.Measured(4, bootlog.EvEFIBootServicesApplication, []byte("grub")),
+		eventlogtest.Measured(4, bootlog.EvEFIBootServicesApplication, []byte("kernel")))
 	for _, e := range boot {
 		if err := tpm.ExtendPCR(h.sim, e.PCR, e.Data); err != nil {
 			t.Fatal(err)
@@ -70,7 +71,7 @@ func TestEventLogThroughPlugins(t *testing.T) {
 	}
 
 	tampered := l.Clone()
-	tampered.Events = append(tampered.Events, eventlogtest.Measured(4, eventlogtest.EVEFIBootServicesApp, []byte("another kernel")))
+	tampered.Events = append(tampered.Events, eventlogtest.Measured(4, bootlog.EvEFIBootServicesApplication, []byte("another kernel")))
 	if err := os.WriteFile(logPath, tampered.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}

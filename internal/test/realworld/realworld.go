@@ -22,11 +22,24 @@ func Dir(t testing.TB) string {
 		if st, err := os.Stat(env); err != nil || !st.IsDir() {
 			t.Fatalf("OMENS_REALWORLD=%q is not a directory", env)
 		}
+	}
+	d := Lookup()
+	if d == "" {
+		enginetest.Missing(t, "real-world TPM data not found: set OMENS_REALWORLD or provide ../shared/realworld next to the module root")
+	}
+	return d
+}
+
+// Lookup returns the real-world data directory (OMENS_REALWORLD, or ../shared/realworld
+// next to the module root), or "" when it is absent; for tests that only gain from the
+// data, such as fuzz seeds.
+func Lookup() string {
+	if env := os.Getenv("OMENS_REALWORLD"); env != "" {
 		return env
 	}
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return ""
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
@@ -34,16 +47,14 @@ func Dir(t testing.TB) string {
 			if st, err := os.Stat(d); err == nil && st.IsDir() {
 				return d
 			}
-			break
+			return ""
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			break
+			return ""
 		}
 		dir = parent
 	}
-	enginetest.Missing(t, "real-world TPM data not found: set OMENS_REALWORLD or provide ../shared/realworld next to the module root")
-	return ""
 }
 
 // EventLogPath returns the path of the boot event log eventlogs/NAME.bin.

@@ -1,7 +1,6 @@
 package bootlog
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -108,16 +107,19 @@ func (b Boot) Write() ([]byte, error) {
 			}
 		}
 	}
-	w, err := newLogWriter(banks)
-	if err != nil {
-		return nil, err
+	var events []Event
+	measure := func(pcr int, typ uint32, data []byte) {
+		events = append(events, Event{PCR: pcr, Type: typ, Data: data})
+	}
+	event := func(pcr int, typ uint32, digests map[crypto.Hash][]byte, data []byte) {
+		events = append(events, Event{PCR: pcr, Type: typ, Data: data, Digests: digests})
 	}
 
 	// PCR 0: the S-CRTM version, a NUL-terminated UCS-2 string whose digest is its own
 	// (PFP, "PCR[0]"), then the firmware code, a UEFI_PLATFORM_FIRMWARE_BLOB whose
 	// digest is that of the firmware volume measured.
-	w.measure(0, EvSCRTMVersion, append(ucs2(fw), 0, 0))
-	w.event(0, EvPostCode, ImageDigests([]byte("firmware volume of "+fw), banks...), firmwareBlob(0xffc00000, 0x400000))
+	measure(0, EvSCRTMVersion, append(UCS2(fw), 0, 0))
+	event(0, EvPostCode, ImageDigests([]byte("firmware volume of "+fw), banks...), firmwareBlob(0xffc00000, 0x400000))
 
 	// PCR 7: the Secure Boot variables (PFP, "PCR[7]"), each digest over the whole
 	// UEFI_VARIABLE_DATA.
@@ -127,7 +129,7 @@ func (b Boot) Write() ([]byte, error) {
 	}
 	var dbx []byte
 	if len(b.Keys.DBX) > 0 {
-		dbx = signatureList(EFICertSHA256GUID, owner, b.Keys.DBX)
+		dbx = SignatureList(EFICertSHA256GUID, owner, b.Keys.DBX)
 	}
 	for _, v := range []struct {
 		vendor GUID
@@ -135,26 +137,26 @@ func (b Boot) Write() ([]byte, error) {
 		data   []byte
 	}{
 		{EFIGlobalVariable, "SecureBoot", []byte{sb}},
-		{EFIGlobalVariable, "PK", x509Lists(owner, [][]byte{b.Keys.PK})},
-		{EFIGlobalVariable, "KEK", x509Lists(owner, b.Keys.KEK)},
-		{EFIImageSecurityDatabaseGUID, "db", x509Lists(owner, b.Keys.DB)},
+		{EFIGlobalVariable, "PK", X509Lists(owner, [][]byte{b.Keys.PK})},
+		{EFIGlobalVariable, "KEK", X509Lists(owner, b.Keys.KEK)},
+		{EFIImageSecurityDatabaseGUID, "db", X509Lists(owner, b.Keys.DB)},
 		{EFIImageSecurityDatabaseGUID, "dbx", dbx},
 	} {
-		w.measure(7, EvEFIVariableDriverConfig, variableData(v.vendor, v.name, v.data))
+		measure(7, EvEFIVariableDriverConfig, VariableData(v.vendor, v.name, v.data))
 	}
 
 	// PCR 4: the boot manager is about to call the boot option (PFP, "PCR[4]").
-	w.measure(4, EvEFIAction, []byte("Calling EFI Application from Boot Option"))
+	measure(4, EvEFIAction, []byte("Calling EFI Application from Boot Option"))
 	// ReadyToBoot: EV_SEPARATOR in PCRs 0-7, data and digest over four zero bytes
 	// (PFP, "EV_SEPARATOR").
 	for pcr := range 8 {
-		w.measure(pcr, EvSeparator, []byte{0, 0, 0, 0})
+		measure(pcr, EvSeparator, []byte{0, 0, 0, 0})
 	}
 
 	// The db entry that verified shim (PFP, "PCR[7]"): its EFI_SIGNATURE_DATA as
 	// the value of variable db, logged once before the first image it verified.
 	if b.SecureBoot {
-		w.measure(7, EvEFIVariableAuthority, variableData(EFIImageSecurityDatabaseGUID, "db", signatureData(owner, authority)))
+		measure(7, EvEFIVariableAuthority, VariableData(EFIImageSecurityDatabaseGUID, "db", SignatureData(owner, authority)))
 	}
 	addr := uint64(0x7d000000)
 	for i, im := range images {
@@ -162,16 +164,16 @@ func (b Boot) Write() ([]byte, error) {
 		if size == 0 {
 			size = 1 << 20
 		}
-		w.event(4, EvEFIBootServicesApplication, im.img.Digests, imageLoadEvent(addr, size, filePath(partitionGUID, im.img.Path)))
+		event(4, EvEFIBootServicesApplication, im.img.Digests, imageLoadEvent(addr, size, filePath(partitionGUID, im.img.Path)))
 		addr -= 0x1000000
 		if i == 1 && b.KernelCommandLine != "" {
 			// grub measures the command line's bytes and logs it with a prefix.
-			w.event(8, EvIPL, ImageDigests([]byte(b.KernelCommandLine), banks...), append([]byte("kernel_cmdline: "+b.KernelCommandLine), 0))
+			event(8, EvIPL, ImageDigests([]byte(b.KernelCommandLine), banks...), append([]byte("kernel_cmdline: "+b.KernelCommandLine), 0))
 		}
 	}
 
 	// PCR 5: the kernel's EFI stub leaves boot services (PFP, "PCR[5]").
-	w.measure(5, EvEFIAction, []byte("Exit Boot Services Invocation"))
-	w.measure(5, EvEFIAction, []byte("Exit Boot Services Returned with Success"))
-	return bytes.Clone(w.buf.Bytes()), nil
+	measure(5, EvEFIAction, []byte("Exit Boot Services Invocation"))
+	measure(5, EvEFIAction, []byte("Exit Boot Services Returned with Success"))
+	return Encode(banks, events)
 }

@@ -11,6 +11,7 @@
 // event carries its digest in every bank of the log.
 //
 // The UEFI structures the events hold (UEFI_VARIABLE_DATA, EFI_SIGNATURE_LIST,
-// UEFI_IMAGE_LOAD_EVENT, device paths) are encoded in uefi.go, the log format in log.go,
+// UEFI_IMAGE_LOAD_EVENT, device paths) are encoded in uefi.go, the log format in log.go
+// (Encode, which also serves logs laid out by hand, as the test kit eventlogtest does),
 // and a platform's Secure Boot certificates are made in keys.go.
 package bootlog

@@ -17,8 +17,10 @@ const (
 	EvSCRTMVersion               uint32 = 0x00000008
 	EvIPL                        uint32 = 0x0000000D
 	EvEFIVariableDriverConfig    uint32 = 0x80000001
+	EvEFIVariableBoot            uint32 = 0x80000002
 	EvEFIBootServicesApplication uint32 = 0x80000003
 	EvEFIAction                  uint32 = 0x80000007
+	EvEFIPlatformFirmwareBlob    uint32 = 0x80000008
 	EvEFIVariableAuthority       uint32 = 0x800000E0
 )
 
@@ -37,66 +39,69 @@ func algID(h crypto.Hash) (tpm2.TPMAlgID, error) {
 	return 0, fmt.Errorf("bootlog: bank %v is not sha1, sha256, sha384 or sha512", h)
 }
 
-// logWriter appends events to a crypto-agile log.
-type logWriter struct {
-	banks []crypto.Hash
-	buf   bytes.Buffer
-}
-
 func le(w *bytes.Buffer, v any) { binary.Write(w, binary.LittleEndian, v) }
 
-// newLogWriter starts a log with the Spec ID event (PFP, "Specification ID Version
-// Event"): a TCG_PCClientPCREvent in the SHA-1 format, EV_NO_ACTION in PCR 0 with a zero
-// digest, whose data is a TCG_EfiSpecIDEventStruct naming the banks of the events that
-// follow.
-func newLogWriter(banks []crypto.Hash) (*logWriter, error) {
+// Event is one event of a log. Digests holds the digest extended into each bank; a bank
+// with none gets the hash of Data, as firmware logs for events whose data is what it
+// measured (separators, variables, actions).
+type Event struct {
+	PCR     int
+	Type    uint32
+	Data    []byte
+	Digests map[crypto.Hash][]byte
+}
+
+// Digest returns the digest e extends into bank h.
+func (e Event) Digest(h crypto.Hash) []byte {
+	if d, ok := e.Digests[h]; ok {
+		return d
+	}
+	d := h.New()
+	d.Write(e.Data)
+	return d.Sum(nil)
+}
+
+// Encode returns the crypto-agile log of events with digests in banks. It starts with
+// the Spec ID event (PFP, "Specification ID Version Event"): a TCG_PCClientPCREvent in
+// the SHA-1 format, EV_NO_ACTION in PCR 0 with a zero digest, whose data is a
+// TCG_EfiSpecIDEventStruct naming the banks. Each event follows as a TCG_PCR_EVENT2: PCR
+// index, type, a TPML_DIGEST_VALUES with its digest in every bank, then its data.
+func Encode(banks []crypto.Hash, events []Event) ([]byte, error) {
+	ids := make([]tpm2.TPMAlgID, len(banks))
+	for i, h := range banks {
+		id, err := algID(h)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = id
+	}
 	var spec bytes.Buffer
 	spec.WriteString("Spec ID Event03\x00")
 	le(&spec, uint32(0)) // platformClass: client
 	// specVersionMinor 0, specVersionMajor 2, specErrata 2, uintnSize 2 (UINT64).
 	spec.Write([]byte{0, 2, 2, 2})
 	le(&spec, uint32(len(banks))) // numberOfAlgorithms
-	for _, h := range banks {
-		id, err := algID(h)
-		if err != nil {
-			return nil, err
-		}
-		le(&spec, uint16(id))
+	for i, h := range banks {
+		le(&spec, uint16(ids[i]))
 		le(&spec, uint16(h.Size()))
 	}
 	spec.WriteByte(0) // vendorInfoSize
-	w := &logWriter{banks: banks}
-	le(&w.buf, uint32(0))
-	le(&w.buf, EvNoAction)
-	w.buf.Write(make([]byte, 20))
-	le(&w.buf, uint32(spec.Len()))
-	w.buf.Write(spec.Bytes())
-	return w, nil
-}
-
-// measure appends an event whose digest is the hash of data in every bank: what firmware
-// logs for events whose data is what it measured.
-func (w *logWriter) measure(pcr int, typ uint32, data []byte) {
-	digests := make(map[crypto.Hash][]byte, len(w.banks))
-	for _, h := range w.banks {
-		d := h.New()
-		d.Write(data)
-		digests[h] = d.Sum(nil)
+	var b bytes.Buffer
+	le(&b, uint32(0))
+	le(&b, EvNoAction)
+	b.Write(make([]byte, 20))
+	le(&b, uint32(spec.Len()))
+	b.Write(spec.Bytes())
+	for _, e := range events {
+		le(&b, uint32(e.PCR))
+		le(&b, e.Type)
+		le(&b, uint32(len(banks)))
+		for i, h := range banks {
+			le(&b, uint16(ids[i]))
+			b.Write(e.Digest(h))
+		}
+		le(&b, uint32(len(e.Data)))
+		b.Write(e.Data)
 	}
-	w.event(pcr, typ, digests, data)
-}
-
-// event appends a TCG_PCR_EVENT2 (PFP): PCR index, type, a TPML_DIGEST_VALUES with the
-// digest of every bank, then the event data.
-func (w *logWriter) event(pcr int, typ uint32, digests map[crypto.Hash][]byte, data []byte) {
-	le(&w.buf, uint32(pcr))
-	le(&w.buf, typ)
-	le(&w.buf, uint32(len(w.banks)))
-	for _, h := range w.banks {
-		id, _ := algID(h)
-		le(&w.buf, uint16(id))
-		w.buf.Write(digests[h])
-	}
-	le(&w.buf, uint32(len(data)))
-	w.buf.Write(data)
+	return b.Bytes(), nil
 }

@@ -38,6 +38,9 @@ func (g GUID) encode() ([]byte, error) {
 	return out, nil
 }
 
+// mustGUID encodes g; the encoders below panic on a malformed GUID, as their GUIDs are
+// the constants of this package or a caller's own, checked once (Boot.Write checks
+// Keys.Owner).
 func mustGUID(g GUID) []byte {
 	b, err := g.encode()
 	if err != nil {
@@ -46,7 +49,8 @@ func mustGUID(g GUID) []byte {
 	return b
 }
 
-func ucs2(s string) []byte {
+// UCS2 is s in UCS-2 (UTF-16LE), with no terminator, as UEFI strings are written.
+func UCS2(s string) []byte {
 	var b bytes.Buffer
 	for _, c := range utf16.Encode([]rune(s)) {
 		le(&b, c)
@@ -54,27 +58,27 @@ func ucs2(s string) []byte {
 	return b.Bytes()
 }
 
-// variableData is a UEFI_VARIABLE_DATA (PFP): the variable's vendor GUID, the
+// VariableData is a UEFI_VARIABLE_DATA (PFP): the variable's vendor GUID, the
 // lengths of its name (in characters, no terminator) and data, then both.
-func variableData(vendor GUID, name string, data []byte) []byte {
+func VariableData(vendor GUID, name string, data []byte) []byte {
 	var b bytes.Buffer
 	b.Write(mustGUID(vendor))
 	le(&b, uint64(len(utf16.Encode([]rune(name)))))
 	le(&b, uint64(len(data)))
-	b.Write(ucs2(name))
+	b.Write(UCS2(name))
 	b.Write(data)
 	return b.Bytes()
 }
 
-// signatureData is an EFI_SIGNATURE_DATA (UEFI 2.10, "Signature Database"): the owner's
+// SignatureData is an EFI_SIGNATURE_DATA (UEFI 2.10, "Signature Database"): the owner's
 // GUID, then the signature (a DER certificate, a SHA-256 digest).
-func signatureData(owner GUID, sig []byte) []byte {
+func SignatureData(owner GUID, sig []byte) []byte {
 	return append(mustGUID(owner), sig...)
 }
 
-// signatureList is an EFI_SIGNATURE_LIST of signatures of one type and size, with no
+// SignatureList is an EFI_SIGNATURE_LIST of signatures of one type and size, with no
 // signature header.
-func signatureList(typ, owner GUID, sigs [][]byte) []byte {
+func SignatureList(typ, owner GUID, sigs [][]byte) []byte {
 	if len(sigs) == 0 {
 		return nil
 	}
@@ -85,17 +89,17 @@ func signatureList(typ, owner GUID, sigs [][]byte) []byte {
 	le(&b, uint32(0))                 // SignatureHeaderSize
 	le(&b, uint32(size))              // SignatureSize
 	for _, s := range sigs {
-		b.Write(signatureData(owner, s))
+		b.Write(SignatureData(owner, s))
 	}
 	return b.Bytes()
 }
 
-// x509Lists is a Secure Boot variable's value holding certificates: one
+// X509Lists is a Secure Boot variable's value holding certificates: one
 // EFI_SIGNATURE_LIST of type EFI_CERT_X509_GUID per certificate, as their sizes differ.
-func x509Lists(owner GUID, certs [][]byte) []byte {
+func X509Lists(owner GUID, certs [][]byte) []byte {
 	var b []byte
 	for _, c := range certs {
-		b = append(b, signatureList(EFICertX509GUID, owner, [][]byte{c})...)
+		b = append(b, SignatureList(EFICertX509GUID, owner, [][]byte{c})...)
 	}
 	return b
 }
@@ -126,7 +130,7 @@ func filePath(partition GUID, path string) []byte {
 	b.Write(mustGUID(partition))
 	b.Write([]byte{2, 2})
 	// File path (type 4, subtype 4): the path in UCS-2 with a terminating NUL.
-	name := append(ucs2(path), 0, 0)
+	name := append(UCS2(path), 0, 0)
 	b.Write([]byte{4, 4})
 	le(&b, uint16(4+len(name)))
 	b.Write(name)
