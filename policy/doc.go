@@ -1,5 +1,6 @@
-// Package policy is the PCR boot-state policy the SPIRE server plugin applies at every
-// attestation, with windows for BIOS and firmware updates.
+// Package policy is the boot-state policy the SPIRE server plugin applies at every
+// attestation: PCR sets, with windows for BIOS and firmware updates, and boot rules over
+// the facts of the replayed event log.
 //
 // The verifier has already checked the quote, so the PCR values handed to Evaluate are the
 // ones the host's TPM holds. This package decides whether that boot state is allowed for
@@ -52,6 +53,50 @@
 // The file is read again when its size or modification time changes, so a running SPIRE
 // server follows the operator's edits. A file that no longer parses rejects every host
 // (each error names the file and the line) until it is fixed: the store fails closed.
+//
+// # Boot rules
+//
+// A group or a host may hold one boot block: rules over what the verifier proved from the
+// boot event log it replayed against the quote (verify.BootFacts), rather than over PCR
+// values, so that a kernel update does not need a new PCR set:
+//
+//	group "tower" {
+//	  boot {
+//	    secure_boot    = "required"           # Secure Boot on (PCR 7)
+//	    boot_loaders   = ["<hex>", ...]       # PCR 4 applications before the last (shim, grub)
+//	    kernels        = ["<hex>", "<hex>"]   # the last PCR 4 application: approve the new kernel before the reboot
+//	    authorities    = ["<sha256 of DER>"]  # db certificates that may have verified the boot chain
+//	    pk             = ["<sha256 of DER>"]  # certificates that may be enrolled in PK, KEK, db
+//	    kek            = [...]
+//	    db             = [...]
+//	    dbx_includes   = ["<sha256>", ...]    # the dbx must hold at least these image hashes
+//	    kernel_cmdline = "ro quiet"           # the command line grub measured (PCR 8)
+//	  }
+//	}
+//
+// Every rule that is set must hold; a rule not set is not checked. The boot blocks that
+// apply to a host are its own and its group's (for an unlisted host, the unknown_hosts
+// group's), and every one must hold, before and whatever the PCR sets decide; windows do
+// not open them. A host with boot rules and no PCR set is allowed by its boot rules alone.
+//
+// The facts say which digests PCR 4 holds, in order, but not which is a loader and which
+// a kernel (an event's type is not covered by its digest), so the rules go by position:
+// kernels holds the last PCR 4 boot application to the list; boot_loaders holds every one
+// before it to boot_loaders or kernels. Their digests are hex in the bank the server
+// quotes (40, 64 or 96 digits); fingerprints and dbx hashes are SHA-256, 64 digits. pk,
+// kek and db are allow lists: every enrolled certificate must be listed. authorities: every
+// certificate that verified the boot chain must be listed, and one must have. Entries are
+// distinct; a list is not empty.
+//
+// A boot rule needs the facts of a log the verifier checked: without one (event_log =
+// "ignore" in the plugin, or an agent that sent no log under "verify") it refuses. secure_boot,
+// pk, kek, db, dbx_includes and authorities need PCR 7 quoted, kernels and boot_loaders
+// PCR 4, kernel_cmdline PCR 8 (BootRules.PCRs). A refusal names the rule, the event or
+// value and what the rule allows, e.g.
+//
+//	policy: boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest ab12... is not approved (approved: cd34..., ef56...)
+//
+// EvaluateBoot returns the rule that decided, for the audit line (RejectedRule on a refusal).
 //
 // # State file
 //

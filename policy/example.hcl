@@ -12,6 +12,26 @@ unknown_hosts = "reject"
 # A group holds allowed sets. A boot state is allowed when it matches one set: every PCR
 # the set names has that value. Two sets at once let a fleet roll a firmware update.
 group "tower" {
+  # Boot rules: over what the verifier proved from the replayed event log (the plugin's
+  # event_log = "verify" or "require"; PCRs 4 and 7 quoted). Every rule set must hold.
+  boot {
+    secure_boot = "required"
+    # PCR 4 boot applications before the last: shim, grub (hex, in the quoted bank).
+    boot_loaders = [
+      "94a1ec3d1d2c6cd6e4f6a1f8f4c1ad0f3e2f6dc3b1b0e5a7f0c9d8e7b6a59483", # shim 15.8
+      "5e4c2a7b9d8f6e1c3a5b7d9f0e2c4a6b8d0f1e3c5a7b9d1f3e5c7a9b1d3f5e7a", # grub 2.12
+    ]
+    # The last PCR 4 boot application: approve the next kernel before the hosts reboot.
+    kernels = [
+      "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0", # 6.8.0-49
+      "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809", # 6.8.0-50
+    ]
+    # SHA-256 of the db certificates that may have verified the boot chain.
+    authorities = ["e30bf3c1e2b2b1f9d5a7e3b6f6c1f0a0b2c3d4e5f60718293a4b5c6d7e8f9012"]
+    # The dbx must hold at least these image hashes (it may hold more).
+    dbx_includes = ["aa55aa55aa55aa55aa55aa55aa55aa55aa55aa55aa55aa55aa55aa55aa55aa55"]
+  }
+
   set "firmware-1.0" {
     bank = "sha256" # sha1, sha256 (default) or sha384
     pcrs = {

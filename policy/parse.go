@@ -54,14 +54,16 @@ type Policy struct {
 type Group struct {
 	Name string
 	Sets []*Set
+	Boot *BootRules // nil without a boot block
 }
 
 // Host is a TPM the policy file lists, by EK hash.
 type Host struct {
-	EKHash string // 64 lower-case hex digits
-	Name   string // optional label
-	Group  string // optional group name
-	Sets   []*Set // the host's own sets
+	EKHash string     // 64 lower-case hex digits
+	Name   string     // optional label
+	Group  string     // optional group name
+	Sets   []*Set     // the host's own sets
+	Boot   *BootRules // the host's own boot rules; nil without a boot block
 }
 
 // Set is one allowed boot state: values of some PCRs in one bank.
@@ -211,8 +213,20 @@ func (p *parser) policy(root *ast.ObjectList) (*Policy, error) {
 				return nil, p.errf(item.Pos(), "duplicate group %q", name)
 			}
 			g := &Group{Name: name}
+			var bootItem *ast.ObjectItem
 			for _, it := range body.Items {
-				if k := firstKey(it); k != "set" {
+				k := firstKey(it)
+				if k == "boot" {
+					if bootItem != nil {
+						return nil, p.errf(it.Pos(), "boot is set twice in group %q (first on line %d)", name, bootItem.Pos().Line)
+					}
+					bootItem = it
+					if g.Boot, err = p.boot(it, "group "+name, "group "+strconv.Quote(name)); err != nil {
+						return nil, err
+					}
+					continue
+				}
+				if k != "set" {
 					return nil, p.errf(it.Pos(), "unknown key %q in group %q (want set)", k, name)
 				}
 				s, err := p.set(it, g.Sets, "group "+strconv.Quote(name))
@@ -261,7 +275,7 @@ func (p *parser) host(item *ast.ObjectItem, pol *Policy) (*Host, error) {
 		return nil, p.errf(item.Pos(), "duplicate host %s", h.EKHash)
 	}
 	where := "host " + h.EKHash
-	var nameItem, groupItem *ast.ObjectItem
+	var nameItem, groupItem, bootItem *ast.ObjectItem
 	for _, it := range body.Items {
 		switch k := firstKey(it); k {
 		case "name":
@@ -295,6 +309,14 @@ func (p *parser) host(item *ast.ObjectItem, pol *Policy) (*Host, error) {
 				return nil, err
 			}
 			h.Sets = append(h.Sets, s)
+		case "boot":
+			if bootItem != nil {
+				return nil, p.errf(it.Pos(), "boot is set twice in %s (first on line %d)", where, bootItem.Pos().Line)
+			}
+			bootItem = it
+			if h.Boot, err = p.boot(it, where, where); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, p.errf(it.Pos(), "unknown key %q in %s (want name, group or set)", k, where)
 		}

@@ -15,6 +15,7 @@ import (
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/internal/statefile"
 	"omens.dev/omens/tpmrules"
+	"omens.dev/omens/verify"
 )
 
 // ErrRejected matches (errors.Is) every error Evaluate returns because the presented boot
@@ -23,13 +24,29 @@ import (
 var ErrRejected = errors.New("policy: boot state rejected")
 
 // rejection is a refusal of a boot state; its message is what the operator reads.
-type rejection struct{ msg string }
+type rejection struct{ msg, rule string }
 
 func (r *rejection) Error() string        { return r.msg }
 func (r *rejection) Is(target error) bool { return target == ErrRejected }
 
 func reject(format string, args ...any) error {
-	return &rejection{"policy: " + fmt.Sprintf(format, args...)}
+	return &rejection{msg: "policy: " + fmt.Sprintf(format, args...), rule: "pcr_sets"}
+}
+
+// rejectRule is a refusal by the named rule.
+func rejectRule(rule, format string, args ...any) error {
+	return &rejection{msg: "policy: " + fmt.Sprintf(format, args...), rule: rule}
+}
+
+// RejectedRule returns the rule that refused, for a rejection of Evaluate: "pcr_sets"
+// for the PCR sets (and an unknown host), the name of a boot rule ("kernels", ...), or
+// "boot" for boot rules without verified facts; "" for any other error.
+func RejectedRule(err error) string {
+	var r *rejection
+	if errors.As(err, &r) {
+		return r.rule
+	}
+	return ""
 }
 
 // Store is a policy file and its state file. It is safe for concurrent use, and several
@@ -209,28 +226,48 @@ func mismatches(set *Set, pcrs map[int][]byte) []int {
 // as a new allowed set for that host, and the window is closed. Outside a window a
 // changed state is rejected. A host the file does not know is handled per unknown_hosts.
 func (s *Store) Evaluate(ekHash, bank string, pcrs map[int][]byte, now time.Time) (Decision, error) {
+	d, _, err := s.EvaluateBoot(ekHash, bank, pcrs, nil, now)
+	return d, err
+}
+
+// EvaluateBoot is Evaluate with the facts of the event log the verifier replayed (nil
+// without one). The boot blocks that apply to the host (its own, its group's) are checked
+// first, and every rule of each must hold; windows do not open them. A host with boot
+// rules and no PCR set is allowed by its boot rules alone. rule names what decided, for
+// the audit line: on acceptance the set and the boot blocks that held (e.g.
+// "tower/firmware-1.0; boot of group tower (secure_boot, kernels)"), on rejection the rule
+// that refused (RejectedRule).
+func (s *Store) EvaluateBoot(ekHash, bank string, pcrs map[int][]byte, boot *verify.BootFacts, now time.Time) (d Decision, rule string, err error) {
+	d, rule, err = s.evaluate(ekHash, bank, pcrs, boot, now)
+	if err != nil {
+		rule = RejectedRule(err)
+	}
+	return d, rule, err
+}
+
+func (s *Store) evaluate(ekHash, bank string, pcrs map[int][]byte, boot *verify.BootFacts, now time.Time) (Decision, string, error) {
 	ek, err := NormalizeEKHash(ekHash)
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, "", err
 	}
 	if len(pcrs) == 0 {
-		return Decision{}, fmt.Errorf("policy: host %s presented no PCR values", ek)
+		return Decision{}, "", fmt.Errorf("policy: host %s presented no PCR values", ek)
 	}
 	if err := checkValues(bank, pcrs, false); err != nil {
-		return Decision{}, fmt.Errorf("policy: host %s presented %v", ek, err)
+		return Decision{}, "", fmt.Errorf("policy: host %s presented %v", ek, err)
 	}
 	pol, err := s.Policy()
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, "", err
 	}
 	unlock, err := statefile.Lock(s.lockPath)
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, "", err
 	}
 	defer unlock()
 	st, err := readState(s.statePath)
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, "", err
 	}
 	hs := st.Hosts[ek]
 	if hs == nil {
@@ -242,7 +279,12 @@ func (s *Store) Evaluate(ekHash, bank string, pcrs map[int][]byte, now time.Time
 		hs.Window, windowExpired = nil, true
 	}
 	prev := hs.Last
-	dec, rejected := decide(pol, ek, bank, pcrs, hs, now)
+	bootDec, bootRule, rejected := decideBoot(pol, ek, boot)
+	var dec Decision
+	rule := ""
+	if rejected == nil {
+		dec, rule, rejected = decide(pol, ek, bank, pcrs, hs, now, bootDec, bootRule)
+	}
 	last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set}
 	switch {
 	case rejected != nil:
@@ -255,13 +297,13 @@ func (s *Store) Evaluate(ekHash, bank string, pcrs map[int][]byte, now time.Time
 	if !dec.Pinned && !windowExpired && sameAsRecent(prev, last) {
 		// The host presents what it presented a moment ago: nothing to record. This keeps
 		// the state file (and its fsync) off the path of every re-attestation.
-		return dec, rejected
+		return dec, rule, rejected
 	}
 	hs.Last = last
 	if err := writeState(s.statePath, st); err != nil {
-		return Decision{}, err
+		return Decision{}, "", err
 	}
-	return dec, rejected
+	return dec, rule, rejected
 }
 
 // lastRefresh is how stale the recorded time of an unchanged boot state may get before
@@ -289,10 +331,18 @@ func sameAsRecent(prev, cur *Presented) bool {
 }
 
 // decide is the policy decision; it changes hs when it pins.
-func decide(pol *Policy, ek, bank string, pcrs map[int][]byte, hs *HostState, now time.Time) (Decision, error) {
+// boot and bootRule are the outcome of the boot rules (bootRule "" when no boot block
+// applies); rule names what decided.
+func decide(pol *Policy, ek, bank string, pcrs map[int][]byte, hs *HostState, now time.Time, boot Decision, bootRule string) (Decision, string, error) {
 	cands, err := pol.candidates(ek, hs)
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, "", err
+	}
+	withBoot := func(d Decision) (Decision, string, error) {
+		if bootRule != "" {
+			return d, d.Set + "; " + bootRule, nil
+		}
+		return d, d.Set, nil
 	}
 	var inBank []candidate
 	for _, c := range cands {
@@ -300,16 +350,19 @@ func decide(pol *Policy, ek, bank string, pcrs map[int][]byte, hs *HostState, no
 			continue
 		}
 		if len(mismatches(c.set, pcrs)) == 0 {
-			return Decision{Allowed: true, Policy: c.policy, Set: c.name()}, nil
+			return withBoot(Decision{Allowed: true, Policy: c.policy, Set: c.name()})
 		}
 		inBank = append(inBank, c)
 	}
 	if hs.Window != nil {
-		return pin(ek, bank, pcrs, inBank, hs, now), nil
+		return withBoot(pin(ek, bank, pcrs, inBank, hs, now))
 	}
 	host := pol.hostLabel(ek)
+	if len(cands) == 0 && bootRule != "" {
+		return boot, bootRule, nil
+	}
 	if len(cands) == 0 {
-		return Decision{}, reject("host %s has no allowed PCR sets: give it a group or a set, or open a window (omens pcr allow-next --host %s) to pin its next boot state", host, ek)
+		return Decision{}, "", reject("host %s has no allowed PCR sets: give it a group or a set, or open a window (omens pcr allow-next --host %s) to pin its next boot state", host, ek)
 	}
 	if len(inBank) == 0 {
 		var banks []string
@@ -318,7 +371,7 @@ func decide(pol *Policy, ek, bank string, pcrs map[int][]byte, hs *HostState, no
 				banks = append(banks, c.set.Bank)
 			}
 		}
-		return Decision{}, reject("host %s presented PCR bank %s, its allowed sets are in %s", host, bank, strings.Join(banks, ", "))
+		return Decision{}, "", reject("host %s presented PCR bank %s, its allowed sets are in %s", host, bank, strings.Join(banks, ", "))
 	}
 	// The nearest set: fewest mismatching PCRs, the first one tried on a tie.
 	best, bestMis := inBank[0], mismatches(inBank[0].set, pcrs)
@@ -340,7 +393,28 @@ func decide(pol *Policy, ek, bank string, pcrs map[int][]byte, hs *HostState, no
 		}
 		msg += fmt.Sprintf(" (%d of its %d PCRs differ: %s)", len(bestMis), len(best.set.PCRs), strings.Join(idx, ", "))
 	}
-	return Decision{}, reject("%s", msg)
+	return Decision{}, "", reject("%s", msg)
+}
+
+// decideBoot checks the boot blocks that apply to host ek. With none it returns a zero
+// Decision; otherwise one allowed by the first block (Policy "host" or its group name),
+// and a rule that names every block that held.
+func decideBoot(pol *Policy, ek string, facts *verify.BootFacts) (Decision, string, error) {
+	var d Decision
+	var held []string
+	for _, r := range pol.bootRules(ek) {
+		if err := r.Check(facts); err != nil {
+			return Decision{}, "", err
+		}
+		if d.Policy == "" {
+			d = Decision{Allowed: true, Policy: PolicyHost}
+			if g, ok := strings.CutPrefix(r.Owner, "group "); ok {
+				d.Policy = g
+			}
+		}
+		held = append(held, fmt.Sprintf("boot of %s (%s)", r.Owner, strings.Join(r.RuleNames(), ", ")))
+	}
+	return d, strings.Join(held, "; "), nil
 }
 
 // pin records the presented state as a new set for the host and closes its window. The
