@@ -7,7 +7,7 @@
 // is spiffe://<trust domain>/spire/agent/tpm/<EK hash> in both modes, stable for the life
 // of the chip, so a renewed DevID certificate keeps it. Every decision is one log line
 // through SPIRE's logger, with agent_id, ek_hash, mode, result, check and pcr_digest (and
-// devid_serial in DevID mode).
+// devid_serial in DevID mode, and with a PCR policy the rule that decided: rule).
 package server
 
 import (
@@ -143,6 +143,13 @@ func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
 			return nil, []string{"pcr_policy_path: " + err.Error()}, nil
 		}
 		rt.policy = s
+		pol, err := s.Policy()
+		if err != nil {
+			return nil, []string{"pcr_policy_path: " + err.Error()}, nil
+		}
+		if notes := checkPolicy(pol, cfg); len(notes) > 0 {
+			return nil, notes, nil
+		}
 	}
 	return rt, nil, nil
 }
@@ -237,9 +244,9 @@ func (p *Plugin) now() time.Time {
 
 // audit is one decision.
 type audit struct {
-	mode, agentID, ekHash, check, pcrDigest, policy string
-	devidSerial, devidCN                            string
-	warnings                                        []string
+	mode, agentID, ekHash, check, pcrDigest, policy, rule string
+	devidSerial, devidCN                                  string
+	warnings                                              []string
 }
 
 func (p *Plugin) logDecision(a audit, err error) {
@@ -249,6 +256,9 @@ func (p *Plugin) logDecision(a audit, err error) {
 	}
 	if a.policy != "" {
 		fields = append(fields, "pcr_policy", a.policy)
+	}
+	if a.rule != "" {
+		fields = append(fields, "rule", a.rule)
 	}
 	if err != nil {
 		fields = append(fields, "result", "rejected", "check", a.check, "reason", err.Error())
@@ -338,7 +348,8 @@ func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *run
 	a.warnings = res.Warnings
 	sel := selectors(res)
 	if rt.policy != nil {
-		d, err := rt.policy.Evaluate(res.EKHash, res.PCRBank, res.PCRs, p.now())
+		d, rule, err := rt.policy.EvaluateBoot(res.EKHash, res.PCRBank, res.PCRs, res.Boot, p.now())
+		a.rule = rule
 		if err != nil {
 			a.check = "pcr_policy"
 			if errors.Is(err, policy.ErrRejected) {
@@ -394,6 +405,8 @@ func agentID(trustDomain, h string) string {
 //	firmware:<version>           TPMS_ATTEST.firmwareVersion of the quote, signed by the AK; the Hello's claim must equal it (firmware_mismatch)
 //	pcr:<bank>:<pcr>:<hex>       PCR values that hash to the digest of the quote, which covers exactly the selection required
 //	pcr_policy:<name>            the PCR policy (pcr_policy_path) that allowed those values
+//	secure_boot:enabled          Secure Boot on, as the event log replayed against the quoted PCR 7 proves it (event_log = "verify" or "require")
+//	boot:authority:<sha256>      a db certificate (SHA-256 of its DER) that verified the boot chain, from the same replayed log
 //	devid:subject:cn:, devid:issuer:cn:, devid:serial:   the DevID certificate, verified against devid_ca_path and its CRL, whose key the AK certified (TPM2_Certify)
 func selectors(r *verify.Result) []string {
 	s := []string{"pub_hash:" + r.EKHash}
@@ -425,6 +438,14 @@ func selectors(r *verify.Result) []string {
 	for _, i := range sortedKeys(r.PCRs) {
 		s = append(s, fmt.Sprintf("pcr:%s:%d:%x", r.PCRBank, i, r.PCRs[i]))
 	}
+	if b := r.Boot; b != nil && b.SecureBoot != nil {
+		if b.SecureBoot.Enabled {
+			s = append(s, "secure_boot:enabled")
+		}
+		for _, c := range b.SecureBoot.Authorities {
+			s = append(s, "boot:authority:"+c.SHA256)
+		}
+	}
 	if r.DevID != nil {
 		c := r.DevID.Cert
 		if c.Subject.CommonName != "" {
@@ -440,4 +461,44 @@ func selectors(r *verify.Result) []string {
 
 func sortedKeys(m map[int][]byte) []int {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// checkPolicy refuses a policy whose rules reason over what the server does not verify: a
+// PCR set naming a PCR the quote leaves out (pcr_selection), boot rules while the event log
+// is ignored, or a boot rule over a PCR the quote leaves out.
+func checkPolicy(pol *policy.Policy, cfg *Config) []string {
+	var notes []string
+	quoted := func(i int) bool { return slices.Contains(cfg.PCRSelection, i) }
+	sets := func(where string, list []*policy.Set) {
+		for _, set := range list {
+			for _, i := range sortedKeys(set.PCRs) {
+				if !quoted(i) {
+					notes = append(notes, fmt.Sprintf("pcr_policy_path: set %q of %s names PCR %d, which pcr_selection %v does not quote", set.Name, where, i, cfg.PCRSelection))
+				}
+			}
+		}
+	}
+	boot := func(r *policy.BootRules) {
+		if r == nil {
+			return
+		}
+		if cfg.EventLog != verify.EventLogVerify && cfg.EventLog != verify.EventLogRequire {
+			notes = append(notes, fmt.Sprintf("pcr_policy_path: boot rules of %s (%s) need the event log, and event_log is %q: set event_log = %q or %q", r.Owner, strings.Join(r.RuleNames(), ", "), cfg.EventLog, verify.EventLogVerify, verify.EventLogRequire))
+		}
+		pcrs := r.PCRs()
+		for _, name := range r.RuleNames() {
+			if i := pcrs[name]; !quoted(i) {
+				notes = append(notes, fmt.Sprintf("pcr_policy_path: boot rule %s of %s needs PCR %d, which pcr_selection %v does not quote", name, r.Owner, i, cfg.PCRSelection))
+			}
+		}
+	}
+	for _, g := range pol.Groups {
+		sets("group "+g.Name, g.Sets)
+		boot(g.Boot)
+	}
+	for _, h := range pol.Hosts {
+		sets("host "+h.EKHash, h.Sets)
+		boot(h.Boot)
+	}
+	return notes
 }
