@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 
 	"omens.dev/omens/internal/test/eventlogtest"
 	"omens.dev/omens/policy"
+	"omens.dev/omens/tpm/tpmsim/bootlog"
 	"omens.dev/omens/verify"
 )
 
@@ -217,5 +219,78 @@ func TestParseBootRules(t *testing.T) {
 	}
 	if got := b.PCRs(); len(got) != 2 || got["kernels"] != 4 || got["kernel_cmdline"] != 8 {
 		t.Fatalf("PCRs %v", got)
+	}
+}
+
+// TestBootRulesOfHostAndGroup: a host's own boot block and its group's both apply; a set
+// and the boot blocks that held are named as the rule; facts the verifier did not replay
+// are refused.
+func TestBootRulesOfHostAndGroup(t *testing.T) {
+	src := `
+group "tower" {
+  boot { kernels = ["{kernel-1}"] }
+  set "fw" {
+    pcrs = { "0" = "{fw10-0}" }
+  }
+}
+host "{ek:spire}" {
+  group = "tower"
+  boot  { kernel_cmdline = "ro quiet" }
+}
+`
+	s, err := policy.Open(writePolicy(t, t.TempDir(), src), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCmdline := func(cmdline string) *verify.BootFacts {
+		l := eventlogtest.Standard(eventlogtest.SecureBoot{Chain: [][32]byte{sum("shim"), sum("kernel-1")}})
+		s1 := sha1.Sum([]byte(cmdline))
+		s256 := sha256.Sum256([]byte(cmdline))
+		l.Events = append(l.Events, eventlogtest.Event{PCR: 8, Type: bootlog.EvIPL, Data: []byte("kernel_cmdline: " + cmdline + "\x00"),
+			Digests: map[tpm2.TPMIAlgHash][]byte{tpm2.TPMAlgSHA1: s1[:], tpm2.TPMAlgSHA256: s256[:]}})
+		bank := verify.PCRBank{Alg: tpm2.TPMAlgSHA256, PCRs: l.PCRs(tpm2.TPMAlgSHA256, 0, 1, 2, 3, 4, 5, 6, 7, 8)}
+		facts, err := verify.ReplayEventLog(l.Bytes(), []verify.PCRBank{bank}, verify.EventLogPolicy{Mode: verify.EventLogVerify})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return facts
+	}
+	for _, tc := range []struct {
+		name  string
+		facts *verify.BootFacts
+		pcrs  map[int][]byte
+		want  policy.Decision
+		rule  string
+		err   string
+	}{
+		{
+			name: "set and both boot blocks hold", facts: withCmdline("ro quiet"), pcrs: pcrs("0=fw10-0"),
+			want: policy.Decision{Allowed: true, Policy: "tower", Set: "tower/fw"},
+			rule: "tower/fw; boot of host " + ekHash("spire") + " (kernel_cmdline); boot of group tower (kernels)",
+		},
+		{
+			name: "the host's command line rule", facts: withCmdline("ro quiet init=/bin/sh"), pcrs: pcrs("0=fw10-0"),
+			rule: "kernel_cmdline",
+			err:  `policy: boot rule kernel_cmdline of host ` + ekHash("spire") + `: the kernel command line is "ro quiet init=/bin/sh", the rule wants "ro quiet"`,
+		},
+		{
+			name: "boot rules hold, the set does not", facts: withCmdline("ro quiet"), pcrs: pcrs("0=fw11-0"),
+			rule: "pcr_sets",
+			err:  "policy: host " + ekHash("spire") + " PCR 0 is " + hexOf("fw11-0") + ", allowed set tower/fw wants " + hexOf("fw10-0"),
+		},
+		{
+			name: "facts no replay proved", pcrs: pcrs("0=fw10-0"),
+			facts: &verify.BootFacts{KernelCmdline: "ro quiet", BootApplications: []verify.BootApplication{{Digest: hexOf("kernel-1")}}},
+			rule:  "boot",
+			err:   `policy: boot rules of host ` + ekHash("spire") + ` (kernel_cmdline) need the facts of a verified event log, and there are none: the plugin must have event_log = "verify" or "require", and the agent must send its log`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dec, rule, err := s.EvaluateBoot(ekHash("spire"), "sha256", tc.pcrs, tc.facts, t0)
+			check(t, tc.name, dec, err, tc.want, tc.err)
+			if rule != tc.rule {
+				t.Errorf("rule %q, want %q", rule, tc.rule)
+			}
+		})
 	}
 }
