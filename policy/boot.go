@@ -23,25 +23,28 @@ const SecureBootRequired = "required"
 // not set is not checked; every rule that is set must hold.
 type BootRules struct {
 	// Owner names the block in messages: "group tower" or "host <EK hash>".
-	Owner string
+	Owner string `json:"owner"`
 	// SecureBoot is SecureBootRequired or "".
-	SecureBoot string
+	SecureBoot string `json:"secure_boot,omitempty"`
 	// Kernels are the approved digests of the last PCR 4 boot application; BootLoaders
 	// those of the applications before it (a kernel is also accepted there). Digests are
 	// hex, in the bank the log was replayed in first (the quoted bank).
-	Kernels, BootLoaders []string
+	Kernels     []string `json:"kernels,omitempty"`
+	BootLoaders []string `json:"boot_loaders,omitempty"`
 	// Authorities are SHA-256 fingerprints of the certificates that may have verified the
 	// boot chain; every one that did must be listed.
-	Authorities []string
+	Authorities []string `json:"authorities,omitempty"`
 	// PK, KEK and DB are the certificate fingerprints that may be enrolled; every enrolled
 	// one must be listed.
-	PK, KEK, DB []string
+	PK  []string `json:"pk,omitempty"`
+	KEK []string `json:"kek,omitempty"`
+	DB  []string `json:"db,omitempty"`
 	// DBXIncludes are SHA-256 image hashes the dbx must hold (it may hold more).
-	DBXIncludes []string
+	DBXIncludes []string `json:"dbx_includes,omitempty"`
 	// KernelCmdline, when HasKernelCmdline, is the kernel command line the boot loader
 	// must have measured (PCR 8).
-	KernelCmdline    string
-	HasKernelCmdline bool
+	KernelCmdline    string `json:"kernel_cmdline,omitempty"`
+	HasKernelCmdline bool   `json:"has_kernel_cmdline,omitempty"`
 }
 
 // Rule names of a boot block, in the order they are checked.

@@ -22,6 +22,7 @@ type Report struct {
 type GroupReport struct {
 	Name string      `json:"name"`
 	Sets []SetReport `json:"sets"`
+	Boot *BootRules  `json:"boot,omitempty"`
 }
 
 // SetReport is an allowed set.
@@ -39,6 +40,7 @@ type HostReport struct {
 	InPolicy bool             `json:"in_policy"`
 	Group    string           `json:"group,omitempty"` // for a host not in the file: the unknown_hosts group, if any
 	Sets     []SetReport      `json:"sets,omitempty"`  // the host's own sets
+	Boot     *BootRules       `json:"boot,omitempty"`  // the host's own boot rules
 	Pins     []SetReport      `json:"pins,omitempty"`
 	Window   *WindowReport    `json:"window,omitempty"`
 	Last     *PresentedReport `json:"last,omitempty"`
@@ -88,7 +90,7 @@ func (s *Store) Report(now time.Time) (*Report, error) {
 	}
 	r := &Report{PolicyFile: s.policyPath, StateFile: s.statePath, UnknownHosts: pol.UnknownHosts, Groups: []GroupReport{}, Hosts: []HostReport{}}
 	for _, g := range pol.Groups {
-		gr := GroupReport{Name: g.Name, Sets: []SetReport{}}
+		gr := GroupReport{Name: g.Name, Sets: []SetReport{}, Boot: g.Boot}
 		for _, set := range g.Sets {
 			gr.Sets = append(gr.Sets, setReport(g.Name, set))
 		}
@@ -112,7 +114,7 @@ func (s *Store) Report(now time.Time) (*Report, error) {
 		}
 	}
 	for _, h := range pol.Hosts {
-		hr := HostReport{EKHash: h.EKHash, Name: h.Name, InPolicy: true, Group: h.Group}
+		hr := HostReport{EKHash: h.EKHash, Name: h.Name, InPolicy: true, Group: h.Group, Boot: h.Boot}
 		for _, set := range h.Sets {
 			hr.Sets = append(hr.Sets, setReport(PolicyHost, set))
 		}

@@ -169,6 +169,27 @@ func printPolicyReport(w io.Writer, r *policy.Report) {
 	}
 	tb.flush()
 
+	var boot []*policy.BootRules
+	for _, g := range r.Groups {
+		if g.Boot != nil {
+			boot = append(boot, g.Boot)
+		}
+	}
+	for _, h := range r.Hosts {
+		if h.Boot != nil {
+			boot = append(boot, h.Boot)
+		}
+	}
+	if len(boot) > 0 {
+		fmt.Fprintln(w, "\nBoot rules")
+		tb = newTable(w)
+		tb.row("  FOR", "RULES")
+		for _, b := range boot {
+			tb.row("  "+b.Owner, strings.Join(b.RuleNames(), ", "))
+		}
+		tb.flush()
+	}
+
 	fmt.Fprintln(w, "\nHosts")
 	tb = newTable(w)
 	tb.row("  HOST", "EK HASH", "GROUP", "WINDOW", "LAST PRESENTED", "RESULT", "SET")
