@@ -76,7 +76,8 @@ type Config struct {
 	// EventLog is what the server does with the boot event log an agent sends: "ignore"
 	// (the default), "verify" (a log, when sent, must replay to the quote and pass the
 	// structural checks; an agent that sends none still attests) or "require" (and an
-	// agent that sends none is refused). See verify.EventLogPolicy.
+	// agent that sends none is refused). See verify.EventLogPolicy. A PCR policy with boot
+	// rules needs "verify" or "require" (a configuration error otherwise).
 	EventLog string `hcl:"event_log"`
 	// EventLogAllowSHA1 accepts logs with SHA-1 digests only (some TPM 2.0 firmware writes
 	// the TPM 1.2 format); they are refused otherwise.
