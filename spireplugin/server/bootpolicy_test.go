@@ -154,3 +154,62 @@ group "tower" {
 		}
 	}
 }
+
+// TestBootSelectorsFromReplayedFactsOnly: the Secure Boot and authority selectors come
+// from a log the server replayed against the quote: none under event_log = "ignore", none
+// when the replayed log shows Secure Boot off.
+func TestBootSelectorsFromReplayedFactsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		enabled   bool
+		eventLog  string
+		want, not []string
+	}{
+		{name: "Secure Boot on, log verified", enabled: true, eventLog: "verify", want: []string{"secure_boot:enabled", "boot:authority:"}},
+		{name: "Secure Boot on, log ignored", enabled: true, eventLog: "ignore", not: []string{"secure_boot:", "boot:"}},
+		{name: "Secure Boot off, log verified", enabled: false, eventLog: "verify", not: []string{"secure_boot:", "boot:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca, err := eventlogtest.Certificate("Test UEFI CA")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sb := eventlogtest.SecureBoot{Enabled: tc.enabled, DB: []*x509.Certificate{ca},
+				Chain: [][32]byte{sha256.Sum256([]byte("shim")), sha256.Sum256([]byte("kernel"))}}
+			if tc.enabled {
+				sb.Authority = ca
+				if sb.PK, err = eventlogtest.Certificate("Test PK"); err != nil {
+					t.Fatal(err)
+				}
+				sb.KEK = sb.PK
+			}
+			logPath := filepath.Join(t.TempDir(), "boot.log")
+			if err := os.WriteFile(logPath, eventlogtest.Standard(sb).Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sim, sock := testtpm.ServeSim(t, tpmsim.Options{BootLog: logPath})
+			p := loadPlugins(t)
+			p.configure(t, `ca_path = "`+sim.BundlePath()+`"
+				event_log = "`+tc.eventLog+`"`,
+				`tpm_path = "`+sock+`"
+				 event_log_path = "`+sim.EventLogPath()+`"`)
+			attrs, err := p.attest(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if len(selectorsWith(attrs.SelectorValues, w)) != 1 {
+					t.Errorf("selectors %q: want one %s…", attrs.SelectorValues, w)
+				}
+			}
+			if len(tc.want) > 1 && !slices.Contains(attrs.SelectorValues, "boot:authority:"+sha256Hex(ca.Raw)) {
+				t.Errorf("selectors %q lack the authority %s", attrs.SelectorValues, sha256Hex(ca.Raw))
+			}
+			for _, n := range tc.not {
+				if got := selectorsWith(attrs.SelectorValues, n); len(got) > 0 {
+					t.Errorf("selectors %q from a log not replayed or with Secure Boot off", got)
+				}
+			}
+		})
+	}
+}
