@@ -72,7 +72,7 @@ group. A new window replaces an open one.`,
 func newPCRPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Inspect the PCR boot-state policy the SPIRE server plugin applies",
+		Short: "Inspect the PCR boot-state policy the SPIRE server plugin applies, learn and approve boot rules",
 	}
 	var policyPath, statePath string
 	var asJSON bool
@@ -105,7 +105,7 @@ same data with full digests.`,
 	}
 	policyFlags(show, &policyPath, &statePath)
 	jsonFlag(show, &asJSON)
-	cmd.AddCommand(show)
+	cmd.AddCommand(show, newPCRPolicyLearnCmd(), newPCRPolicyAddKernelCmd())
 	return cmd
 }
 
