@@ -3,6 +3,7 @@ package policy_test
 import (
 	"crypto/x509"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -104,5 +105,36 @@ func TestAddKernelErrors(t *testing.T) {
 				t.Errorf("AddKernel: %v (%d bytes), want %s", err, len(out), tc.err)
 			}
 		})
+	}
+}
+
+// The state records what the log proved; a state file without it (written before) reads.
+func TestStateBootSummary(t *testing.T) {
+	c := newBootCerts(t)
+	dir := t.TempDir()
+	path := writePolicy(t, dir, "host \"{ek:spire}\" {\n  boot { kernels = [\"{kernel-1}\"] }\n}\n")
+	old := `{"version": 1, "hosts": {"` + ekHash("spire") + `": {"last": {"time": "2026-11-29T09:00:00Z", "bank": "sha256", "pcrs": {}, "result": "allowed"}}}}`
+	if err := os.WriteFile(path+".state.json", []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := policy.Open(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Report(t0)
+	if err != nil || len(r.Hosts) != 1 || r.Hosts[0].Last == nil || r.Hosts[0].Last.Boot != nil {
+		t.Fatalf("report of an old state file: %+v, %v", r, err)
+	}
+	facts := bootFacts(t, eventlogtest.SecureBoot{Enabled: true, PK: c.pk, KEK: c.kek, DB: []*x509.Certificate{c.authority}, Authority: c.authority,
+		Chain: [][32]byte{sum("shim"), sum("kernel-1")}})
+	if dec, _, err := s.EvaluateBoot(ekHash("spire"), "sha256", fw10, facts, t0); err != nil || !dec.Allowed {
+		t.Fatalf("EvaluateBoot: %+v, %v", dec, err)
+	}
+	if r, err = s.Report(t0); err != nil {
+		t.Fatal(err)
+	}
+	want := &policy.BootSummary{SecureBoot: "enabled", Kernel: hexOf("kernel-1"), BootLoaders: []string{hexOf("shim")}, Authorities: []string{fingerprint(c.authority)}}
+	if got := r.Hosts[0].Last.Boot; !reflect.DeepEqual(got, want) {
+		t.Errorf("last boot %+v, want %+v", got, want)
 	}
 }

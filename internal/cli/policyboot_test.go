@@ -106,6 +106,29 @@ func TestPolicyLearnAndAddKernel(t *testing.T) {
 		t.Errorf("kernel-2 after add-kernel: %+v, %v; want allowed", dec, err)
 	}
 
+	// show: what the host's log proved last.
+	var r policy.Report
+	omensJSON(t, 0, &r, "pcr", "policy", "show", "--policy", pol, "--json")
+	k2hex := hex.EncodeToString(k2[:])
+	if len(r.Hosts) != 1 || r.Hosts[0].Last == nil || r.Hosts[0].Last.Boot == nil {
+		t.Fatalf("show --json: %+v, want the last boot of host spire", r.Hosts)
+	}
+	b := r.Hosts[0].Last.Boot
+	if b.SecureBoot != "enabled" || b.Kernel != k2hex || len(b.BootLoaders) != 2 || len(b.Authorities) != 1 || b.Authorities[0] != learned.Boot.Authorities[0] {
+		t.Errorf("show --json: last boot %+v, want Secure Boot enabled, kernel %s, 2 boot loaders, authority %v", b, k2hex, learned.Boot.Authorities)
+	}
+	code, stdout, _ = omens(t, "pcr", "policy", "show", "--policy", pol)
+	squeezed := strings.Join(strings.Fields(stdout), " ")
+	shim, grub := sha256.Sum256([]byte("shim")), sha256.Sum256([]byte("grub"))
+	for _, want := range []string{
+		"Last proven boot (event log) HOST SECURE BOOT KERNEL BOOT LOADERS AUTHORITIES",
+		"spire enabled " + k2hex[:8] + "… " + hex.EncodeToString(shim[:4]) + "…, " + hex.EncodeToString(grub[:4]) + "… " + learned.Boot.Authorities[0][:8] + "…",
+	} {
+		if code != 0 || !strings.Contains(squeezed, want) {
+			t.Errorf("show: exit %d, no %q in\n%s", code, want, stdout)
+		}
+	}
+
 	for _, tc := range []struct {
 		args []string
 		err  string
