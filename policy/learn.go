@@ -4,6 +4,7 @@ package policy
 // into a boot block, AddKernel approves a kernel in a policy file's text.
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -98,8 +99,9 @@ func (r *BootRules) list(name string) []string {
 
 // AddKernel approves kernel digest in the kernels rule of the boot block of group or host
 // (exactly one of them set; host is an EK hash) in the policy file src. Only the kernels
-// list changes: the digest is appended after its last entry, and every other byte of the
-// file, comments included, stays. The block must already have a kernels rule (adding one
+// list changes: the digest is appended after its last entry (on a line of its own when
+// the list has one entry a line), and every other byte of the file, comments included,
+// stays. The block must already have a kernels rule (adding one
 // would refuse every other kernel); the result must parse. filename is for messages.
 func AddKernel(filename string, src []byte, group, host, digest string) ([]byte, error) {
 	if _, err := hex.DecodeString(digest); err != nil || !slices.Contains([]int{40, 64, 96}, len(digest)) {
@@ -151,6 +153,21 @@ func AddKernel(filename string, src []byte, group, host, digest string) ([]byte,
 	}
 	at := last.Token.Pos.Offset + len(last.Token.Text)
 	out := slices.Concat(src[:at], []byte(`, "`+digest+`"`), src[at:])
+	if list.Rbrack.Line > last.Token.Pos.Line {
+		// A list of one entry a line: the new entry gets a line of its own after the
+		// last one (and its comment), with the same indentation.
+		lineEnd := at + bytes.IndexByte(src[at:], '\n') + 1
+		lineStart := bytes.LastIndexByte(src[:last.Token.Pos.Offset], '\n') + 1
+		indent := src[lineStart:last.Token.Pos.Offset]
+		if len(bytes.Trim(indent, " \t")) != 0 {
+			indent = []byte("      ")
+		}
+		comma := ""
+		if !bytes.HasPrefix(bytes.TrimLeft(src[at:lineEnd], " \t"), []byte(",")) {
+			comma = ","
+		}
+		out = slices.Concat(src[:at], []byte(comma), src[at:lineEnd], indent, []byte(`"`+digest+`",`+"\n"), src[lineEnd:])
+	}
 	if _, err := ParsePolicy(filename, out); err != nil {
 		return nil, fmt.Errorf("policy: adding the kernel would break %s: %w", filename, err)
 	}

@@ -80,8 +80,24 @@ func TestLearnBootAndAddKernel(t *testing.T) {
 	k1, k2 := hexOf("kernel-1"), hexOf("kernel-2")
 	multi := "host \"" + ekHash("a") + "\" {\n  boot {\n    kernels = [\n      \"" + k1 + "\", # running\n    ]\n  }\n}\n"
 	out, err = policy.AddKernel("p.hcl", []byte(multi), "", strings.ToUpper(ekHash("a")), k2)
-	if want := strings.Replace(multi, `"`+k1+`",`, `"`+k1+`", "`+k2+`",`, 1); err != nil || string(out) != want {
+	if want := strings.Replace(multi, "# running\n", "# running\n      \""+k2+"\",\n", 1); err != nil || string(out) != want {
 		t.Errorf("AddKernel to a multi-line list: %v\n%s\nwant\n%s", err, out, want)
+	}
+	noComma := "group \"g\" {\n  boot {\n    kernels = [\n        \"" + k1 + "\" # running\n    ]\n  }\n}\n"
+	out, err = policy.AddKernel("p.hcl", []byte(noComma), "g", "", k2)
+	if want := strings.Replace(noComma, "\" # running\n", "\", # running\n        \""+k2+"\",\n", 1); err != nil || string(out) != want {
+		t.Errorf("AddKernel to a multi-line list without a trailing comma: %v\n%s\nwant\n%s", err, out, want)
+	}
+
+	// The example file: the new kernel under the others, nothing else changed.
+	example, err := os.ReadFile("example.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = policy.AddKernel("example.hcl", example, "tower", "", k2)
+	const last = `"1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809", # 6.8.0-50` + "\n"
+	if want := strings.Replace(string(example), last, last+"      \""+k2+"\",\n", 1); err != nil || string(out) != want || want == string(example) {
+		t.Errorf("AddKernel to example.hcl: %v\n%s", err, out)
 	}
 }
 
