@@ -50,11 +50,12 @@ func bootLogs(t *testing.T, dir string, kernels ...string) []string {
 // TestBootPolicyWithRealSPIRE: an agent attests with its event log under event_log =
 // "require" and boot rules learned from its boot (`omens pcr policy learn`); a kernel
 // approved beforehand (`omens pcr policy add-kernel --from-log`) passes after the reboot
-// into it, without a window; `omens pcr policy show` names what the host proved; a log
+// into it, without a window; `omens pcr policy show` names what the host proved; a kernel
+// not approved is refused by the kernels rule; a log
 // that does not replay to the quoted PCRs is refused (check=event_log_replay).
 func TestBootPolicyWithRealSPIRE(t *testing.T) {
 	requireEngines(t)
-	logs := bootLogs(t, t.TempDir(), "linux 6.1.0", "linux 6.12.0")
+	logs := bootLogs(t, t.TempDir(), "linux 6.1.0", "linux 6.12.0", "linux 6.13.0")
 	host := startSimHost(t, "web", "--boot-log", logs[0])
 	ekHash := host.ekHash(t)
 
@@ -117,6 +118,14 @@ func TestBootPolicyWithRealSPIRE(t *testing.T) {
 	show := omens(t, "pcr", "policy", "show", "--policy", policyPath)
 	if !strings.Contains(show, "Last proven boot") || !strings.Contains(show, hex.EncodeToString(k2)[:8]) {
 		t.Errorf("policy show does not print the host's new kernel:\n%s", show)
+	}
+
+	// A kernel nobody approved: refused by the kernels rule.
+	omens(t, "tpm", "reboot", "--socket", host.socket, "--boot-log", logs[2])
+	k3 := bootlog.ImageDigests([]byte("linux 6.13.0"), crypto.SHA256)[crypto.SHA256]
+	srv.WaitLog(t, fmt.Sprintf("boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest %x is not approved (approved: %x, %x)", k3, k1, k2), 90*time.Second)
+	if !strings.Contains(srv.Log(), "rule=kernels") {
+		t.Errorf("the refusal of the unapproved kernel does not name rule=kernels:\n%s", srv.Log())
 	}
 
 	// A tampered log: the agent sends a log that does not replay to the quoted PCRs.
