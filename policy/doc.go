@@ -98,12 +98,17 @@
 //
 // EvaluateBoot returns the rule that decided, for the audit line (RejectedRule on a refusal).
 //
+// LearnBoot writes the boot rules of one boot from its facts (`omens pcr policy learn`);
+// AddKernel approves a kernel in the kernels rule of a policy file's text, changing only
+// that list (`omens pcr policy add-kernel`).
+//
 // # State file
 //
 // What changes at run time lives in a JSON state file beside the policy (by default the
 // policy path with ".state.json" appended): for each host, the sets pinned through
-// windows, the open window, and the last boot state it presented with the decision. The
-// CLI and the SPIRE server plugin both write it, so every change is a read-modify-write
+// windows, the open window, and the last boot state it presented with the decision and,
+// when the server replayed its event log, what the log proved (BootSummary: Secure Boot,
+// the kernel, the boot loaders, the authorities). The CLI and the SPIRE server plugin both write it, so every change is a read-modify-write
 // under an exclusive flock on a companion lock file (state path + ".lock"), and the new
 // state replaces the old atomically (a temporary file, fsync, rename). A replaced state
 // file keeps the mode and, where the writer is allowed to set it, the owner of the old one,

@@ -62,6 +62,8 @@ type PresentedReport struct {
 	Policy string            `json:"policy,omitempty"`
 	Set    string            `json:"set,omitempty"`
 	Error  string            `json:"error,omitempty"`
+	// Boot is what the host's replayed event log proved, when there was one.
+	Boot *BootSummary `json:"boot,omitempty"`
 }
 
 func hexMap(pcrs map[int][]byte) map[string]string {
@@ -110,7 +112,7 @@ func (s *Store) Report(now time.Time) (*Report, error) {
 			hr.Window = &WindowReport{Opened: w.Opened, Until: w.Until, Open: now.Before(w.Until)}
 		}
 		if l := hs.Last; l != nil {
-			hr.Last = &PresentedReport{Time: l.Time, Bank: l.Bank, PCRs: hexMap(l.PCRs), Result: l.Result, Policy: l.Policy, Set: l.Set, Error: l.Error}
+			hr.Last = &PresentedReport{Time: l.Time, Bank: l.Bank, PCRs: hexMap(l.PCRs), Result: l.Result, Policy: l.Policy, Set: l.Set, Error: l.Error, Boot: l.Boot}
 		}
 	}
 	for _, h := range pol.Hosts {

@@ -13,6 +13,7 @@ import (
 
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/internal/statefile"
+	"omens.dev/omens/verify"
 )
 
 // StateVersion is the version of the state file format this package reads and writes.
@@ -62,6 +63,45 @@ type Presented struct {
 	Policy string    `json:"policy,omitempty"` // Decision.Policy
 	Set    string    `json:"set,omitempty"`    // Decision.Set
 	Error  string    `json:"error,omitempty"`  // the rejection
+	// Boot is what the replayed event log proved; nil when no log was replayed (and in
+	// state files written before it was recorded).
+	Boot *BootSummary `json:"boot,omitempty"`
+}
+
+// BootSummary is what a host's replayed event log proved, in short: the facts the boot
+// rules read most.
+type BootSummary struct {
+	// SecureBoot is "enabled" or "disabled"; "" when the log proved no Secure Boot state.
+	SecureBoot string `json:"secure_boot,omitempty"`
+	// Kernel is the digest of the last PCR 4 boot application, BootLoaders those before
+	// it (in the bank the log was replayed in first).
+	Kernel      string   `json:"kernel,omitempty"`
+	BootLoaders []string `json:"boot_loaders,omitempty"`
+	// Authorities are the fingerprints of the certificates that verified the boot chain.
+	Authorities   []string `json:"authorities,omitempty"`
+	KernelCmdline string   `json:"kernel_cmdline,omitempty"`
+}
+
+// SummarizeBoot returns the summary of facts; nil when no log was replayed.
+func SummarizeBoot(facts *verify.BootFacts) *BootSummary {
+	if facts == nil || len(facts.Replayed) == 0 {
+		return nil
+	}
+	b := &BootSummary{KernelCmdline: facts.KernelCmdline}
+	if n := len(facts.BootApplications); n > 0 {
+		b.Kernel = facts.BootApplications[n-1].Digest
+		for _, a := range facts.BootApplications[:n-1] {
+			b.BootLoaders = append(b.BootLoaders, a.Digest)
+		}
+	}
+	if sb := facts.SecureBoot; sb != nil {
+		b.SecureBoot = "disabled"
+		if sb.Enabled {
+			b.SecureBoot = "enabled"
+		}
+		b.Authorities = fingerprints(sb.Authorities)
+	}
+	return b
 }
 
 // PCRValues maps PCR index to digest; in JSON, decimal index to lower-case hex.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -285,7 +286,7 @@ func (s *Store) evaluate(ekHash, bank string, pcrs map[int][]byte, boot *verify.
 	if rejected == nil {
 		dec, rule, rejected = decide(pol, ek, bank, pcrs, hs, now, bootDec, bootRule)
 	}
-	last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set}
+	last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set, Boot: SummarizeBoot(boot)}
 	switch {
 	case rejected != nil:
 		last.Result, last.Error = ResultRejected, rejected.Error()
@@ -319,7 +320,7 @@ func sameAsRecent(prev, cur *Presented) bool {
 	if prev.Bank != cur.Bank || prev.Result != cur.Result || prev.Policy != cur.Policy || prev.Set != cur.Set || prev.Error != cur.Error {
 		return false
 	}
-	if len(prev.PCRs) != len(cur.PCRs) {
+	if len(prev.PCRs) != len(cur.PCRs) || !reflect.DeepEqual(prev.Boot, cur.Boot) {
 		return false
 	}
 	for i, v := range cur.PCRs {

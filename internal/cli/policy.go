@@ -72,7 +72,7 @@ group. A new window replaces an open one.`,
 func newPCRPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Inspect the PCR boot-state policy the SPIRE server plugin applies",
+		Short: "Inspect the PCR boot-state policy the SPIRE server plugin applies, learn and approve boot rules",
 	}
 	var policyPath, statePath string
 	var asJSON bool
@@ -82,6 +82,8 @@ func newPCRPolicyCmd() *cobra.Command {
 		Long: `Show what the policy allows and what happened at attestation: the allowed PCR sets of
 each group and host (with short digests), the sets pinned through windows, each host's
 window, and the boot state each host presented last with the result and the matched set.
+For a host whose event log the server replayed, what that log proved last: Secure Boot,
+the kernel digest, the boot loaders and the authorities that verified the boot chain.
 Hosts that are not in the policy file but have attested are listed too. With --json, the
 same data with full digests.`,
 		Example: `  omens pcr policy show --policy pcr-policy.hcl`,
@@ -105,7 +107,7 @@ same data with full digests.`,
 	}
 	policyFlags(show, &policyPath, &statePath)
 	jsonFlag(show, &asJSON)
-	cmd.AddCommand(show)
+	cmd.AddCommand(show, newPCRPolicyLearnCmd(), newPCRPolicyAddKernelCmd())
 	return cmd
 }
 
@@ -224,6 +226,8 @@ func printPolicyReport(w io.Writer, r *policy.Report) {
 	}
 	tb.flush()
 
+	printLastBoot(w, r.Hosts)
+
 	if len(rejections) > 0 {
 		fmt.Fprintln(w, "\nLast rejections")
 		tb = newTable(w)
@@ -232,4 +236,40 @@ func printPolicyReport(w io.Writer, r *policy.Report) {
 		}
 		tb.flush()
 	}
+}
+
+// printLastBoot prints what each host's last replayed event log proved.
+func printLastBoot(w io.Writer, hosts []policy.HostReport) {
+	tb := newTable(w)
+	n := 0
+	for _, h := range hosts {
+		if h.Last == nil || h.Last.Boot == nil {
+			continue
+		}
+		if n == 0 {
+			fmt.Fprintln(w, "\nLast proven boot (event log)")
+			tb.row("  HOST", "SECURE BOOT", "KERNEL", "BOOT LOADERS", "AUTHORITIES")
+		}
+		n++
+		b := h.Last.Boot
+		short := func(l []string) string {
+			if len(l) == 0 {
+				return "-"
+			}
+			out := make([]string, len(l))
+			for i, d := range l {
+				out[i] = shortDigest(d)
+			}
+			return strings.Join(out, ", ")
+		}
+		sb, kernel := b.SecureBoot, b.Kernel
+		if sb == "" {
+			sb = "not proven"
+		}
+		if kernel == "" {
+			kernel = "-"
+		}
+		tb.row("  "+policyHostName(h), sb, shortDigest(kernel), short(b.BootLoaders), short(b.Authorities))
+	}
+	tb.flush()
 }
