@@ -223,3 +223,12 @@ func (l *Lab) approveKernel(version string) error {
 	out := string(b[:loc[4]]) + list + fmt.Sprintf("%q", d) + string(b[loc[5]:])
 	return os.WriteFile(l.PolicyPath(), []byte(out), 0o644)
 }
+
+// rebootable checks that host's agent is on its TPM, as the scenarios that reboot it
+// need, and returns the boot it last booted.
+func (l *Lab) rebootable(host string) (hostBoot, error) {
+	if !l.onTPM(host) {
+		return hostBoot{}, fmt.Errorf("lab: %s's agent is not on its TPM yet: run `omens lab migrate` first", host)
+	}
+	return l.currentBoot(host)
+}

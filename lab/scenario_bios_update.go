@@ -21,10 +21,7 @@ var ScenarioBIOSUpdate = Scenario{
 // playBIOSUpdate is ScenarioBIOSUpdate.Run.
 func playBIOSUpdate(ctx context.Context, l *Lab, out io.Writer) error {
 	const host = "auth"
-	if !l.onTPM(host) {
-		return fmt.Errorf("lab: %s's agent is not on its TPM yet: run `omens lab migrate` first", host)
-	}
-	boot, err := l.currentBoot(host)
+	boot, err := l.rebootable(host)
 	if err != nil {
 		return err
 	}
