@@ -6,6 +6,8 @@
 // The files, by role:
 //
 //   - lab.go: the Lab, Up, Down and Status; the simulated TPMs.
+//   - boot.go: how the hosts boot: a synthetic Secure Boot event log each (bootlog), which
+//     the simulated TPM plays and serves to the agent, and the policy's boot rules over it.
 //   - tower.go: step-ca (internal/stepcaproc), the RA, the SPIRE server and agents, their
 //     configuration rendered by spireconf with the plugins beside omens.
 //   - demo.go: the demo workloads and their users.

@@ -91,7 +91,17 @@ func (l *Lab) upTPM(ctx context.Context, h string) error {
 	p.stop(2 * time.Second) // a stale process that does not answer
 	start := time.Now()
 	l.progress("%s: starting simulated TPM", h)
-	r, err := p.start([]string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)})
+	argv := []string{l.Omens, "tpm", "simulate", "--state", l.TPMState(h), "--socket", l.TPMSocket(h)}
+	// The host boots like a machine with Secure Boot: its firmware plays a synthetic boot
+	// log, kept in its state directory from the first start on.
+	log, err := l.firstBootLog(h)
+	if err != nil {
+		return err
+	}
+	if log != "" {
+		argv = append(argv, "--boot-log", log)
+	}
+	r, err := p.start(argv)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package lab_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,6 +59,10 @@ func TestUpResumeDown(t *testing.T) {
 		}
 		if len(h.EKHash) != 64 || len(h.BootState) != 4 {
 			t.Errorf("%s: EK hash %q, boot state %v", h.Host, h.EKHash, h.BootState)
+		}
+		// Every host boots the same synthetic Secure Boot log at first.
+		if fmt.Sprint(h.BootState) != fmt.Sprint(first[0].BootState) {
+			t.Errorf("%s: boot state %v, want %s's %v", h.Host, h.BootState, first[0].Host, first[0].BootState)
 		}
 		// The Tower as it runs today: every host's agent on a join token, aliased to the
 		// plan's node name.
@@ -170,6 +176,44 @@ func TestUpResumeDown(t *testing.T) {
 		"auth": {"ATTESTATION": "=tpm-devid", "BOOT": "0:" + afterBIOS[1].BootState["0"][:8]},
 	})
 
+	// A kernel update on auth, approved in the policy beforehand, re-attests without a
+	// window; a kernel nobody approved is refused naming the event.
+	sb.Reset()
+	if err := lab.ScenarioKernelUpdate.Run(context.Background(), l, &sb); err != nil {
+		t.Fatalf("kernel-update: %v\n%s", err, sb.String())
+	}
+	kernel := func(version string) string { return sha256Hex([]byte("linux " + version)) }
+	if out := sb.String(); !strings.Contains(out, "kernels gains "+kernel("6.12.10-omens")+"\n") ||
+		!strings.Contains(out, "2. auth reboots into 6.12.10-omens and attests again, without a window\n") ||
+		!strings.Contains(out, "it is refused:\n   tpm: policy: boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest "+
+			kernel("6.13.0-unapproved")+" is not approved (approved: "+kernel("6.12.9-omens")+", "+kernel("6.12.10-omens")+")\n") ||
+		!strings.Contains(out, "4. auth reboots into 6.12.10-omens again and attests with its TPM") {
+		t.Errorf("kernel-update scenario:\n%s", out)
+	}
+	t.Log(sb.String())
+	afterKernel := l.Status()
+	if afterKernel[1].BootState["4"] == afterKernel[0].BootState["4"] || afterKernel[1].BootState["7"] != afterKernel[0].BootState["7"] {
+		t.Errorf("boot state after auth's kernel update: spire %v, auth %v; want PCR 4 to differ, PCR 7 not", afterKernel[0].BootState, afterKernel[1].BootState)
+	}
+	checkTable(t, l, "kernel-update", map[string]map[string]string{
+		"auth": {"ATTESTATION": "=tpm-devid", "BOOT": "0:" + afterBIOS[1].BootState["0"][:8] + " 2:" + afterKernel[1].BootState["2"][:8] + " 4:" + afterKernel[1].BootState["4"][:8]},
+	})
+
+	// Secure Boot off on auth is refused naming the rule; back on, auth attests again.
+	sb.Reset()
+	if err := lab.ScenarioSecureBootOff.Run(context.Background(), l, &sb); err != nil {
+		t.Fatalf("secure-boot-off: %v\n%s", err, sb.String())
+	}
+	if out := sb.String(); !strings.Contains(out, "2. its attestation is refused:\n   tpm: policy: boot rule secure_boot of group tower: Secure Boot is off, the rule requires it on\n") ||
+		!strings.Contains(out, "3. Secure Boot is back on; auth reboots and attests again with its TPM") {
+		t.Errorf("secure-boot-off scenario:\n%s", out)
+	}
+	t.Log(sb.String())
+	if after := l.Status(); after[1].BootState["7"] != after[0].BootState["7"] || after[1].BootState["4"] != afterKernel[1].BootState["4"] {
+		t.Errorf("boot state after Secure Boot back on: spire %v, auth %v; want auth's PCR 7 as spire's again", after[0].BootState, after[1].BootState)
+	}
+	checkTable(t, l, "secure-boot-off", map[string]map[string]string{"auth": {"ATTESTATION": "=tpm-devid"}})
+
 	// A join token is refused once the migration removed join_token.
 	sb.Reset()
 	if err := lab.ScenarioJoinTokenAfterMigration.Run(context.Background(), l, &sb); err != nil {
@@ -275,6 +319,13 @@ func TestUpResumeDown(t *testing.T) {
 // checkTable renders the status table and checks cells: want maps a host to column
 // headers (their first word) and what the cell holds; "=" before a value asks for the
 // whole cell.
+// sha256Hex is the SHA-256 of b in hex: the digest of a stand-in boot image of the lab's
+// logs, whose bytes are its name.
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
 func checkTable(t *testing.T, l *lab.Lab, step string, want map[string]map[string]string) {
 	t.Helper()
 	var b strings.Builder

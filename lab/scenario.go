@@ -28,6 +28,8 @@ type Scenario struct {
 // Scenarios are the scenarios, in the order `omens lab scenario --help` lists them.
 var Scenarios = []Scenario{
 	ScenarioBIOSUpdate,
+	ScenarioKernelUpdate,
+	ScenarioSecureBootOff,
 	ScenarioJoinTokenAfterMigration,
 	ScenarioRevoke,
 	ScenarioServerDown,

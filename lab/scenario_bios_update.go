@@ -4,16 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"omens.dev/omens/policy"
-	"omens.dev/omens/tpm/tpmsim"
 )
 
-// ScenarioBIOSUpdate plays a BIOS update on host auth: new firmware in PCR 0, a reboot;
-// its agent's attestation is then rejected, the server log naming PCR 0; an operator opens
-// an allow-next window and the same boot state is accepted and pinned.
+// ScenarioBIOSUpdate plays a BIOS update on host auth: new firmware in PCR 0, a reboot
+// into a new boot log; its agent's attestation is then rejected, the server log naming PCR
+// 0; an operator opens an allow-next window and the same boot state is accepted and pinned.
 var ScenarioBIOSUpdate = Scenario{
 	Name: "bios-update",
 	Help: "a BIOS update on auth: its new boot state is rejected, naming\nthe PCR; in an allow-next window it is accepted and pinned",
@@ -23,43 +21,24 @@ var ScenarioBIOSUpdate = Scenario{
 // playBIOSUpdate is ScenarioBIOSUpdate.Run.
 func playBIOSUpdate(ctx context.Context, l *Lab, out io.Writer) error {
 	const host = "auth"
-	p, err := l.ports()
+	boot, err := l.rebootable(host)
 	if err != nil {
 		return err
 	}
-	if !l.onTPM(host) {
-		return fmt.Errorf("lab: %s's agent is not on its TPM yet: run `omens lab migrate` first", host)
-	}
-	firmware := fmt.Sprintf("omens-sim firmware 2.0 (%s)", time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(out, "1. BIOS update on %s: PCR 0 now measures %q; the host reboots\n", host, firmware)
-	if _, err := tpmsim.Reboot(l.TPMSocket(host), tpmsim.Profile{0: {firmware}}); err != nil {
+	boot.Firmware = fmt.Sprintf("omens-sim firmware 2.0 (%s)", time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(out, "1. BIOS update on %s: PCR 0 now measures %q; the host reboots\n", host, boot.Firmware)
+	if err := l.rebootInto(host, boot); err != nil {
 		return err
 	}
 	hash, err := l.ekHash(host)
 	if err != nil {
 		return err
 	}
-	agent := process{name: host + "-agent", dir: l.Dir}
-	restart := func() error {
-		if err := agent.stop(20 * time.Second); err != nil {
-			return err
-		}
-		// The rebooted host's agent starts afresh and attests.
-		return os.RemoveAll(l.path("hosts", host, "agent", "data"))
-	}
-	if err := restart(); err != nil {
-		return err
-	}
-	logPath := process{name: "spire-server", dir: l.Dir}.logFile()
-	before := countLines(logPath, "tpm attestation rejected")
-	if _, err := agent.start([]string{mustEngine("spire-agent"), "run", "-config", l.path("hosts", host, "agent", "agent.conf")}); err != nil {
-		return err
-	}
-	line, err := waitLine(ctx, logPath, "tpm attestation rejected", before, 60*time.Second)
+	reason, err := l.attestRejected(ctx, host)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "2. its attestation is rejected:\n   %s\n", logReason(line, "reason"))
+	fmt.Fprintf(out, "2. its attestation is rejected:\n   %s\n", reason)
 	st, err := policy.Open(l.PolicyPath(), "")
 	if err != nil {
 		return err
@@ -68,10 +47,7 @@ func playBIOSUpdate(ctx context.Context, l *Lab, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "3. the operator opens a window: omens pcr allow-next --policy %s --host %s --for 2h\n", l.PolicyPath(), host)
-	if err := restart(); err != nil {
-		return err
-	}
-	if err := l.upAgent(ctx, p, host); err != nil {
+	if err := l.attestAccepted(ctx, host); err != nil {
 		return err
 	}
 	rep, err := st.Report(time.Now())

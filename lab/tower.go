@@ -341,6 +341,7 @@ func (l *Lab) agentAttestor(host string) (spireconf.Plugin, error) {
 		{Key: "tpm_path", Value: l.TPMSocket(host)},
 		{Key: "devid_cert_path", Value: filepath.Join(l.DevIDDir(host), "devid.crt")},
 		{Key: "devid_priv_path", Value: DevIDHandle},
+		{Key: "event_log_path", Value: l.EventLogPath(host)},
 		{Key: "pcr_bank", Value: tpmrules.DefaultPCRBank},
 		{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
 	})
@@ -358,6 +359,8 @@ func (l *Lab) serverConfig(p *ports, ca *caState, joinToken bool) (spireconf.Ser
 		{Key: "pcr_bank", Value: tpmrules.DefaultPCRBank},
 		{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
 		{Key: "pcr_policy_path", Value: l.PolicyPath()},
+		// The policy's boot rules reason over the replayed log: an agent must send it.
+		{Key: "event_log", Value: "require"},
 	})
 	if err != nil {
 		return spireconf.Server{}, err
@@ -417,8 +420,13 @@ func (l *Lab) checkSiblings() error {
 // PolicyPath is the lab's PCR boot-state policy.
 func (l *Lab) PolicyPath() string { return l.path("pcr-policy.hcl") }
 
-// writePolicy allows, the first time, the boot state the simulated hosts play (they share
-// one firmware) as group "tower", and lists each host in it by its EK hash.
+// firmwarePCRs are the PCRs the policy's set pins: the firmware. The boot loaders, the
+// kernel and Secure Boot (PCRs 4 and 7) are the boot rules', over the replayed log.
+var firmwarePCRs = []int{0, 2}
+
+// writePolicy allows, the first time, the firmware the simulated hosts boot (they share
+// one) as group "tower", with boot rules over the boot chain their logs record, and lists
+// each host in it by its EK hash.
 func (l *Lab) writePolicy() error {
 	if _, err := os.Stat(l.PolicyPath()); err == nil {
 		return nil
@@ -428,14 +436,20 @@ func (l *Lab) writePolicy() error {
 		return err
 	}
 	bank, _ := tpmrules.ParseBank(tpmrules.DefaultPCRBank)
-	pcrs, err := tpm.ReadPCRs(t, bank, BootPCRs)
+	pcrs, err := tpm.ReadPCRs(t, bank, firmwarePCRs)
 	t.Close()
 	if err != nil {
 		return err
 	}
+	boot, err := l.bootBlock()
+	if err != nil {
+		return err
+	}
 	var b strings.Builder
-	b.WriteString("# The lab's boot-state policy: the firmware its simulated hosts boot.\nunknown_hosts = \"reject\"\n\ngroup \"tower\" {\n  set \"firmware-1.0\" {\n    pcrs = {\n")
-	for _, i := range BootPCRs {
+	b.WriteString("# The lab's boot-state policy: the firmware its simulated hosts boot, and their boot chain.\nunknown_hosts = \"reject\"\n\ngroup \"tower\" {\n")
+	b.WriteString(boot)
+	b.WriteString("  set \"firmware-1.0\" {\n    pcrs = {\n")
+	for _, i := range firmwarePCRs {
 		fmt.Fprintf(&b, "      \"%d\" = %q\n", i, hex.EncodeToString(pcrs[i]))
 	}
 	b.WriteString("    }\n  }\n}\n")
