@@ -123,6 +123,11 @@ func (l *Lab) firstBootLog(host string) (string, error) {
 	if _, err := os.Stat(l.EventLogPath(host)); err == nil {
 		return "", nil
 	}
+	if _, err := os.Stat(l.TPMState(host)); err == nil {
+		// A TPM state without a boot log is a lab made before hosts booted logs: its
+		// policy pins PCRs 4 and 7 as raw values, which no log-booted host matches.
+		return "", fmt.Errorf("lab: %s: %s was made by an earlier omens, whose hosts boot no event log: run `omens lab down --dir %s`, remove the directory, then `omens lab up` again", host, l.Dir, l.Dir)
+	}
 	b, err := l.currentBoot(host)
 	if err != nil {
 		return "", err
