@@ -209,32 +209,9 @@ func provisionDevID(t transport.TPM, alg tpm2.TPMAlgID, h tpm2.TPMHandle) (*tpm.
 // fixedParent nor sensitiveDataOrigin (Part 3, 12.3): what gives it away as no device
 // identity. Nothing stays loaded.
 func (p *Prover) SoftwareDevIDPublic() ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r, _, key, err := p.loadSoftwareECC(tpmrules.DevIDTemplateECC)
 	if err != nil {
 		return nil, nil, err
-	}
-	ecdhKey, err := key.ECDH()
-	if err != nil {
-		return nil, nil, err
-	}
-	point := ecdhKey.PublicKey().Bytes() // 0x04 || X || Y
-	pub := tpmrules.DevIDTemplateECC
-	pub.ObjectAttributes = tpm2.TPMAObject{UserWithAuth: true, NoDA: true, SignEncrypt: true}
-	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
-		X: tpm2.TPM2BECCParameter{Buffer: point[1:33]},
-		Y: tpm2.TPM2BECCParameter{Buffer: point[33:]},
-	})
-	sensitive := tpm2.TPMTSensitive{
-		SensitiveType: tpm2.TPMAlgECC,
-		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgECC, &tpm2.TPM2BECCParameter{Buffer: ecdhKey.Bytes()}),
-	}
-	r, err := tpm2.LoadExternal{
-		InPrivate: tpm2.New2B(sensitive),
-		InPublic:  tpm2.New2B(pub),
-		Hierarchy: tpm2.TPMRHNull,
-	}.Execute(p.TPM)
-	if err != nil {
-		return nil, nil, fmt.Errorf("testattest: LoadExternal: %w", err)
 	}
 	defer tpm2.FlushContext{FlushHandle: r.ObjectHandle}.Execute(p.TPM)
 	rp, err := tpm2.ReadPublic{ObjectHandle: r.ObjectHandle}.Execute(p.TPM)

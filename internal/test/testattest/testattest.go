@@ -472,16 +472,27 @@ func (p *Prover) CreateKey(template tpm2.TPMTPublic) (*tpm.AK, error) {
 // same. The TPM insists that such a key is neither fixedTPM, fixedParent nor restricted
 // (Part 3, 12.3), which is what gives it away. The caller must Close it.
 func (p *Prover) LoadSoftwareAK() (*tpm.AK, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r, pub, key, err := p.loadSoftwareECC(tpmrules.AKTemplate)
 	if err != nil {
 		return nil, nil, err
+	}
+	return &tpm.AK{Handle: r.ObjectHandle, Name: r.Name, Public: pub}, key, nil
+}
+
+// loadSoftwareECC makes an ECDSA P-256 key in Go and loads it with TPM2_LoadExternal under
+// the template tmpl, with the attributes the TPM allows for an external key (no fixedTPM,
+// fixedParent, sensitiveDataOrigin or restricted). The caller flushes the handle.
+func (p *Prover) loadSoftwareECC(tmpl tpm2.TPMTPublic) (*tpm2.LoadExternalResponse, tpm2.TPMTPublic, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, tmpl, nil, err
 	}
 	ecdhKey, err := key.ECDH()
 	if err != nil {
-		return nil, nil, err
+		return nil, tmpl, nil, err
 	}
 	point := ecdhKey.PublicKey().Bytes() // 0x04 || X || Y
-	pub := tpmrules.AKTemplate
+	pub := tmpl
 	pub.ObjectAttributes = tpm2.TPMAObject{UserWithAuth: true, NoDA: true, SignEncrypt: true}
 	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
 		X: tpm2.TPM2BECCParameter{Buffer: point[1:33]},
@@ -497,9 +508,9 @@ func (p *Prover) LoadSoftwareAK() (*tpm.AK, *ecdsa.PrivateKey, error) {
 		Hierarchy: tpm2.TPMRHNull,
 	}.Execute(p.TPM)
 	if err != nil {
-		return nil, nil, fmt.Errorf("testattest: LoadExternal: %w", err)
+		return nil, pub, nil, fmt.Errorf("testattest: LoadExternal: %w", err)
 	}
-	return &tpm.AK{Handle: r.ObjectHandle, Name: r.Name, Public: pub}, key, nil
+	return r, pub, key, nil
 }
 
 // ekAuth authorizes the EK as a parent: the high-range templates take the empty auth
