@@ -24,6 +24,8 @@
 //	StepCAConfig  step-ca configuration        16 MiB  32     JSON (ca.json or a JWK file)
 //	PasswordFile  password file                64 KiB  -      bytes
 //	RABindings    RA bindings file             16 MiB  32     JSON
+//	HelperConfig  omens svid helper config     64 KiB  8      HCL
+//	PIDFile       pid file of a process        4 KiB   -      one number
 //
 // Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
 // the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
@@ -82,6 +84,8 @@ var (
 	StepCAConfig = Kind{What: "a step-ca configuration", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
 	PasswordFile = Kind{What: "a password file", MaxBytes: 64 * kib}
 	RABindings   = Kind{What: "an RA bindings file", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
+	HelperConfig = Kind{What: "an SVID helper configuration", MaxBytes: 64 * kib, MaxDepth: 8, Syntax: HCL}
+	PIDFile      = Kind{What: "a pid file", MaxBytes: 4 * kib}
 )
 
 // ErrTooLarge and ErrTooDeep match (errors.Is) the refusals of ReadFile and Check.

@@ -12,7 +12,19 @@ import (
 // WriteAtomic replaces path with data: a temporary file in the same directory, written and
 // synced, given the old file's mode and owner (perm for a new file), renamed over the old
 // one, then the directory synced. A reader sees the old or the new content, never a part.
-func WriteAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, true)
+}
+
+// WriteAtomicPerm is WriteAtomic for a file whose mode is a rule, such as a private key's
+// 0600: the new file always gets exactly perm and the caller as owner, whatever the old
+// one had. The temporary file is created 0600 and only then given perm, so the data is
+// never readable by others before perm allows it.
+func WriteAtomicPerm(path string, data []byte, perm os.FileMode) error {
+	return writeAtomic(path, data, perm, false)
+}
+
+func writeAtomic(path string, data []byte, perm os.FileMode, keep bool) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -27,7 +39,7 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if old, statErr := os.Stat(path); statErr == nil {
+	if old, statErr := os.Stat(path); keep && statErr == nil {
 		if err := keepOwner(tmp, old); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
