@@ -25,6 +25,8 @@ type ServerConfig struct {
 	// NodeAttestors are extra node attestor plugins, such as NodeAttestor "tpm" with its
 	// plugin_cmd and plugin_data.
 	NodeAttestors []spireconf.Plugin
+	// Plugins are other plugins, such as CredentialComposer "uniqueid".
+	Plugins []spireconf.Plugin
 	// NoJoinToken leaves out the join_token node attestor, which is otherwise configured.
 	NoJoinToken bool
 	// AgentTTL is agent_ttl, the lifetime of agent SVIDs (SPIRE's default is
@@ -104,6 +106,7 @@ func (s *Server) config(cfg ServerConfig) (string, error) {
 		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
 	}
 	conf.Plugins = append(conf.Plugins, cfg.NodeAttestors...)
+	conf.Plugins = append(conf.Plugins, cfg.Plugins...)
 	b, err := conf.Render()
 	return string(b), err
 }
