@@ -152,9 +152,8 @@ func (h *helper) OnX509ContextUpdate(c *workloadapi.X509Context) {
 	}
 	first := !h.written
 	h.written, h.serial, h.bundle = true, serial, bundlePEM
-	certPath, _, _ := h.cfg.Paths()
 	attrs := []any{"spiffe_id", svid.ID.String(), "serial", serial,
-		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "cert", certPath}
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339)}
 	if !h.cfg.DaemonMode {
 		h.opts.Log.Info("SVID written", attrs...)
 		h.stop()
