@@ -1,6 +1,8 @@
 package svidhelper_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,7 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"omens.dev/omens/internal/cli"
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/svidhelper"
 )
@@ -224,4 +228,52 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted pid_file_name without a signal: %+v", c)
 		}
 	})
+}
+
+// TestRunRefuses: Run names what to do when cert_dir is missing, and which agent it
+// waited for when it is stopped before any SVID came.
+func TestRunRefuses(t *testing.T) {
+	dir := t.TempDir()
+	c, err := svidhelper.Parse("h", []byte(`cert_dir = "`+dir+`/missing"
+agent_address = "`+dir+`/agent.sock"
+svid_file_name = "a"
+svid_key_file_name = "b"
+svid_bundle_file_name = "c"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svidhelper.Run(context.Background(), c, svidhelper.Options{})
+	if want := "svidhelper: cert_dir: stat " + dir + "/missing: no such file or directory: create it (the helper writes into it, it does not create it)"; err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+
+	c.CertDir = dir
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err = svidhelper.Run(ctx, c, svidhelper.Options{})
+	if want := "svidhelper: stopped before any SVID came from the Workload API at unix://" + dir + "/agent.sock; last error: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got  %v\nwant %s…", err, want)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("files written without an SVID: %v", entries)
+	}
+}
+
+// TestCLIRefusesBadConfig: `omens svid helper` exits 1 with the configuration's errors.
+func TestCLIRefusesBadConfig(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "helper.conf")
+	if err := os.WriteFile(p, []byte("svid_file_name = \"svid.pem\"\nsvid_key_file_name = \"key.pem\"\nsvid_bundle_file_name = \"bundle.pem\"\nrenew_signal = \"SIGHUP\"\npid_file_name = \"nginx.pid\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := cli.Main([]string{"svid", "helper", "--config", p, "--daemon-mode=false"}, &stdout, &stderr)
+	want := "omens: svidhelper: " + p + ": pid_file_name: set with daemon_mode = false, which writes the files once and signals nothing: remove one of them\n"
+	if code != 1 || stderr.String() != want {
+		t.Fatalf("exit %d, stderr %q; want 1, %q", code, stderr.String(), want)
+	}
+	code = cli.Main([]string{"svid", "helper"}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), `required flag(s) "config" not set`) {
+		t.Fatalf("without --config: exit %d, %s", code, stderr.String())
+	}
 }
