@@ -24,6 +24,8 @@
 //	StepCAConfig  step-ca configuration        16 MiB  32     JSON (ca.json or a JWK file)
 //	PasswordFile  password file                64 KiB  -      bytes
 //	RABindings    RA bindings file             16 MiB  32     JSON
+//	AgentConfig   SPIRE agent configuration    1 MiB   32     HCL or JSON
+//	LUKS2Meta     LUKS2 metadata               4 MiB   32     JSON (cryptsetup luksDump --dump-json-metadata)
 //
 // Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
 // the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
@@ -82,6 +84,8 @@ var (
 	StepCAConfig = Kind{What: "a step-ca configuration", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
 	PasswordFile = Kind{What: "a password file", MaxBytes: 64 * kib}
 	RABindings   = Kind{What: "an RA bindings file", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
+	AgentConfig  = Kind{What: "a SPIRE agent configuration", MaxBytes: 1 * mib, MaxDepth: 32, Syntax: HCLOrJSON}
+	LUKS2Meta    = Kind{What: "LUKS2 metadata", MaxBytes: 4 * mib, MaxDepth: 32, Syntax: JSON}
 )
 
 // ErrTooLarge and ErrTooDeep match (errors.Is) the refusals of ReadFile and Check.
