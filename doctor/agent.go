@@ -26,7 +26,6 @@ const DevIDRenewWarning = 14 * 24 * time.Hour
 
 const giveAgentConfig = "give --agent-config FILE, the SPIRE agent's configuration (e.g. /etc/spire/agent.conf)"
 
-
 // notChecked is the line of an agent check without an agent configuration to read.
 func (h *host) notChecked(name string) {
 	if h.agent != nil && h.agent.Attestor == nil {

@@ -156,4 +156,3 @@ func firstOr(s []string, def string) string {
 	}
 	return s[0]
 }
-

@@ -60,19 +60,22 @@ func (h *host) checkPCRBank() {
 	h.pass("pcr_bank", "%s allocated with PCRs %s, the agent's pcr_selection", h.bank.Name, pcrList(h.pcrs))
 }
 
-// describeBanks writes the allocated banks: "sha1 (24 PCRs), sha256 (none)".
+// describeBanks writes the banks that have PCRs allocated: "sha1 (24 PCRs)".
 func describeBanks(banks map[tpm2.TPMIAlgHash][]int) string {
+	names := map[tpm2.TPMIAlgHash]string{tpm2.TPMAlgSHA512: "sha512", tpm2.TPMAlgSM3256: "sm3_256"}
 	var out []string
 	for alg, pcrs := range banks {
+		if len(pcrs) == 0 {
+			continue
+		}
 		name := tpmrules.BankName(alg)
+		if name == "" {
+			name = names[alg]
+		}
 		if name == "" {
 			name = fmt.Sprintf("alg 0x%04X", uint16(alg))
 		}
-		n := "none"
-		if len(pcrs) > 0 {
-			n = fmt.Sprintf("%d PCRs", len(pcrs))
-		}
-		out = append(out, fmt.Sprintf("%s (%s)", name, n))
+		out = append(out, fmt.Sprintf("%s (%d PCRs)", name, len(pcrs)))
 	}
 	sort.Strings(out)
 	if len(out) == 0 {
