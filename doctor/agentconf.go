@@ -82,30 +82,47 @@ func ParseAgentConfig(name string, src []byte) (*AgentConfig, error) {
 			c.ServerPort = a.ServerPort
 		}
 	}
+	// HCL writes `plugins { NodeAttestor "tpm" { ... } }`; the JSON parser flattens
+	// "plugins": {"NodeAttestor": {"tpm": {...}}} into one item of keys plugins,
+	// NodeAttestor, tpm, or leaves a level nested.
+	var entries []*ast.ObjectItem
 	for _, plugins := range root.Filter("plugins").Items {
+		if len(plugins.Keys) > 0 {
+			entries = append(entries, plugins)
+			continue
+		}
 		body, ok := plugins.Val.(*ast.ObjectType)
 		if !ok {
 			return nil, fmt.Errorf("doctor: %s:%d: plugins is not a block", name, plugins.Pos().Line)
 		}
-		for _, item := range body.List.Filter("NodeAttestor").Items {
-			if len(item.Keys) == 0 {
-				continue
-			}
-			pname := item.Keys[0].Token.Value()
-			s, _ := pname.(string)
-			c.NodeAttestors = append(c.NodeAttestors, s)
-			if s != "tpm" {
-				continue
-			}
-			if c.Attestor != nil {
-				return nil, fmt.Errorf("doctor: %s:%d: a second NodeAttestor \"tpm\" (the first is at line %d)", name, item.Pos().Line, c.Attestor.Line)
-			}
-			p, err := pluginBlock(item)
-			if err != nil {
-				return nil, fmt.Errorf("doctor: %s:%d: NodeAttestor \"tpm\": %v", name, item.Pos().Line, err)
-			}
-			c.Attestor = p
+		entries = append(entries, body.List.Items...)
+	}
+	var named []*ast.ObjectItem
+	for _, item := range (&ast.ObjectList{Items: entries}).Filter("NodeAttestor").Items {
+		if len(item.Keys) > 0 {
+			named = append(named, item)
+		} else if ot, ok := item.Val.(*ast.ObjectType); ok {
+			named = append(named, ot.List.Items...)
 		}
+	}
+	for _, item := range named {
+		if len(item.Keys) == 0 {
+			continue
+		}
+		pname := item.Keys[0].Token.Value()
+		s, _ := pname.(string)
+		c.NodeAttestors = append(c.NodeAttestors, s)
+		if s != "tpm" {
+			continue
+		}
+		if c.Attestor != nil {
+			return nil, fmt.Errorf("doctor: %s:%d: a second NodeAttestor \"tpm\" (the first is at line %d)", name, item.Pos().Line, c.Attestor.Line)
+		}
+		p, err := pluginBlock(item)
+		if err != nil {
+			return nil, fmt.Errorf("doctor: %s:%d: NodeAttestor \"tpm\": %v", name, item.Pos().Line, err)
+		}
+		c.Attestor = p
 	}
 	return c, nil
 }
