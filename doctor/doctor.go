@@ -171,3 +171,11 @@ func pcrList(pcrs []int) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// pcrWords writes "PCR 1" or "PCRs 1,3".
+func pcrWords(pcrs []int) string {
+	if len(pcrs) == 1 {
+		return "PCR " + pcrList(pcrs)
+	}
+	return "PCRs " + pcrList(pcrs)
+}

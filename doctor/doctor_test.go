@@ -432,7 +432,7 @@ func TestLUKSClevisBinding(t *testing.T) {
 		{"same PCRs", []string{`{"pcr_bank":"sha256","pcr_ids":"0,7"}`}, doctor.Pass,
 			"%s: token 0 (keyslot 1): tpm2 on sha256 PCRs 0,7, all quoted by the agent (sha256 0,2,4,7)"},
 		{"other PCRs", []string{`{"pcr_bank":"sha256","pcr_ids":"0,1,7"}`}, doctor.Fail,
-			"%s: token 0 (keyslot 1): tpm2 on sha256 PCRs 0,1,7; token 0 is sealed to PCRs 1, which the agent does not quote (sha256 0,2,4,7): the disk unlocks on a boot state no attestation checks"},
+			"%s: token 0 (keyslot 1): tpm2 on sha256 PCRs 0,1,7; token 0 is sealed to PCR 1, which the agent does not quote (sha256 0,2,4,7): the disk unlocks on a boot state no attestation checks"},
 		{"PCR 4", []string{`{"pcr_bank":"sha256","pcr_ids":"0,4,7"}`}, doctor.Warn,
 			"%s: token 0 (keyslot 1): tpm2 on sha256 PCRs 0,4,7; token 0 includes PCR 4, which changes at every kernel update: the disk will not unlock by TPM after one until it is rebound"},
 		{"no binding", nil, doctor.Fail, "%s: no Clevis tpm2 binding in its LUKS2 tokens"},

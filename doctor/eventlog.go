@@ -66,6 +66,11 @@ func (h *host) checkSecureBoot() {
 		h.add("secure_boot", Warn, "off, as the event log proves it (PCR 7)",
 			`turn Secure Boot on in the firmware setup: a policy with secure_boot = "required" refuses this host`)
 	default:
-		h.pass("secure_boot", "on, as the event log proves it (PCR 7; %d authorities verified the boot chain)", len(h.facts.SecureBoot.Authorities))
+		n := len(h.facts.SecureBoot.Authorities)
+		what := fmt.Sprintf("%d db certificates verified", n)
+		if n == 1 {
+			what = "1 db certificate verified"
+		}
+		h.pass("secure_boot", "on, as the event log proves it (PCR 7; %s the boot chain)", what)
 	}
 }

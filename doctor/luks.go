@@ -69,8 +69,8 @@ func (h *host) checkLUKS() {
 				next = edit
 			case len(extra) > 0:
 				worse(Fail)
-				notes = append(notes, fmt.Sprintf("token %s is sealed to PCRs %s, which the agent does not quote (%s %s): the disk unlocks on a boot state no attestation checks",
-					tok.ID, pcrList(extra), agentBank, pcrList(agentPCRs)))
+				notes = append(notes, fmt.Sprintf("token %s is sealed to %s, which the agent does not quote (%s %s): the disk unlocks on a boot state no attestation checks",
+					tok.ID, pcrWords(extra), agentBank, pcrList(agentPCRs)))
 				next = edit
 			case len(pin.PCRs) == 0:
 				worse(Warn)

@@ -53,7 +53,7 @@ func TestSimulatorHost(t *testing.T) {
 	wantStatus(t, r, "ek_cert_rsa_2048", doctor.Pass, "NV 0x01C00002, EK hash ", "; trusted (omens Simulated TPM Manufacturer EK Intermediate CA <- omens Simulated TPM Manufacturer Root CA)")
 	wantLine(t, r, "pcr_bank", doctor.Pass, "sha256 allocated with PCRs 0,2,4,7, the agent's pcr_selection")
 	wantStatus(t, r, "event_log", doctor.Pass, sim.EventLogPath()+": ", "events (banks sha1, sha256), replays to the current sha256 PCRs 0,2,4,7")
-	wantLine(t, r, "secure_boot", doctor.Pass, "on, as the event log proves it (PCR 7; 1 authorities verified the boot chain)")
+	wantLine(t, r, "secure_boot", doctor.Pass, "on, as the event log proves it (PCR 7; 1 db certificate verified the boot chain)")
 	if r.Failed() {
 		t.Errorf("the doctor fails a simulated host:\n%s", dump(r))
 	}
