@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/prover"
 	"omens.dev/omens/spireconf"
@@ -146,20 +144,16 @@ func (h *host) checkAK() {
 		handle = tpmrules.DefaultAKHandle
 	}
 	at := tpmrules.FormatHandle(handle)
-	rp, err := tpm2.ReadPublic{ObjectHandle: handle}.Execute(h.t)
-	if errors.Is(err, tpm2.TPMRCHandle) {
+	p, err := tpm.ReadPersistent(h.t, handle)
+	if err != nil {
+		h.add("ak", Fail, err.Error(), "")
+		return
+	}
+	if p == nil {
 		h.pass("ak", "no key at %s yet: the agent creates the AK there at its first attestation", at)
 		return
 	}
-	if err != nil {
-		h.add("ak", Fail, fmt.Sprintf("ReadPublic(%s): %v", at, err), "")
-		return
-	}
-	pub, err := rp.OutPublic.Contents()
-	if err != nil {
-		h.add("ak", Fail, fmt.Sprintf("ReadPublic(%s): %v", at, err), "")
-		return
-	}
+	pub := p.Public
 	if err := tpm.IsAttestationKey(pub); err != nil {
 		h.add("ak", Fail, fmt.Sprintf("%s holds a key that is not an AK: %v", at, err),
 			fmt.Sprintf("set ak_handle to a free persistent handle, or evict the key (tpm2_evictcontrol -C o -c %s) if nothing uses it", at))
@@ -176,8 +170,8 @@ func (h *host) checkAK() {
 		return
 	}
 	defer ek.Close(h.t)
-	qn, err := tpmrules.AKQualifiedName(ek.Public.NameAlg, ek.Name.Buffer, pub.NameAlg, rp.Name.Buffer)
-	if err != nil || string(qn) != string(rp.QualifiedName.Buffer) {
+	qn, err := tpmrules.AKQualifiedName(ek.Public.NameAlg, ek.Name.Buffer, pub.NameAlg, p.Name)
+	if err != nil || string(qn) != string(p.QualifiedName) {
 		h.add("ak", Warn, fmt.Sprintf("%s holds an AK of another EK than the %s EK the agent attests with", at, kind.Name),
 			"nothing to do: the agent replaces it at its next attestation")
 		return
