@@ -254,6 +254,13 @@ func TestSwtpmHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pubBlob, privBlob := filepath.Join(dir, "devid.pub"), filepath.Join(dir, "devid.priv")
+	if err := os.WriteFile(pubBlob, key.PublicBlob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(privBlob, key.PrivateBlob, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := tpm.PersistDevID(tp, key, tpmrules.PlanDevIDHandle); err != nil {
 		t.Fatal(err)
 	}
@@ -286,6 +293,17 @@ func TestSwtpmHost(t *testing.T) {
 			wantLine(t, r, "devid_cert", tc.status, fmt.Sprintf(tc.detail, certPath, tc.notAfter.UTC().Truncate(time.Second).Format(time.RFC3339)))
 			wantStatus(t, r, "devid_key", tc.keyStatus, tc.keyDetailPart)
 		})
+	}
+
+	// The same key from its blobs (tpm_devid's files), loaded under the SRK.
+	writeDevIDCert(t, certPath, pub, now.Add(-24*time.Hour), now.Add(90*24*time.Hour))
+	blobConf := agentConf(t, dir, port, plugin, sum, spireconf.Setting{Key: "tpm_path", Value: s.Socket},
+		spireconf.Setting{Key: "devid_cert_path", Value: certPath}, spireconf.Setting{Key: "devid_priv_path", Value: privBlob},
+		spireconf.Setting{Key: "devid_pub_path", Value: pubBlob})
+	r = doctor.Run(doctor.Options{AgentConfigPath: blobConf, Now: now})
+	wantLine(t, r, "devid_key", doctor.Pass, "from "+privBlob+", loaded under the SRK in this TPM, the key of the certificate")
+	if left, err := tpm.TransientHandles(tp); err != nil || len(left) > 0 {
+		t.Errorf("the DevID check left transient objects %v (%v)", left, err)
 	}
 }
 
