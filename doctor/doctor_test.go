@@ -453,6 +453,8 @@ func TestLUKSClevisBinding(t *testing.T) {
 			"%s: token 0 (keyslot 1): tpm2 on sha256 PCRs 0,1,7; token 0 is sealed to PCR 1, which the agent does not quote (sha256 0,2,4,7): the disk unlocks on a boot state no attestation checks"},
 		{"PCR 4", []string{`{"pcr_bank":"sha256","pcr_ids":"0,4,7"}`}, doctor.Warn,
 			"%s: token 0 (keyslot 1): tpm2 on sha256 PCRs 0,4,7; token 0 includes PCR 4, which changes at every kernel update: the disk will not unlock by TPM after one until it is rebound"},
+		{"no PCR", []string{`{}`}, doctor.Warn,
+			"%s: token 0 (keyslot 1): tpm2 on no PCR; token 0 is sealed to no PCR: the disk unlocks with this TPM whatever booted"},
 		{"no binding", nil, doctor.Fail, "%s: no Clevis tpm2 binding in its LUKS2 tokens"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,7 +47,7 @@ func (h *host) checkLUKS() {
 		for _, pin := range tok.TPM2 {
 			bank := pin.Bank
 			if bank == "" {
-				bank = "sha256"
+				bank = "sha1" // clevis-encrypt-tpm2's default; it writes pcr_bank whenever it seals to PCRs
 			}
 			slot := strings.Join(tok.Keyslots, ",")
 			what := fmt.Sprintf("token %s (keyslot %s): tpm2 on %s PCRs %s", tok.ID, slot, bank, pcrList(pin.PCRs))
