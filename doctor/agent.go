@@ -26,11 +26,14 @@ const giveAgentConfig = "give --agent-config FILE, the SPIRE agent's configurati
 
 // notChecked is the line of an agent check without an agent configuration to read.
 func (h *host) notChecked(name string) {
-	if h.agent != nil && h.agent.Attestor == nil {
+	switch {
+	case h.opts.AgentConfigPath == "":
+		h.add(name, Warn, "not checked: no --agent-config given", "give --agent-config FILE")
+	case h.agent != nil && h.agent.Attestor == nil:
 		h.add(name, Warn, `not checked: the agent configuration has no NodeAttestor "tpm"`, `configure NodeAttestor "tpm" (plugin_cmd = the omens-attestor-agent binary)`)
-		return
+	default:
+		h.add(name, Warn, "not checked: the agent configuration cannot be read (see agent_config)", "fix check agent_config first")
 	}
-	h.add(name, Warn, "not checked: no --agent-config given", "give --agent-config FILE")
 }
 
 // attesting reports whether the agent checks can run; when not, it adds name's line.

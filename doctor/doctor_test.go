@@ -243,6 +243,11 @@ func TestSwtpmHost(t *testing.T) {
 	r = doctor.Run(doctor.Options{AgentConfigPath: bad})
 	wantLine(t, r, "agent_config", doctor.Fail, fmt.Sprintf(`%s:%d: NodeAttestor "tpm" plugin_data: unknown key "pcr_selectoin" (line 1)`, bad, lineOf(t, bad, `NodeAttestor "tpm"`)))
 
+	// A file that is not a SPIRE agent configuration.
+	r = doctor.Run(doctor.Options{TPMPath: s.Socket, AgentConfigPath: s.CABundle})
+	wantStatus(t, r, "agent_config", doctor.Fail, "doctor: "+s.CABundle+": ")
+	wantLine(t, r, "plugin", doctor.Warn, "not checked: the agent configuration cannot be read (see agent_config)")
+
 	// DevID mode: a DevID key made in this TPM, persisted at the plan's handle, and its
 	// certificate, valid, about to expire, expired, or of another key.
 	srk, err := tpm.LoadSRK(tp, tpm2.TPMAlgECC)
