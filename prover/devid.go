@@ -14,6 +14,7 @@ import (
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 
 	"omens.dev/omens/internal/limits"
 	"omens.dev/omens/protocol"
@@ -110,8 +111,42 @@ func (x *Exchange) readDevID() (*devidFiles, error) {
 
 var errDevIDMismatch = errors.New("the DevID certificate is not for the DevID key")
 
-func (x *Exchange) readDevIDOnce() (*devidFiles, error) {
-	c := x.p.cfg.DevID
+func (x *Exchange) readDevIDOnce() (*devidFiles, error) { return readDevIDFiles(x.t, x.p.cfg.DevID) }
+
+// ReadDevIDChain reads a DevID certificate file (devid_cert_path) as an attestation does:
+// PEM CERTIFICATE blocks, the DevID certificate first, then its issuers.
+func ReadDevIDChain(path string) (chain [][]byte, leaf *x509.Certificate, err error) {
+	return readChain(path)
+}
+
+// CheckDevIDKey does on t what an attestation in DevID mode does before it certifies the
+// key: it reads the certificate and the key (at its handle, or its blobs), checks that
+// the certificate is for that key, and for blobs also loads them under the SRK, which only
+// the TPM that made them can; nothing is left loaded. It returns the DevID certificate.
+func CheckDevIDKey(t transport.TPM, c DevIDConfig) (*x509.Certificate, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	f, err := readDevIDFiles(t, &c)
+	if err != nil {
+		return nil, err
+	}
+	if f.key == nil {
+		srk, err := tpm.LoadSRK(t, f.pubContent.Type)
+		if err != nil {
+			return nil, err
+		}
+		key, err := tpm.LoadDevID(t, srk, f.pub, f.priv)
+		srk.Close(t)
+		if err != nil {
+			return nil, err
+		}
+		key.Close(t)
+	}
+	return f.leaf, nil
+}
+
+func readDevIDFiles(t transport.TPM, c *DevIDConfig) (*devidFiles, error) {
 	f := &devidFiles{}
 	var err error
 	if f.chain, f.leaf, err = readChain(c.CertPath); err != nil {
@@ -123,7 +158,7 @@ func (x *Exchange) readDevIDOnce() (*devidFiles, error) {
 		}
 	}
 	if c.Handle != 0 {
-		if f.key, err = tpm.LoadPersistentDevID(x.t, c.Handle); err != nil {
+		if f.key, err = tpm.LoadPersistentDevID(t, c.Handle); err != nil {
 			return nil, err
 		}
 		if f.pub != nil && !bytes.Equal(f.pub, f.key.PublicBlob) {

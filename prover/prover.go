@@ -280,6 +280,11 @@ func digestMatches(quote []byte, ak *tpm2.TPMTPublic, values [][]byte) (bool, er
 	return bytes.Equal(d.Sum(nil), info.PCRDigest.Buffer), nil
 }
 
+// ReadEventLog reads the boot event log at path as the agent does before it sends it:
+// nil, and no error, when there is no file; an error for a log over the protocol's
+// limit (protocol.MaxEventLogSize).
+func ReadEventLog(path string) ([]byte, error) { return readEventLog(path) }
+
 func readEventLog(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {

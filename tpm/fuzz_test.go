@@ -55,6 +55,8 @@ func FuzzTPMResponses(f *testing.F) {
 			func(h *hostileTPM) { tpm.ReadNV(h, tpmrules.EKRSA2048.CertIndex) },
 			func(h *hostileTPM) { tpm.EndorsementKeys(h) },
 			func(h *hostileTPM) { tpm.TransientHandles(h) },
+			func(h *hostileTPM) { tpm.AllocatedPCRs(h) },
+			func(h *hostileTPM) { tpm.ReadPersistent(h, tpmrules.DefaultAKHandle) },
 			func(h *hostileTPM) {
 				if ek, err := tpm.LoadEK(h, tpmrules.EKRSA2048); err == nil {
 					tpm.LoadOrCreateAK(h, ek, tpmrules.DefaultAKHandle)

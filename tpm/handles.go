@@ -1,6 +1,7 @@
 package tpm
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -56,4 +57,28 @@ func Handles(t transport.TPM, kind tpm2.TPMHT) ([]tpm2.TPMHandle, error) {
 // manager, anything left here after an operation is a leak.
 func TransientHandles(t transport.TPM) ([]tpm2.TPMHandle, error) {
 	return Handles(t, tpm2.TPMHTTransient)
+}
+
+// Persisted is what TPM2_ReadPublic (Part 3, 12.4) says of a persistent handle.
+type Persisted struct {
+	Public        *tpm2.TPMTPublic
+	Name          []byte
+	QualifiedName []byte
+}
+
+// ReadPersistent reads the public area of the object persisted at h; nil, and no error,
+// when h holds nothing.
+func ReadPersistent(t transport.TPM, h tpm2.TPMHandle) (*Persisted, error) {
+	rp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t)
+	if errors.Is(err, tpm2.TPMRCHandle) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tpm: ReadPublic(0x%08X): %w", uint32(h), err)
+	}
+	pub, err := rp.OutPublic.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("tpm: ReadPublic(0x%08X): %w", uint32(h), err)
+	}
+	return &Persisted{Public: pub, Name: rp.Name.Buffer, QualifiedName: rp.QualifiedName.Buffer}, nil
 }

@@ -24,21 +24,29 @@ var DefaultDevices = []string{"/dev/tpmrm0", "/dev/tpm0"}
 // ErrNoTPM is returned by Open when no path was given and no default device exists.
 var ErrNoTPM = errors.New("tpm: no TPM found")
 
+// Resolve returns the path Open opens for path: path itself, or for an empty path the
+// first of DefaultDevices that exists (ErrNoTPM when none does).
+func Resolve(path string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	for _, p := range DefaultDevices {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w (tried %s): give --tpm PATH (a TPM device or a unix socket), "+
+		"or start a simulated TPM with `omens tpm simulate --state DIR --socket PATH`",
+		ErrNoTPM, strings.Join(DefaultDevices, ", "))
+}
+
 // Open opens the TPM at path: a character device, a unix socket that speaks raw TPM 2.0
 // commands (one command per connection is fine), or Simulator. An empty path tries
 // DefaultDevices.
 func Open(path string) (transport.TPMCloser, error) {
-	if path == "" {
-		var tried []string
-		for _, p := range DefaultDevices {
-			if _, err := os.Stat(p); err == nil {
-				return Open(p)
-			}
-			tried = append(tried, p)
-		}
-		return nil, fmt.Errorf("%w (tried %s): give --tpm PATH (a TPM device or a unix socket), "+
-			"or start a simulated TPM with `omens tpm simulate --state DIR --socket PATH`",
-			ErrNoTPM, strings.Join(tried, ", "))
+	path, err := Resolve(path)
+	if err != nil {
+		return nil, err
 	}
 	if path == Simulator {
 		return openSimulator()

@@ -155,3 +155,26 @@ func pcrAuth(pcr int) (tpm2.AuthHandle, error) {
 	}
 	return tpm2.AuthHandle{Handle: tpm2.TPMHandle(pcr), Auth: tpm2.PasswordAuth(nil)}, nil
 }
+
+// AllocatedPCRs returns the PCR banks the TPM has allocated and, for each, the PCRs
+// allocated in it (TPM2_GetCapability(TPM_CAP_PCRS), Part 3, 30.2; Part 2, 10.9.7): a bank
+// switched off by TPM2_PCR_Allocate is absent, or has no PCR. Banks of hash algorithms
+// omens does not know are returned too, by algorithm.
+func AllocatedPCRs(t transport.TPM) (map[tpm2.TPMIAlgHash][]int, error) {
+	r, err := tpm2.GetCapability{Capability: tpm2.TPMCapPCRs, PropertyCount: 1}.Execute(t)
+	if err != nil {
+		return nil, fmt.Errorf("tpm: GetCapability(TPM_CAP_PCRS): %w", err)
+	}
+	sel, err := r.CapabilityData.Data.AssignedPCR()
+	if err != nil {
+		return nil, fmt.Errorf("tpm: GetCapability(TPM_CAP_PCRS): %w", err)
+	}
+	out := map[tpm2.TPMIAlgHash][]int{}
+	for _, s := range sel.PCRSelections {
+		out[s.Hash] = nil
+	}
+	for alg, pcrs := range tpmrules.SelectedPCRs(*sel) {
+		out[alg] = pcrs
+	}
+	return out, nil
+}

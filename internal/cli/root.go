@@ -53,7 +53,19 @@ without one.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newTPMCmd(), newEKCmd(), newPCRCmd(), newDevIDCmd(), newRACmd(), newLabCmd(), newApplyCmd(), newMigrateCmd(), newEventLogCmd(), newSVIDCmd())
+	root.AddCommand(
+		newTPMCmd(),
+		newEKCmd(),
+		newPCRCmd(),
+		newDevIDCmd(),
+		newRACmd(),
+		newLabCmd(),
+		newApplyCmd(),
+		newMigrateCmd(),
+		newEventLogCmd(),
+		newSVIDCmd(),
+		newDoctorCmd(),
+	)
 	return root
 }
 

@@ -26,6 +26,8 @@
 //	RABindings    RA bindings file             16 MiB  32     JSON
 //	HelperConfig  omens svid helper config     64 KiB  8      HCL
 //	PIDFile       pid file of a process        4 KiB   -      one number
+//	AgentConfig   SPIRE agent configuration    1 MiB   32     HCL or JSON
+//	LUKS2Meta     LUKS2 metadata               4 MiB   32     JSON (cryptsetup luksDump --dump-json-metadata)
 //
 // Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
 // the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
@@ -86,6 +88,8 @@ var (
 	RABindings   = Kind{What: "an RA bindings file", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
 	HelperConfig = Kind{What: "an SVID helper configuration", MaxBytes: 64 * kib, MaxDepth: 8, Syntax: HCL}
 	PIDFile      = Kind{What: "a pid file", MaxBytes: 4 * kib}
+	AgentConfig  = Kind{What: "a SPIRE agent configuration", MaxBytes: 1 * mib, MaxDepth: 32, Syntax: HCLOrJSON}
+	LUKS2Meta    = Kind{What: "LUKS2 metadata", MaxBytes: 4 * mib, MaxDepth: 32, Syntax: JSON}
 )
 
 // ErrTooLarge and ErrTooDeep match (errors.Is) the refusals of ReadFile and Check.
