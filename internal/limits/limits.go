@@ -16,6 +16,7 @@
 //	ServerConfig  SPIRE server configuration   1 MiB   32     HCL
 //	PluginConfig  plugin_data, from SPIRE      1 MiB   32     HCL or JSON
 //	HashList      EK allow or deny list        16 MiB  -      lines (250,000 hashes)
+//	HashDirEntries  hash directory (hash_path) 250,000 entries, named by EK hashes
 //	CABundle      CA bundle file               16 MiB  -      PEM or DER, each file of a directory
 //	CRL           CRL                          8 MiB   -      PEM or DER, from a file or over HTTPS
 //	DevIDMeta     DevID metadata file          64 KiB  32     JSON
@@ -83,6 +84,10 @@ var (
 	PasswordFile = Kind{What: "a password file", MaxBytes: 64 * kib}
 	RABindings   = Kind{What: "an RA bindings file", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
 )
+
+// HashDirEntries caps the entries of a hash directory (spire-tpm-plugin's hash_path: one
+// empty file per allowed EK hash), as many as HashList holds hashes.
+const HashDirEntries = 250_000
 
 // ErrTooLarge and ErrTooDeep match (errors.Is) the refusals of ReadFile and Check.
 var (
