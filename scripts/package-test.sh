@@ -45,6 +45,9 @@ for f in /usr/bin/omens /usr/bin/omens-demo /usr/lib/omens/omens-attestor-server
 	[[ -e "$f" ]] || fail "$f is not installed by the package"
 done
 
+step "systemd-analyze verify the installed units"
+systemd-analyze verify /lib/systemd/system/omens-devid-renew.service /lib/systemd/system/omens-devid-renew.timer
+
 step "/usr/bin/omens --version"
 out=$(/usr/bin/omens --version)
 echo "$out"
