@@ -18,11 +18,9 @@ import (
 	"omens.dev/omens/verify"
 )
 
-// spireTPMPluginGoldenHash is the pub_hash that spire-tpm-plugin's own test
-// (tools/get_tpm_pubhash/get_tpm_pubhash_test.go, tpmPubHashExpected) states for the EK of
-// the go-tpm-tools reference simulator started with GetWithFixedSeedInsecure(0): the
-// SHA-256 of the RSA EK public key in PKIX DER, with or without an EK certificate in NV.
-const spireTPMPluginGoldenHash = "1b5bbe2e96054f7bc34ebe7ba9a4a9eac5611c6879285ceff6094fa556af485c"
+// spireTPMPluginGoldenHash is spire-tpm-plugin's own golden pub_hash for the reference
+// simulator on seed 0 (see testtpm.SpireTPMPluginSeed0PubHash).
+const spireTPMPluginGoldenHash = testtpm.SpireTPMPluginSeed0PubHash
 
 // spireTPMPluginServerHCL is the server plugin_data of spire-tpm-plugin's README (Quick
 // Start, Server Configuration), as its users have it; the tests move its directory.
@@ -60,7 +58,7 @@ func TestSpireTPMPluginGoldenPubHash(t *testing.T) {
 func seed0Host(t *testing.T) *simHost {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "seed"), []byte("0000000000000000\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "seed"), []byte(testtpm.Seed0+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sim, sock := testtpm.ServeSim(t, tpmsim.Options{StateDir: dir})
