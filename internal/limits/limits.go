@@ -16,7 +16,6 @@
 //	ServerConfig  SPIRE server configuration   1 MiB   32     HCL
 //	PluginConfig  plugin_data, from SPIRE      1 MiB   32     HCL or JSON
 //	HashList      EK allow or deny list        16 MiB  -      lines (250,000 hashes)
-//	HashDirEntries  hash directory (hash_path) 250,000 entries, named by EK hashes
 //	CABundle      CA bundle file               16 MiB  -      PEM or DER, each file of a directory
 //	CRL           CRL                          8 MiB   -      PEM or DER, from a file or over HTTPS
 //	DevIDMeta     DevID metadata file          64 KiB  32     JSON
@@ -25,6 +24,9 @@
 //	StepCAConfig  step-ca configuration        16 MiB  32     JSON (ca.json or a JWK file)
 //	PasswordFile  password file                64 KiB  -      bytes
 //	RABindings    RA bindings file             16 MiB  32     JSON
+//
+// A directory of EK hashes (the server's hash_path, one empty file per hash) is read up to
+// HashDirEntries entries, as many as a HashList holds.
 //
 // Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
 // the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
