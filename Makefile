@@ -6,7 +6,13 @@ GO      ?= go
 OMENS   := bin/omens
 FUZZTIME ?= 30s
 
-.PHONY: all deps tools build test lab fuzz bench clean
+# What `omens --version` says (internal/version): the version of scripts/version.sh and the
+# commit, marked -dirty when the tree has uncommitted changes.
+VERSION ?= $(shell scripts/version.sh 2>/dev/null)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
+LDFLAGS := -X omens.dev/omens/internal/version.Version=$(VERSION) -X omens.dev/omens/internal/version.Commit=$(COMMIT)
+
+.PHONY: all deps tools build test dist lab fuzz bench clean
 
 all: build
 
@@ -17,13 +23,22 @@ tools:
 	@tools/build.sh
 
 build:
-	$(GO) build -o bin/ ./cmd/omens ./cmd/omens-attestor-server ./cmd/omens-attestor-agent ./cmd/omens-demo
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/omens ./cmd/omens-attestor-server ./cmd/omens-attestor-agent ./cmd/omens-demo
 
 # Every test: unit tests, the reference simulator, swtpm and tpm2-tools interop, the
-# engines. Tests that need swtpm, SPIRE or step-ca fail instead of skipping when CI=true.
+# engines; then the package test (scripts/package-test.sh: make dist, dpkg -i, the
+# installed omens on a simulated TPM, dpkg -r and -P, a second build gives the same
+# SHA256SUMS). Tests that need swtpm, SPIRE, step-ca or root fail instead of skipping when
+# CI=true.
 test: deps tools
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	scripts/package-test.sh
+
+# The release files in dist/: the tarball, the .deb (nfpm, from tools/nfpm) and SHA256SUMS,
+# reproducibly (scripts/dist.sh).
+dist:
+	@scripts/dist.sh
 
 lab: deps tools build
 	$(OMENS) lab up
@@ -36,4 +51,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

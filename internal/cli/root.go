@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"omens.dev/omens/internal/version"
 )
 
 // exitError carries an exit code for a command whose output is complete but whose result
@@ -52,7 +54,10 @@ measured boot state: EK certificate checks, PCR reads, and a simulated TPM for m
 without one.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().Version,
 	}
+	root.SetVersionTemplate(version.Get().String())
+	root.Flags().BoolP("version", "v", false, "print the version, commit and Go version of this binary")
 	root.AddCommand(
 		newTPMCmd(),
 		newEKCmd(),

@@ -29,6 +29,9 @@
 //	AgentConfig   SPIRE agent configuration    1 MiB   32     HCL or JSON
 //	LUKS2Meta     LUKS2 metadata               4 MiB   32     JSON (cryptsetup luksDump --dump-json-metadata)
 //
+// A directory of EK hashes (the server's hash_path, one empty file per hash) is read up to
+// HashDirEntries entries, as many as a HashList holds.
+//
 // Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
 // the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
 // brace in a string, an interpolation, a comment or a heredoc is not counted, exactly as
@@ -91,6 +94,10 @@ var (
 	AgentConfig  = Kind{What: "a SPIRE agent configuration", MaxBytes: 1 * mib, MaxDepth: 32, Syntax: HCLOrJSON}
 	LUKS2Meta    = Kind{What: "LUKS2 metadata", MaxBytes: 4 * mib, MaxDepth: 32, Syntax: JSON}
 )
+
+// HashDirEntries caps the entries of a hash directory (spire-tpm-plugin's hash_path: one
+// empty file per allowed EK hash), as many as HashList holds hashes.
+const HashDirEntries = 250_000
 
 // ErrTooLarge and ErrTooDeep match (errors.Is) the refusals of ReadFile and Check.
 var (

@@ -2,7 +2,9 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -20,11 +22,17 @@ import (
 
 // Config is the plugin_data of the server's NodeAttestor "tpm". The keys of the Tower's
 // plan (devid_mode, ca_path, allow_insecure) work as written; in DevID mode, those of
-// SPIRE's tpm_devid (devid_ca_path, endorsement_ca_path) mean the same here.
+// SPIRE's tpm_devid (devid_ca_path, endorsement_ca_path) mean the same here; and those of
+// the earlier external SPIRE TPM plugin (spire-tpm-plugin: ca_path, hash_path) too, with
+// the same agent IDs and tpm:pub_hash selectors, so its users change only plugin_cmd.
 type Config struct {
-	// DevIDMode is "ek_cert" (EK certificate mode, the default) or "devid" (the EK checks,
-	// plus a DevID certificate and the DevID key's TPM2_Certify by the AK).
+	// DevIDMode is "ek_cert" (EK certificate mode) or "devid" (the EK checks, plus a DevID
+	// certificate and the DevID key's TPM2_Certify by the AK). Absent, it is "devid" when
+	// devid_ca_path is set (the plan's DevID-phase block names no devid_mode; Configure
+	// logs the choice), "ek_cert" otherwise.
 	DevIDMode string `hcl:"devid_mode"`
+	// devIDModeInferred is set when DevIDMode came from devid_ca_path.
+	devIDModeInferred bool
 	// CAPath is the TPM manufacturer CA bundle: a PEM or DER file, or a directory of them.
 	// EndorsementCAPath is the same, under tpm_devid's name; set either (both only when
 	// they are the same).
@@ -52,6 +60,10 @@ type Config struct {
 	// EKAllowlistPath and EKDenylistPath are files of EK hashes, one per line (# comments).
 	EKAllowlistPath string `hcl:"ek_allowlist_path"`
 	EKDenylistPath  string `hcl:"ek_denylist_path"`
+	// HashPath is spire-tpm-plugin's allow list: a directory of (empty) files, each named
+	// by the EK hash of an allowed TPM (loadHashDir). It allows like ek_allowlist_path,
+	// and with it, their union.
+	HashPath string `hcl:"hash_path"`
 	// RequireEKCertAndAllowlist asks for both a valid EK certificate and an allow-listed EK.
 	RequireEKCertAndAllowlist bool `hcl:"require_ek_cert_and_allowlist"`
 	// PCRBank and PCRSelection are what every agent must quote (sha256 and 0,2,4,7 by
@@ -97,6 +109,9 @@ func buildConfig(hclText string) (*Config, []string) {
 	switch c.DevIDMode {
 	case "":
 		c.DevIDMode = protocol.ModeEKCert
+		if c.DevIDCAPath != "" {
+			c.DevIDMode, c.devIDModeInferred = protocol.ModeDevID, true
+		}
 	case protocol.ModeEKCert, protocol.ModeDevID:
 	default:
 		notes = append(notes, fmt.Sprintf("devid_mode %q is not supported (want %q or %q)", c.DevIDMode, protocol.ModeEKCert, protocol.ModeDevID))
@@ -109,8 +124,8 @@ func buildConfig(hclText string) (*Config, []string) {
 	case filepath.Clean(c.CAPath) != filepath.Clean(c.EndorsementCAPath):
 		notes = append(notes, fmt.Sprintf("ca_path %q and endorsement_ca_path %q name different manufacturer bundles; set one of them", c.CAPath, c.EndorsementCAPath))
 	}
-	if c.CAPath == "" && !c.AllowInsecure && c.EKAllowlistPath == "" {
-		notes = append(notes, "ca_path (or endorsement_ca_path) is required unless ek_allowlist_path or allow_insecure is set")
+	if c.CAPath == "" && !c.AllowInsecure && c.EKAllowlistPath == "" && c.HashPath == "" {
+		notes = append(notes, "ca_path (or endorsement_ca_path) is required unless ek_allowlist_path, hash_path or allow_insecure is set")
 	}
 	if c.DevIDMode == protocol.ModeDevID && c.DevIDCAPath == "" {
 		notes = append(notes, `devid_ca_path is required with devid_mode = "devid" (the DevID CA bundle: step-ca's root and intermediate)`)
@@ -141,12 +156,12 @@ func buildConfig(hclText string) (*Config, []string) {
 			c.crlRefresh = d
 		}
 	}
-	if c.RequireEKCertAndAllowlist && (c.CAPath == "" || c.EKAllowlistPath == "") {
-		notes = append(notes, "require_ek_cert_and_allowlist needs both ca_path and ek_allowlist_path")
+	if c.RequireEKCertAndAllowlist && (c.CAPath == "" || c.EKAllowlistPath == "" && c.HashPath == "") {
+		notes = append(notes, "require_ek_cert_and_allowlist needs both ca_path and ek_allowlist_path (or hash_path)")
 	}
 	for _, f := range []struct{ key, path string }{
 		{caKey, c.CAPath}, {"ek_allowlist_path", c.EKAllowlistPath},
-		{"ek_denylist_path", c.EKDenylistPath}, {"pcr_policy_path", c.PCRPolicyPath},
+		{"ek_denylist_path", c.EKDenylistPath}, {"hash_path", c.HashPath}, {"pcr_policy_path", c.PCRPolicyPath},
 		{"devid_ca_path", c.DevIDCAPath}, {"devid_crl_path", c.DevIDCRLPath},
 	} {
 		if f.path == "" {
@@ -287,6 +302,41 @@ func parseHashList(name string, b []byte) (map[string]bool, error) {
 			return nil, fmt.Errorf("%s line %d: %q is not an EK hash (64 hex digits)", name, n, line)
 		}
 		out[line] = true
+	}
+	return out, nil
+}
+
+// loadHashDir reads spire-tpm-plugin's hash directory: each entry is named by the EK hash
+// of an allowed TPM (64 hex digits, kept in lower case; the files' content is not read).
+// Names starting with "." are skipped; any other name, or more than limits.HashDirEntries
+// entries, is an error that names it.
+func loadHashDir(path string) (map[string]bool, error) {
+	d, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(limits.HashDirEntries + 1)
+	if err != nil && len(entries) == 0 && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if len(entries) > limits.HashDirEntries {
+		return nil, fmt.Errorf("%s: more than %d entries, the limit for a hash directory", path, limits.HashDirEntries)
+	}
+	out := map[string]bool{}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		h := strings.ToLower(name)
+		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			if len(name) > 80 {
+				name = name[:80] + "..."
+			}
+			return nil, fmt.Errorf("%s: entry %q is not named by an EK hash (64 hex digits)", path, name)
+		}
+		out[h] = true
 	}
 	return out, nil
 }

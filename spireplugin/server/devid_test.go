@@ -381,6 +381,7 @@ func TestDevIDValidate(t *testing.T) {
 			`devid_crl_refresh_interval is set without devid_crl_url`,
 		}},
 		{"server, ek_cert mode with DevID keys", p.serverConfig, `
+			devid_mode = "ek_cert"
 			endorsement_ca_path = "/nonexistent/b"
 			devid_ca_path = "/nonexistent/devid-ca.pem"
 			devid_crl_url = "https://ca.funlab.casa/1.0/crl"`, []string{
@@ -388,6 +389,18 @@ func TestDevIDValidate(t *testing.T) {
 			`devid_crl_url is set, but devid_mode is "ek_cert": set devid_mode = "devid" or remove it`,
 			`endorsement_ca_path: stat /nonexistent/b: no such file or directory`,
 			`devid_ca_path: stat /nonexistent/devid-ca.pem: no such file or directory`,
+		}},
+		{"server, no devid_mode: devid_ca_path means DevID mode", p.serverConfig, `
+			endorsement_ca_path = "/nonexistent/b"
+			devid_ca_path = "/nonexistent/devid-ca.pem"
+			devid_crl_url = "https://ca.funlab.casa/1.0/crl"`, []string{
+			`endorsement_ca_path: stat /nonexistent/b: no such file or directory`,
+			`devid_ca_path: stat /nonexistent/devid-ca.pem: no such file or directory`,
+		}},
+		{"server, no devid_mode, DevID CRL without devid_ca_path", p.serverConfig, `
+			allow_insecure = true
+			devid_crl_url = "https://ca.funlab.casa/1.0/crl"`, []string{
+			`devid_crl_url is set, but devid_mode is "ek_cert": set devid_mode = "devid" or remove it`,
 		}},
 		{"agent, handle", p.agentConfig, `
 			devid_priv_path = "0x01000002"
@@ -413,5 +426,43 @@ func TestDevIDValidate(t *testing.T) {
 		if got := validate(c.client, c.hcl); !slices.Equal(got, c.want) {
 			t.Errorf("%s: notes\n%s\nwant\n%s", c.name, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
 		}
+	}
+}
+
+// TestDevIDModeFromDevIDCAPath: the plan's DevID-phase block (devid_ca_path and
+// endorsement_ca_path, no devid_mode) means DevID mode; Configure says so once.
+func TestDevIDModeFromDevIDCAPath(t *testing.T) {
+	h := startDevIDHost(t)
+	p := loadPlugins(t)
+	planHCL := `
+		# DevID CA - step-ca root certificate
+		devid_ca_path = "` + h.caPath + `"
+
+		# Endorsement CA - the manufacturer CA
+		endorsement_ca_path = "` + h.sim.BundlePath() + `"`
+	core := &configv1.CoreConfiguration{TrustDomain: "funlab.casa"}
+	resp, err := p.serverConfig.Validate(context.Background(), &configv1.ValidateRequest{CoreConfiguration: core, HclConfiguration: planHCL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Valid {
+		t.Fatalf("Validate refused the plan's DevID block: %q", resp.Notes)
+	}
+	p.configure(t, planHCL, h.agentHCL)
+	attrs, err := p.attest(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(attrs.SelectorValues, "devid:serial:1001") {
+		t.Errorf("no DevID selector: not attested in DevID mode: %v", attrs.SelectorValues)
+	}
+	line := `devid_mode is not set and devid_ca_path is: DevID mode: mode=devid devid_ca_path=` + h.caPath
+	if n := strings.Count(p.log.String(), line); n != 1 {
+		t.Errorf("log has %d lines %q, want 1:\n%s", n, line, p.log)
+	}
+	// An EK-mode agent is refused: the server is in DevID mode.
+	p.configure(t, planHCL, `tpm_path = "`+h.socket+`"`)
+	if _, err := p.attest(t); err == nil || !strings.Contains(err.Error(), `mode "ek_cert" is not served by this verifier (want "devid")`) {
+		t.Errorf("EK-mode agent against the plan's DevID block: %v", err)
 	}
 }

@@ -62,6 +62,7 @@ type runtime struct {
 	bundle      *watched[*verify.Bundle]
 	allow       *watched[map[string]bool]
 	deny        *watched[map[string]bool]
+	hashDir     *watched[map[string]bool]
 	devidBundle *watched[*verify.Bundle]
 	crlFile     *watched[*x509.RevocationList]
 	policy      *policy.Store
@@ -80,6 +81,9 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 		return nil, status.Errorf(codes.InvalidArgument, "tpm: bad configuration: %s", strings.Join(notes, "; "))
 	}
 	rt.log = p.log
+	if rt.cfg.devIDModeInferred {
+		p.log.Info("devid_mode is not set and devid_ca_path is: DevID mode", "mode", rt.cfg.DevIDMode, "devid_ca_path", rt.cfg.DevIDCAPath)
+	}
 	if rt.crlURL != nil {
 		rt.crlURL.now = p.now
 	}
@@ -119,6 +123,9 @@ func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
 	}
 	if cfg.EKDenylistPath != "" {
 		rt.deny = &watched[map[string]bool]{path: cfg.EKDenylistPath, load: loadHashList}
+	}
+	if cfg.HashPath != "" {
+		rt.hashDir = &watched[map[string]bool]{path: cfg.HashPath, load: loadHashDir}
 	}
 	if cfg.DevIDCAPath != "" {
 		rt.devidBundle = &watched[*verify.Bundle]{path: cfg.DevIDCAPath, load: loadBundle}
@@ -180,6 +187,18 @@ func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
 		if v.EK.Allow, err = rt.allow.get(); err != nil {
 			return nil, fmt.Errorf("ek_allowlist_path: %w", err)
 		}
+	}
+	if rt.hashDir != nil {
+		hashes, err := rt.hashDir.get()
+		if err != nil {
+			return nil, fmt.Errorf("hash_path: %w", err)
+		}
+		if v.EK.Allow != nil {
+			// Both lists: their union, without touching the cached maps.
+			hashes = maps.Clone(hashes)
+			maps.Copy(hashes, v.EK.Allow)
+		}
+		v.EK.Allow = hashes
 	}
 	if rt.deny != nil {
 		if v.EK.Deny, err = rt.deny.get(); err != nil {

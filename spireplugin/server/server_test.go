@@ -230,7 +230,7 @@ func TestValidateNamesEveryWrongKey(t *testing.T) {
 	want := []string{
 		`unknown key "ca_pth" (line 3)`,
 		`devid_mode "tpm2" is not supported (want "ek_cert" or "devid")`,
-		`ca_path (or endorsement_ca_path) is required unless ek_allowlist_path or allow_insecure is set`,
+		`ca_path (or endorsement_ca_path) is required unless ek_allowlist_path, hash_path or allow_insecure is set`,
 		`ek_denylist_path: stat /nonexistent/deny: no such file or directory`,
 		`pcr_bank: unknown PCR bank "md5" (want sha1, sha256 or sha384)`,
 		`pcr_selection: [7 0]: list distinct PCRs in ascending order`,

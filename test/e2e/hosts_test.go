@@ -82,10 +82,25 @@ type simHost struct {
 // (such as --ecc).
 func startSimHost(t *testing.T, name string, flags ...string) *simHost {
 	t.Helper()
+	return startSimHostSeed(t, name, "", flags...)
+}
+
+// startSimHostSeed is startSimHost with the simulator's seed fixed (16 hex digits, the
+// state directory's seed file); "" draws one at random.
+func startSimHostSeed(t *testing.T, name, seed string, flags ...string) *simHost {
+	t.Helper()
 	bin := build(t)
 	dir, err := os.MkdirTemp("", "omens-"+name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if seed != "" {
+		if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "state", "seed"), []byte(seed+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h := &simHost{name: name, dir: dir, socket: filepath.Join(dir, "tpm.sock")}
 	h.cmd = exec.Command(bin.omens, append([]string{"tpm", "simulate", "--state", filepath.Join(dir, "state"), "--socket", h.socket}, flags...)...)
