@@ -117,17 +117,17 @@ type Paths struct {
 	TrustBundle           string // trust_bundle: the SPIRE server's bundle, to bootstrap agents
 	JoinTokenFile         string // join_token_file: the agent's join token, in phase join_token
 
-	EKCA           string // ek_ca: TPM manufacturer CAs (file or directory), for the server and the RA
-	StepCARoot     string // step_ca_root: step-ca's root, the DevID CA
-	StepCAConfig   string // step_ca_config: step-ca's ca.json, which holds the provisioner key
-	ProvisionerPW  string // provisioner_password_file
-	PCRPolicy      string // pcr_policy: the boot-state policy
-	RAState        string // ra_state_dir
-	RAEnv          string // ra_env: the RA's settings, for omens-ra.service
-	DevIDDir       string // devid_dir: the host's DevID certificate and key blobs
-	DevIDEnv       string // devid_env: the renewal's settings, for omens-devid-renew.service
-	TPM            string // tpm: the TPM device (or socket)
-	EventLogPath   string // event_log: the boot event log; empty leaves the plugin's default
+	EKCA          string // ek_ca: TPM manufacturer CAs (file or directory), for the server and the RA
+	StepCARoot    string // step_ca_root: step-ca's root, the DevID CA
+	StepCAConfig  string // step_ca_config: step-ca's ca.json, which holds the provisioner key
+	ProvisionerPW string // provisioner_password_file
+	PCRPolicy     string // pcr_policy: the boot-state policy
+	RAState       string // ra_state_dir
+	RAEnv         string // ra_env: the RA's settings, for omens-ra.service
+	DevIDDir      string // devid_dir: the host's DevID certificate and key blobs
+	DevIDEnv      string // devid_env: the renewal's settings, for omens-devid-renew.service
+	TPM           string // tpm: the TPM device (or socket)
+	EventLogPath  string // event_log: the boot event log; empty leaves the plugin's default
 }
 
 // pathKeys names the fields of Paths and their defaults, in the order they are listed.
@@ -492,4 +492,3 @@ func (d *decoder) phase(it *ast.ObjectItem, block, s string) (Phase, bool) {
 	d.errorf(it.Pos(), block, "phase: %q: want \"join_token\", \"ek\" or \"devid\"", s)
 	return "", false
 }
-
