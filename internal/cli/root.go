@@ -53,7 +53,7 @@ without one.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newTPMCmd(), newEKCmd(), newPCRCmd(), newDevIDCmd(), newRACmd(), newLabCmd(), newApplyCmd(), newMigrateCmd(), newEventLogCmd())
+	root.AddCommand(newTPMCmd(), newEKCmd(), newPCRCmd(), newDevIDCmd(), newRACmd(), newLabCmd(), newApplyCmd(), newMigrateCmd(), newEventLogCmd(), newConfigCmd())
 	return root
 }
 

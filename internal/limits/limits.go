@@ -82,6 +82,9 @@ var (
 	StepCAConfig = Kind{What: "a step-ca configuration", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
 	PasswordFile = Kind{What: "a password file", MaxBytes: 64 * kib}
 	RABindings   = Kind{What: "an RA bindings file", MaxBytes: 16 * mib, MaxDepth: 32, Syntax: JSON}
+	// InstalledFile is a configuration file or unit on a host, which `omens config
+	// render` compares with what it renders.
+	InstalledFile = Kind{What: "an installed configuration file", MaxBytes: 1 * mib}
 )
 
 // ErrTooLarge and ErrTooDeep match (errors.Is) the refusals of ReadFile and Check.

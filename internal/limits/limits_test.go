@@ -71,7 +71,7 @@ func TestReadFileAcceptsTheLimit(t *testing.T) {
 func TestReadFileRefusesOversize(t *testing.T) {
 	for _, k := range []limits.Kind{limits.PolicyFile, limits.PolicyState, limits.Inventory, limits.ServerConfig,
 		limits.HashList, limits.CABundle, limits.CRL, limits.DevIDMeta, limits.DevIDCert, limits.KeyBlob,
-		limits.StepCAConfig, limits.PasswordFile, limits.RABindings} {
+		limits.StepCAConfig, limits.PasswordFile, limits.RABindings, limits.InstalledFile} {
 		size := k.MaxBytes + 1
 		p := write(t, "f", nil)
 		if err := os.Truncate(p, size); err != nil { // sparse
