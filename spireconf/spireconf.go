@@ -51,7 +51,7 @@ type Plugin struct {
 // Server is a spire-server configuration.
 type Server struct {
 	// Header is written first, each line as a # comment: where the file comes from.
-	Header string
+	Header      string
 	TrustDomain string // trust_domain (required)
 	BindAddress string // bind_address
 	BindPort    int    // bind_port
@@ -79,7 +79,7 @@ type Server struct {
 // Agent is a spire-agent configuration.
 type Agent struct {
 	// Header is written first, each line as a # comment: where the file comes from.
-	Header string
+	Header          string
 	TrustDomain     string // trust_domain (required)
 	ServerAddress   string // server_address (required)
 	ServerPort      int    // server_port
