@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"omens.dev/omens/enroll"
+	"omens.dev/omens/protocol"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/spireconf"
 	"omens.dev/omens/tpmrules"
@@ -133,8 +134,8 @@ func header(inv *registry.Inventory, what string) string {
 	return fmt.Sprintf("%s.\nRendered by `omens config render` from %s: change the inventory and render again\nrather than editing this file.", what, inv.File)
 }
 
-// ServerMode returns the mode NodeAttestor "tpm" serves (protocol's "ek_cert" or
-// "devid") and whether NodeAttestor "join_token" stays, from the phases of all hosts.
+// ServerMode returns the mode NodeAttestor "tpm" serves (protocol.ModeEKCert or
+// protocol.ModeDevID) and whether NodeAttestor "join_token" stays, from the phases of all hosts.
 func ServerMode(inv *registry.Inventory) (mode string, joinToken bool, err error) {
 	var ek, devid []string
 	for _, h := range inv.Hosts {
@@ -154,25 +155,19 @@ func ServerMode(inv *registry.Inventory) (mode string, joinToken bool, err error
 		return "", false, errorf(inv, "hosts %s in phase ek and %s in phase devid: NodeAttestor \"tpm\" serves one mode at a time; put the hosts that attest with their TPM in the same phase (any host may stay on join_token)",
 			strings.Join(ek, ", "), strings.Join(devid, ", "))
 	case len(devid) > 0:
-		mode = ModeDevID
+		mode = protocol.ModeDevID
 	case len(ek) > 0:
-		mode = ModeEKCert
+		mode = protocol.ModeEKCert
 	case inv.StepCA != nil:
-		mode = ModeDevID
+		mode = protocol.ModeDevID
 	default:
-		mode = ModeEKCert
+		mode = protocol.ModeEKCert
 	}
-	if mode == ModeDevID && inv.StepCA == nil {
+	if mode == protocol.ModeDevID && inv.StepCA == nil {
 		return "", false, errorf(inv, "step_ca: missing: hosts in phase devid need the DevID CA, such as step_ca { host = \"ca\" url = \"https://ca.funlab.casa\" }")
 	}
 	return mode, joinToken, nil
 }
-
-// The modes of NodeAttestor "tpm" (devid_mode), as package protocol names them.
-const (
-	ModeEKCert = "ek_cert"
-	ModeDevID  = "devid"
-)
 
 // Server returns the SPIRE server's configuration.
 func Server(inv *registry.Inventory, opt Options) (spireconf.Server, error) {
@@ -180,6 +175,9 @@ func Server(inv *registry.Inventory, opt Options) (spireconf.Server, error) {
 		return spireconf.Server{}, errorf(inv, "spire_server: missing")
 	}
 	sh := inv.Host(inv.Server.Host)
+	if sh == nil {
+		return spireconf.Server{}, errorf(inv, "spire_server: host: %q is not a host of the inventory", inv.Server.Host)
+	}
 	p := inv.PathsOf(sh)
 	mode, joinToken, err := ServerMode(inv)
 	if err != nil {
@@ -189,7 +187,7 @@ func Server(inv *registry.Inventory, opt Options) (spireconf.Server, error) {
 		{Key: "devid_mode", Value: mode},
 		{Key: "ca_path", Value: p.EKCA},
 	}
-	if mode == ModeDevID {
+	if mode == protocol.ModeDevID {
 		data = append(data,
 			spireconf.Setting{Key: "devid_ca_path", Value: p.StepCARoot},
 			spireconf.Setting{Key: "devid_crl_url", Value: inv.StepCA.CRLURL()})

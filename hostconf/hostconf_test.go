@@ -21,6 +21,7 @@ import (
 	"omens.dev/omens/internal/engines"
 	"omens.dev/omens/internal/test/enginetest"
 	"omens.dev/omens/internal/test/spiretest"
+	"omens.dev/omens/protocol"
 	"omens.dev/omens/registry"
 	agentplugin "omens.dev/omens/spireplugin/agent"
 	srvplugin "omens.dev/omens/spireplugin/server"
@@ -188,7 +189,7 @@ func TestRenderErrors(t *testing.T) {
 	inv := tower(t)
 	inv.StepCA, inv.RA = nil, nil
 	setPhases(inv, all(registry.PhaseJoinToken))
-	if mode, jt, err := hostconf.ServerMode(inv); err != nil || mode != hostconf.ModeEKCert || !jt {
+	if mode, jt, err := hostconf.ServerMode(inv); err != nil || mode != protocol.ModeEKCert || !jt {
 		t.Errorf("ServerMode without step-ca: %s %v %v", mode, jt, err)
 	}
 }
