@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -107,6 +109,9 @@ restart spire-server or spire-agent).`,
 				}
 				tb.flush()
 				fmt.Fprintf(w, "%d of %d files written for host %s\n", differ, len(list), host)
+				if next := nextSteps(changes); next != "" {
+					fmt.Fprintln(w, "then: "+next)
+				}
 			}
 			if diff && differ > 0 {
 				msg := fmt.Sprintf("%d of %d files differ from those under %s", differ, len(list), out)
@@ -126,6 +131,51 @@ restart spire-server or spire-agent).`,
 	f.BoolVar(&diff, "diff", false, "write nothing: show what would change against the files under --out; exit status 1 when any differs")
 	jsonFlag(cmd, &asJSON)
 	return cmd
+}
+
+// services are the units that read each role's file: restarted when it changes. The
+// renewal service is a oneshot that reads its files at each run.
+var services = map[string]string{
+	hostconf.RoleServerConf: "spire-server", hostconf.RoleServerUnit: "spire-server",
+	hostconf.RoleAgentConf: "spire-agent", hostconf.RoleAgentUnit: "spire-agent",
+	hostconf.RoleRAEnv: "omens-ra", hostconf.RoleRAUnit: "omens-ra",
+}
+
+// enabled are the units to enable when they are new.
+var enabled = map[string]string{
+	hostconf.RoleServerUnit: "spire-server", hostconf.RoleAgentUnit: "spire-agent",
+	hostconf.RoleRAUnit: "omens-ra", hostconf.RoleRenewTimer: "omens-devid-renew.timer",
+}
+
+// nextSteps says what to run for the written files to take effect.
+func nextSteps(changes []hostconf.Change) string {
+	var units bool
+	var enable, restart []string
+	for _, c := range changes {
+		if c.State == hostconf.StateNew && enabled[c.Role] != "" {
+			enable = append(enable, enabled[c.Role])
+		}
+	}
+	for _, c := range changes {
+		if c.State == hostconf.StateUnchanged {
+			continue
+		}
+		units = units || strings.HasSuffix(c.Path, ".service") || strings.HasSuffix(c.Path, ".timer")
+		if s := services[c.Role]; s != "" && !slices.Contains(restart, s) && !slices.Contains(enable, s) {
+			restart = append(restart, s)
+		}
+	}
+	var steps []string
+	if units {
+		steps = append(steps, "systemctl daemon-reload")
+	}
+	if len(enable) > 0 {
+		steps = append(steps, "systemctl enable --now "+strings.Join(enable, " "))
+	}
+	if len(restart) > 0 {
+		steps = append(steps, "systemctl restart "+strings.Join(restart, " "))
+	}
+	return strings.Join(steps, "; ")
 }
 
 func printDiff(w io.Writer, changes []hostconf.Change) {

@@ -35,7 +35,7 @@ func TestConfigRender(t *testing.T) {
 	}
 	for _, want := range []string{
 		"STATE  FILE", "wrote  " + out + "/etc/spire/agent.conf ", "spire-agent.conf\n",
-		"wrote  " + out + "/lib/systemd/system/omens-devid-renew.timer ", "5 of 5 files written for host auth\n",
+		"wrote  " + out + "/lib/systemd/system/omens-devid-renew.timer ", "5 of 5 files written for host auth\nthen: systemctl daemon-reload; systemctl enable --now spire-agent omens-devid-renew.timer\n",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("render output lacks %q:\n%s", want, stdout)
