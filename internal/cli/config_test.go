@@ -84,6 +84,12 @@ func TestConfigRender(t *testing.T) {
 		t.Error("--diff wrote agent.conf")
 	}
 
+	// Written, it asks for the agent's restart only.
+	code, stdout, _ = omens(t, args...)
+	if code != 0 || !strings.HasSuffix(stdout, "1 of 5 files written for host auth\nthen: systemctl restart spire-agent\n") {
+		t.Errorf("render after the edit: exit %d\n%s", code, stdout)
+	}
+
 	code, _, stderr = omens(t, "config", "render", "--inventory", inv, "--host", "db", "--out", out, "--plugin-dir", plugins)
 	if code != 1 || stderr != "omens: hostconf: tower.hcl: host \"db\" is not in the inventory (its hosts: spire, auth, ca)\n" {
 		t.Errorf("unknown host: exit %d, %q", code, stderr)
