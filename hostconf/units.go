@@ -56,10 +56,19 @@ func command(argv ...string) string {
 // StateDirectory, which systemd creates, when it is under /var/lib; else ReadWritePaths,
 // which must exist.
 func writable(dir string) string {
+	if s := stateDirectory(dir); s != "" {
+		return s
+	}
+	return "ReadWritePaths=" + dir + "\n"
+}
+
+// stateDirectory has systemd create dir for a service, when it is under /var/lib (SPIRE
+// does not create its data_dir).
+func stateDirectory(dir string) string {
 	if rel, ok := strings.CutPrefix(dir, "/var/lib/"); ok && rel != "" {
 		return "StateDirectory=" + rel + "\nStateDirectoryMode=0700\n"
 	}
-	return "ReadWritePaths=" + dir + "\n"
+	return ""
 }
 
 // deviceAllow lets a service with a device policy reach the TPM, when it is a device.
@@ -78,7 +87,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-` + command(filepath.Join(p.SPIREBinDir, "spire-server"), "run", "-config", p.SPIREServerConf) + `Restart=on-failure
+` + command(filepath.Join(p.SPIREBinDir, "spire-server"), "run", "-config", p.SPIREServerConf) + stateDirectory(p.SPIREServerData) + `Restart=on-failure
 RestartSec=5s
 LimitNOFILE=65536
 
@@ -97,7 +106,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-` + command(filepath.Join(p.SPIREBinDir, "spire-agent"), "run", "-config", p.SPIREAgentConf) + `Restart=on-failure
+` + command(filepath.Join(p.SPIREBinDir, "spire-agent"), "run", "-config", p.SPIREAgentConf) + stateDirectory(p.SPIREAgentData) + `Restart=on-failure
 RestartSec=10s
 
 [Install]
