@@ -24,6 +24,7 @@
 //	StepCAConfig  step-ca configuration        16 MiB  32     JSON (ca.json or a JWK file)
 //	PasswordFile  password file                64 KiB  -      bytes
 //	RABindings    RA bindings file             16 MiB  32     JSON
+//	InstalledFile installed config file, unit  1 MiB   -      bytes (compared by omens config render)
 //
 // Nesting counts objects and lists ("{" and "["), not what only looks like them: for HCL
 // the count is made on the tokens of HCL's own scanner (the one its parser reads), so a
