@@ -53,8 +53,12 @@ in --plugin-dir (by default the inventory's plugin_dir, /usr/lib/omens).
 
 Each file is replaced atomically, and only when it changes. With --diff nothing is
 written: the command prints a unified diff against the files under --out and exits with
-status 1 when any differs. Reload what changed afterwards (systemctl daemon-reload, then
-restart spire-server or spire-agent).`,
+status 1 when any differs. After writing, it prints what to run for the files to take
+effect (systemctl daemon-reload, enable --now for new units, restart for changed ones).
+
+SPIRE is expected in the inventory's spire_bin_dir (/opt/spire/bin, as the plan installs
+it); the files the configurations name (the EK CA bundle, step-ca's root, the PCR policy,
+the server's trust bundle for agents, the join token) are put in place by the operator.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if invPath == "" || host == "" || out == "" {
