@@ -6,7 +6,8 @@
 // renders its own Tower through this package.
 //
 // A host's phase (registry.Phase) decides its agent's NodeAttestor: "join_token" (the
-// token read from join_token_file, so no secret is in the file), "ek" (NodeAttestor
+// token read from join_token_file, so no secret is in the file; SPIRE reads that file at
+// every start, so it stays, or gets a fresh token), "ek" (NodeAttestor
 // "tpm", EK certificate mode) or "devid" (NodeAttestor "tpm" with the DevID certificate
 // and the key's persistent handle). The phases of all hosts decide the server's:
 // NodeAttestor "join_token" is kept while any host is on a join token; NodeAttestor
