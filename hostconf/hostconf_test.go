@@ -229,6 +229,9 @@ func TestRenderValidates(t *testing.T) {
 	})
 	p.BinDir, p.PluginDir = bin, bin
 	inv.Paths = p
+	if err := os.MkdirAll(p.SPIREServerData, 0o700); err != nil { // systemd's StateDirectory
+		t.Fatal(err)
+	}
 	// The files the configurations name, as an operator puts them in place: CA bundles
 	// (a root made here stands for the manufacturers' and step-ca's), the example PCR
 	// policy, the server's bundle, a join token, a DevID certificate.
@@ -279,6 +282,9 @@ func TestRenderValidates(t *testing.T) {
 						if notes := validateTPM(t, f.Path, srvplugin.New()); len(notes) > 0 {
 							t.Errorf("%s: NodeAttestor \"tpm\" Validate: %v", f.Path, notes)
 						}
+						// And it runs: SPIRE starts the plugin binary, whose checksum
+						// matches, and the plugin's Configure accepts its data.
+						spiretest.RunServerConfig(t, f.Path, p.SPIREServerSocket)
 					case hostconf.RoleAgentConf:
 						run(t, agent, "validate", "-config", f.Path)
 						if h.Phase != registry.PhaseJoinToken {

@@ -2,13 +2,19 @@ package spiretest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"testing"
 
 	"github.com/hashicorp/hcl/hcl/ast"
 	hclparser "github.com/hashicorp/hcl/hcl/parser"
 	"github.com/hashicorp/hcl/hcl/printer"
 	"github.com/hashicorp/hcl/hcl/token"
+
+	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/proc"
 )
 
 // PluginData returns the plugin_data of plugin `typ "name"` in the SPIRE configuration
@@ -66,4 +72,27 @@ func unquote(k *ast.ObjectKey) string {
 		}
 	}
 	return k.Token.Text
+}
+
+// RunServerConfig starts spire-server with the configuration file conf (as written, say,
+// by a renderer) until its API answers on socket, then stops it: SPIRE loaded every
+// plugin (checking each plugin_checksum against its binary) and each accepted its
+// configuration. The log is shown when it fails.
+func RunServerConfig(t testing.TB, conf, socket string) {
+	t.Helper()
+	e := &engine{name: "spire-server", bin: enginePath(t, engines.SPIREServer), conf: conf,
+		logPath: filepath.Join(t.TempDir(), "spire-server.log")}
+	e.launch(t)
+	defer func() {
+		if err := e.stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	err := e.proc.WaitReady(readyTimeout, 4*pollInterval, func(ctx context.Context) error {
+		_, err := runTool(ctx, e.bin, "healthcheck", "-socketPath", socket)
+		return err
+	})
+	if err != nil {
+		t.Errorf("spiretest: spire-server run -config %s: %v\n%s", conf, err, proc.Tail(e.logPath))
+	}
 }
