@@ -8,8 +8,9 @@
 //   - lab.go: the Lab, Up, Down and Status; the simulated TPMs.
 //   - boot.go: how the hosts boot: a synthetic Secure Boot event log each (bootlog), which
 //     the simulated TPM plays and serves to the agent, and the policy's boot rules over it.
-//   - tower.go: step-ca (internal/stepcaproc), the RA, the SPIRE server and agents, their
-//     configuration rendered by spireconf with the plugins beside omens.
+//   - tower.go: step-ca (internal/stepcaproc), the RA, the SPIRE server and agents; the
+//     lab's Tower as an inventory (towerInventory: its paths, its hosts' phases), from
+//     which package hostconf renders the SPIRE configuration as for a real host.
 //   - demo.go: the demo workloads and their users.
 //   - migrate.go: the plan's migration from join tokens to the TPMs.
 //   - scenario.go and scenario_*.go: the failures `omens lab scenario` plays, one file

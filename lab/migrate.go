@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"omens.dev/omens/enroll"
+	"omens.dev/omens/hostconf"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
@@ -111,19 +113,21 @@ func (l *Lab) Migrate(ctx context.Context, report func(step string, st []HostSta
 	for _, a := range banned {
 		l.progress("banned join-token agent %s", a.ID)
 	}
+	// Every host is in phase devid now: the server's configuration, rendered again,
+	// has no NodeAttestor "join_token".
 	confPath := l.path("spire", "server.conf")
-	conf, err := os.ReadFile(confPath)
+	srv, err := hostconf.Server(l.towerInventory(p, ca), renderOptions)
 	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	want, err := srv.Render()
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if err := os.WriteFile(l.migrationFinished(), nil, 0o644); err != nil {
 		return err
 	}
-	out, found, err := registry.RemoveNodeAttestor(conf, "join_token")
-	if err != nil {
-		return err
-	}
-	if found {
-		if err := os.WriteFile(l.path("spire", "server.conf.migrated"), out, 0o644); err != nil {
-			return err
-		}
+	if have, err := os.ReadFile(confPath); err != nil || !bytes.Equal(have, want) {
 		l.progress("spire-server: restarting without NodeAttestor \"join_token\"")
 		if err := (process{name: "spire-server", dir: l.Dir}).stop(20 * time.Second); err != nil {
 			return err
@@ -134,6 +138,21 @@ func (l *Lab) Migrate(ctx context.Context, report func(step string, st []HostSta
 	}
 	report("migration finished: join_token removed", l.Status())
 	return nil
+}
+
+// migrationFinished is the file that says the migration finished: the join-token agents
+// are banned and the server runs without NodeAttestor "join_token".
+func (l *Lab) migrationFinished() string { return l.path("spire", "migration-finished") }
+
+// finishedMigration reports whether the migration finished (in a lab directory of an
+// earlier omens, server.conf.migrated says so).
+func (l *Lab) finishedMigration() bool {
+	for _, f := range []string{l.migrationFinished(), l.path("spire", "server.conf.migrated")} {
+		if _, err := os.Stat(f); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Lab) caState() (*caState, error) {

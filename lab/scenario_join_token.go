@@ -31,7 +31,7 @@ var ScenarioJoinTokenAfterMigration = Scenario{
 
 // playJoinTokenAfterMigration is ScenarioJoinTokenAfterMigration.Run.
 func playJoinTokenAfterMigration(ctx context.Context, l *Lab, out io.Writer) error {
-	if _, err := os.Stat(l.path("spire", "server.conf.migrated")); err != nil {
+	if !l.finishedMigration() {
 		return fmt.Errorf("lab: the migration is not finished: run `omens lab migrate` first")
 	}
 	old, err := os.ReadFile(l.path("hosts", "auth", "agent", "join-token"))

@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"omens.dev/omens/spireconf"
+	"omens.dev/omens/hostconf"
+	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
 
 	"omens.dev/omens/internal/engines"
@@ -174,11 +175,9 @@ func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
 	if err := l.writePolicy(); err != nil {
 		return err
 	}
-	_, err := os.Stat(filepath.Join(dir, "server.conf.migrated"))
-	joinToken := err != nil // until the migration (omens migrate finish) takes it out
-	srv, err := l.serverConfig(p, ca, joinToken)
+	srv, err := hostconf.Server(l.towerInventory(p, ca), renderOptions)
 	if err != nil {
-		return err
+		return fmt.Errorf("lab: %w", err)
 	}
 	conf, err := srv.Render()
 	if err != nil {
@@ -222,7 +221,6 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 	if err := os.WriteFile(bundle, b, 0o644); err != nil {
 		return err
 	}
-	token := ""
 	if _, err := os.Stat(filepath.Join(dir, "data", "agent_svid.der")); err != nil && !l.onTPM(host) {
 		// A new agent joins as the Tower's agents do today: with a join token, aliased to
 		// the plan's node name.
@@ -237,28 +235,26 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 		if err := json.Unmarshal(out, &tok); err != nil || tok.Value == "" {
 			return fmt.Errorf("lab: token generate answered %q", out)
 		}
-		token = tok.Value
-		// Kept to show, after the migration, that a used token is refused.
-		if err := os.WriteFile(filepath.Join(dir, "join-token"), []byte(token), 0o600); err != nil {
+		// The agent reads it from its join_token_file; kept to show, after the migration,
+		// that a used token is refused.
+		if err := os.WriteFile(filepath.Join(dir, "join-token"), []byte(tok.Value), 0o600); err != nil {
 			return err
 		}
 	}
-	attestor, err := l.agentAttestor(host)
+	ca, err := l.caState()
 	if err != nil {
 		return err
 	}
-	conf, err := spireconf.Agent{
-		TrustDomain: TrustDomain, ServerAddress: "127.0.0.1", ServerPort: p.SPIRE,
-		DataDir: filepath.Join(dir, "data"), LogLevel: "INFO",
-		SocketPath: l.AgentSocket(host), AdminSocketPath: filepath.Join(dir, "private", "admin.sock"),
-		TrustBundlePath: bundle, JoinToken: token, SyncInterval: time.Second,
-		Plugins: []spireconf.Plugin{attestor, spireconf.AgentDiskKeyManager(filepath.Join(dir, "data")), spireconf.UnixWorkloadAttestor()},
-	}.Render()
+	agent, err := hostconf.Agent(l.towerInventory(p, ca), host, renderOptions)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	conf, err := agent.Render()
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
 	confPath := filepath.Join(dir, "agent.conf")
-	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		return err
 	}
 	return l.ensure(ctx, proc, []string{agentBin, "run", "-config", confPath},
@@ -331,72 +327,52 @@ func (l *Lab) DevIDDir(host string) string { return l.path("hosts", host, "devid
 // DevIDHandle is where each host persists its DevID key: the plan's handle.
 var DevIDHandle = tpmrules.FormatHandle(tpmrules.PlanDevIDHandle)
 
-// agentAttestor is host's NodeAttestor: join_token until the migration moves it to its
-// TPM, then "tpm" in DevID mode.
-func (l *Lab) agentAttestor(host string) (spireconf.Plugin, error) {
-	if !l.onTPM(host) {
-		return spireconf.JoinToken(), nil
-	}
-	return l.tpmPlugin(AgentPlugin, []spireconf.Setting{
-		{Key: "tpm_path", Value: l.TPMSocket(host)},
-		{Key: "devid_cert_path", Value: filepath.Join(l.DevIDDir(host), "devid.crt")},
-		{Key: "devid_priv_path", Value: DevIDHandle},
-		{Key: "event_log_path", Value: l.EventLogPath(host)},
-		{Key: "pcr_bank", Value: tpmrules.DefaultPCRBank},
-		{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
-	})
-}
-
-// serverConfig is the SPIRE server's configuration; joinToken keeps NodeAttestor
-// "join_token", which the migration removes.
-func (l *Lab) serverConfig(p *ports, ca *caState, joinToken bool) (spireconf.Server, error) {
-	dir := l.path("spire")
-	tpm, err := l.tpmPlugin(ServerPlugin, []spireconf.Setting{
-		{Key: "devid_mode", Value: "devid"},
-		{Key: "endorsement_ca_path", Value: l.path("ek-ca.pem")},
-		{Key: "devid_ca_path", Value: ca.RootPath},
-		{Key: "devid_crl_url", Value: ca.URL + "/1.0/crl"},
-		{Key: "pcr_bank", Value: tpmrules.DefaultPCRBank},
-		{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
-		{Key: "pcr_policy_path", Value: l.PolicyPath()},
-		// The policy's boot rules reason over the replayed log: an agent must send it.
-		{Key: "event_log", Value: "require"},
-	})
-	if err != nil {
-		return spireconf.Server{}, err
-	}
-	conf := spireconf.Server{
-		TrustDomain: TrustDomain, BindAddress: "127.0.0.1", BindPort: p.SPIRE,
-		SocketPath: l.ServerSocket(), DataDir: filepath.Join(dir, "data"), LogLevel: "INFO",
-		// Agents re-attest (a fresh quote of their boot state) at half their SVID's life.
-		AgentTTL:            2 * time.Minute,
-		CacheReloadInterval: time.Second,
-		Plugins: []spireconf.Plugin{
-			spireconf.SQLite(filepath.Join(dir, "data", "datastore.sqlite3")),
-			spireconf.ServerDiskKeyManager(filepath.Join(dir, "data", "keys.json")),
-			tpm,
-		},
-	}
-	if joinToken {
-		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
-	}
-	return conf, nil
-}
-
 // The SPIRE plugins that ship beside omens.
 const (
-	ServerPlugin = "omens-attestor-server"
-	AgentPlugin  = "omens-attestor-agent"
+	ServerPlugin = hostconf.ServerPlugin
+	AgentPlugin  = hostconf.AgentPlugin
 )
 
-// tpmPlugin is NodeAttestor "tpm" run from the plugin binary name beside omens, its
-// checksum pinned.
-func (l *Lab) tpmPlugin(name string, data []spireconf.Setting) (spireconf.Plugin, error) {
-	sum, err := spireconf.Checksum(l.sibling(name))
-	if err != nil {
-		return spireconf.Plugin{}, fmt.Errorf("lab: %w", err)
+// renderOptions are the lab's: new entries reach agents within a second.
+var renderOptions = hostconf.Options{SyncInterval: time.Second}
+
+// towerInventory is the lab's Tower as `omens config render` reads an inventory, so that
+// the lab's SPIRE configuration comes from the same renderer as a real host's: the
+// server on loopback, step-ca and the RA on the lab's ports, every path in the lab
+// directory, the plugins beside omens, and each host's phase as the migration moves it
+// (join_token, then devid). Its agents re-attest (a fresh quote of their boot state)
+// every minute, at half their 2-minute SVIDs, and the server requires the boot event log
+// that the policy's boot rules reason over.
+func (l *Lab) towerInventory(p *ports, ca *caState) *registry.Inventory {
+	spireBin, _ := engines.Path(engines.SPIREServer)
+	inv := &registry.Inventory{
+		File: "the lab's inventory", TrustDomain: TrustDomain,
+		Server: &registry.SPIREServer{Host: "spire", Address: "127.0.0.1", Port: p.SPIRE, BindAddress: "127.0.0.1",
+			AgentTTL: 2 * time.Minute, EventLog: "require"},
+		StepCA: &registry.StepCA{Host: "ca", URL: ca.URL, Provisioner: ca.Provisioner},
+		RA:     &registry.RA{Host: "ca", URL: fmt.Sprintf("https://127.0.0.1:%d", p.RA)},
+		Paths: registry.Paths{
+			BinDir: filepath.Dir(l.Omens), PluginDir: filepath.Dir(l.Omens), SPIREBinDir: filepath.Dir(spireBin),
+			SPIREServerConf: l.path("spire", "server.conf"), SPIREServerData: l.path("spire", "data"), SPIREServerSocket: l.ServerSocket(),
+			EKCA: l.path("ek-ca.pem"), StepCARoot: ca.RootPath, StepCAConfig: ca.CAConfig, ProvisionerPW: ca.ProvisionerPasswordFile,
+			PCRPolicy: l.PolicyPath(), RAState: l.path("ra"),
+		},
 	}
-	return spireconf.Plugin{Type: "NodeAttestor", Name: "tpm", Cmd: l.sibling(name), Checksum: sum, Data: data}, nil
+	for _, h := range Hosts {
+		dir := l.path("hosts", h, "agent")
+		phase := registry.PhaseJoinToken
+		if l.onTPM(h) {
+			phase = registry.PhaseDevID
+		}
+		inv.Hosts = append(inv.Hosts, registry.Host{Name: h, DevIDSubject: h + "." + TrustDomain, Phase: phase,
+			DevIDHandle: DevIDHandle, Paths: registry.Paths{
+				SPIREAgentConf: filepath.Join(dir, "agent.conf"), SPIREAgentData: filepath.Join(dir, "data"),
+				SPIREAgentSocket: l.AgentSocket(h), SPIREAgentAdminSocket: filepath.Join(dir, "private", "admin.sock"),
+				TrustBundle: filepath.Join(dir, "bundle.pem"), JoinTokenFile: filepath.Join(dir, "join-token"),
+				DevIDDir: l.DevIDDir(h), TPM: l.TPMSocket(h), EventLogPath: l.EventLogPath(h),
+			}})
+	}
+	return inv
 }
 
 // checkSiblings fails, naming the binary and what builds it, unless the binaries that

@@ -37,6 +37,37 @@
 // workload's spiffe_id is in the trust domain. Every error names the file, the line and
 // the key.
 //
+// # Rendering a host's configuration
+//
+// The same file tells `omens config render` (package hostconf) what each host runs.
+// These blocks are optional when parsing: an inventory without them is still one for
+// omens apply, and a rendering that needs a missing one says which.
+//
+//	spire_server {
+//	  host         = "spire"              # the host that runs it
+//	  address      = "spire.funlab.casa"  # what agents dial
+//	  port         = 8081                 # the default
+//	  bind_address = "0.0.0.0"            # the default
+//	  agent_ttl    = "1h"                 # optional: SPIRE's agent_ttl
+//	  event_log    = "verify"             # optional: NodeAttestor "tpm"'s event_log
+//	}
+//	step_ca {
+//	  host        = "ca"
+//	  url         = "https://ca.funlab.casa"   # its CRL is at URL/1.0/crl
+//	  provisioner = "tower-of-omens"           # the default
+//	}
+//	ra {
+//	  host   = "ca"                            # step-ca's host: the RA reads its ca.json
+//	  url    = "https://ca.funlab.casa:8443"   # where devices enroll
+//	  listen = ":8443"                         # the default: all addresses, URL's port
+//	}
+//	paths { ... }                              # see Paths and DefaultPaths
+//
+// A host block adds phase ("join_token", "ek" or "devid": the NodeAttestor its agent
+// attests with), devid_handle (its DevID key's persistent handle, "0x81010002" by
+// default) and a paths block of its own, over the top-level one. Paths are absolute and
+// hold no spaces, quotes, backslashes, % or $ (they go into systemd units as they are).
+//
 // # Managed entries
 //
 // The entries that omens creates carry a hint (the entry field that SPIRE hands to

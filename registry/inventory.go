@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"omens.dev/omens/internal/limits"
+	"omens.dev/omens/tpmrules"
 )
 
 // Inventory is the trust domain, hosts and workloads an inventory file names (see the
@@ -23,6 +24,13 @@ type Inventory struct {
 	TrustDomain string // such as "funlab.casa"
 	Hosts       []Host
 	Workloads   []Workload
+
+	// What `omens config render` needs (package hostconf); nil or empty when the file
+	// does not say.
+	Server *SPIREServer // the spire_server block
+	RA     *RA          // the ra block
+	StepCA *StepCA      // the step_ca block
+	Paths  Paths        // the top-level paths block, as written (see PathsOf)
 }
 
 // Host is a host "NAME" block: a machine whose SPIRE agent attests with its TPM.
@@ -31,7 +39,14 @@ type Host struct {
 	EKHash       string // lower-case hex SHA-256 of the EK public key (PKIX DER), or ""
 	DevIDSubject string // common name of the host's DevID certificate, or ""
 	PCRPolicy    string // PCR policy group, or ""
-	Line         int
+	// Phase is the NodeAttestor its agent attests with; "" when the file does not say.
+	Phase Phase
+	// DevIDHandle is the persistent handle of its DevID key, or "" for the plan's
+	// (DevIDHandleOf).
+	DevIDHandle string
+	// Paths are its own paths block, as written (see Inventory.PathsOf).
+	Paths Paths
+	Line  int
 }
 
 // Workload is a workload "NAME" block: a process on a host and the SPIFFE ID it gets.
@@ -136,6 +151,18 @@ func ParseInventory(name string, src []byte) (*Inventory, error) {
 	d := &decoder{file: name}
 	inv := &Inventory{File: name}
 	tdSeen := false
+	seen := map[string]int{}
+	for _, item := range root.Items {
+		key := keyName(item.Keys[0])
+		switch key {
+		case "spire_server", "ra", "step_ca", "paths":
+			if line, dup := seen[key]; dup {
+				d.errorf(item.Pos(), "", "%s: set twice (first at line %d)", key, line)
+				continue
+			}
+			seen[key] = item.Pos().Line
+		}
+	}
 	for _, item := range root.Items {
 		key := keyName(item.Keys[0])
 		switch key {
@@ -163,8 +190,28 @@ func ParseInventory(name string, src []byte) (*Inventory, error) {
 			if w, ok := d.workload(item); ok {
 				inv.Workloads = append(inv.Workloads, w)
 			}
+		case "spire_server", "ra", "step_ca", "paths":
+			if seen[key] != item.Pos().Line {
+				continue // set twice, said above
+			}
+			switch key {
+			case "spire_server":
+				if s, ok := d.spireServer(item); ok {
+					inv.Server = s
+				}
+			case "ra":
+				if r, ok := d.ra(item); ok {
+					inv.RA = r
+				}
+			case "step_ca":
+				if s, ok := d.stepCA(item); ok {
+					inv.StepCA = s
+				}
+			case "paths":
+				d.paths(item, "", &inv.Paths)
+			}
 		default:
-			d.errorf(item.Pos(), "", "unknown key %q (want trust_domain, host or workload)", key)
+			d.errorf(item.Pos(), "", "unknown key %q (want trust_domain, host, workload, spire_server, ra, step_ca or paths)", key)
 		}
 	}
 	if !tdSeen {
@@ -283,7 +330,11 @@ func (d *decoder) host(item *ast.ObjectItem) (Host, bool) {
 	h := Host{Name: name, Line: item.Pos().Line}
 	block := fmt.Sprintf("host %q", name)
 	good := true
-	d.fields(body, block, []string{"ek_hash", "devid_subject", "pcr_policy"}, func(key string, it *ast.ObjectItem) {
+	d.fields(body, block, []string{"ek_hash", "devid_subject", "pcr_policy", "phase", "devid_handle", "paths"}, func(key string, it *ast.ObjectItem) {
+		if key == "paths" {
+			good = d.paths(it, block, &h.Paths) && good
+			return
+		}
 		s, ok := d.str(it, block)
 		if !ok {
 			good = false
@@ -306,6 +357,16 @@ func (d *decoder) host(item *ast.ObjectItem) (Host, bool) {
 				return
 			}
 			h.PCRPolicy = s
+		case "phase":
+			p, ok := d.phase(it, block, s)
+			h.Phase, good = p, good && ok
+		case "devid_handle":
+			if _, err := tpmrules.ParsePersistentHandle(s); err != nil {
+				d.errorf(it.Pos(), block, "devid_handle: %v", err)
+				good = false
+				return
+			}
+			h.DevIDHandle = s
 		}
 	})
 	if good && h.EKHash == "" && h.DevIDSubject == "" {
@@ -386,6 +447,7 @@ func (d *decoder) crossCheck(inv *Inventory) {
 		}
 		hosts[h.Name] = h.Line
 	}
+	d.crossCheckDeploy(inv, hosts)
 	workloads := map[string]int{}
 	ids := map[[2]string]string{}
 	for _, w := range inv.Workloads {

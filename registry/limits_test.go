@@ -3,6 +3,7 @@ package registry_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -73,6 +74,10 @@ func FuzzParseInventory(f *testing.F) {
 	f.Add([]byte("trust_domain = \"funlab.casa\"\nhost \"a\" {\n  devid_subject = \"x\"\n}\n"))
 	f.Add([]byte("trust_domain = \"funlab.casa\"\nhost \"a\" " + strings.Repeat("{", 40)))
 	f.Add([]byte("# {{{\ntrust_domain = \"funlab.casa\" /* [[ */\n"))
+	if b, err := os.ReadFile("../examples/tower.hcl"); err == nil {
+		f.Add(b) // the deploy blocks, paths and phases
+	}
+	f.Add([]byte("trust_domain = \"funlab.casa\"\nhost \"a\" {\n  devid_subject = \"x\"\n  phase = \"ek\"\n  paths {\n    tpm = \"/dev/tpm0\"\n  }\n}\nspire_server {\n  host = \"a\"\n  address = \"a\"\n  port = 1\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		inv, err := registry.ParseInventory("f.hcl", src)
 		if err != nil {
@@ -96,6 +101,20 @@ func FuzzParseInventory(f *testing.F) {
 			if inv.Host(w.Host) == nil {
 				t.Fatalf("workload %q on unknown host %q", w.Name, w.Host)
 			}
+		}
+		if s := inv.Server; s != nil && (inv.Host(s.Host) == nil || s.Address == "" || s.Port < 1 || s.Port > 65535) {
+			t.Fatalf("accepted spire_server %+v", s)
+		}
+		if r := inv.RA; r != nil && (inv.StepCA == nil || r.Host != inv.StepCA.Host || inv.Host(r.Host) == nil || r.Name() == "") {
+			t.Fatalf("accepted ra %+v beside step_ca %+v", r, inv.StepCA)
+		}
+		for _, h := range inv.Hosts {
+			p := inv.PathsOf(&h)
+			p.Each(func(key string, v *string) {
+				if *v != "" && (!filepath.IsAbs(*v) || strings.ContainsAny(*v, " \n\"%$")) {
+					t.Fatalf("host %q: accepted path %s = %q", h.Name, key, *v)
+				}
+			})
 		}
 	})
 }

@@ -37,10 +37,11 @@ ldflags="-buildid= -X omens.dev/omens/internal/version.Version=$VERSION -X omens
 GOOS=linux GOARCH=amd64 $GO build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$stage/bin/" \
 	./cmd/omens ./cmd/omens-attestor-server ./cmd/omens-attestor-agent ./cmd/omens-demo
 cp deploy/systemd/* "$stage/systemd/"
-cp examples/* "$stage/examples/"
+cp -R examples/. "$stage/examples/"
 cp README.md "$stage/"
-chmod 0755 "$stage" "$stage"/bin "$stage"/systemd "$stage"/examples "$stage"/bin/*
-chmod 0644 "$stage"/systemd/* "$stage"/examples/* "$stage"/README.md
+find "$stage" -type d -exec chmod 0755 {} +
+find "$stage" -type f -exec chmod 0644 {} +
+chmod 0755 "$stage"/bin/*
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 rm -f dist/omens_*

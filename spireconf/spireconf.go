@@ -50,6 +50,8 @@ type Plugin struct {
 
 // Server is a spire-server configuration.
 type Server struct {
+	// Header is written first, each line as a # comment: where the file comes from.
+	Header      string
 	TrustDomain string // trust_domain (required)
 	BindAddress string // bind_address
 	BindPort    int    // bind_port
@@ -76,6 +78,8 @@ type Server struct {
 
 // Agent is a spire-agent configuration.
 type Agent struct {
+	// Header is written first, each line as a # comment: where the file comes from.
+	Header          string
 	TrustDomain     string // trust_domain (required)
 	ServerAddress   string // server_address (required)
 	ServerPort      int    // server_port
@@ -86,6 +90,9 @@ type Agent struct {
 	LogLevel        string // log_level
 	// JoinToken is join_token, for NodeAttestor "join_token".
 	JoinToken string
+	// JoinTokenFile is join_token_file: the file the agent reads its join token from,
+	// so that the configuration holds no secret.
+	JoinTokenFile string
 	// NoRetryBootstrap writes retry_bootstrap = false: the agent exits at the first
 	// rejected attestation instead of retrying.
 	NoRetryBootstrap bool
@@ -158,7 +165,7 @@ func (s Server) Render() ([]byte, error) {
 	if s.CacheReloadInterval != 0 {
 		body = append(body, Setting{"experimental", []Setting{{"cache_reload_interval", s.CacheReloadInterval}}})
 	}
-	return render("server", append(body, s.Extra...), s.Plugins)
+	return render(s.Header, "server", append(body, s.Extra...), s.Plugins)
 }
 
 // Render returns the agent configuration file.
@@ -178,13 +185,14 @@ func (a Agent) Render() ([]byte, error) {
 	body = appendString(body, "trust_bundle_path", a.TrustBundlePath)
 	body = appendString(body, "trust_domain", a.TrustDomain)
 	body = appendString(body, "join_token", a.JoinToken)
+	body = appendString(body, "join_token_file", a.JoinTokenFile)
 	if a.NoRetryBootstrap {
 		body = append(body, Setting{"retry_bootstrap", false})
 	}
 	if a.SyncInterval != 0 {
 		body = append(body, Setting{"experimental", []Setting{{"sync_interval", a.SyncInterval}}})
 	}
-	return render("agent", append(body, a.Extra...), a.Plugins)
+	return render(a.Header, "agent", append(body, a.Extra...), a.Plugins)
 }
 
 func appendString(s []Setting, key, v string) []Setting {
@@ -201,9 +209,14 @@ func appendDuration(s []Setting, key string, d time.Duration) []Setting {
 	return append(s, Setting{key, d})
 }
 
-// render writes the main block named section, then the plugins section.
-func render(section string, body []Setting, plugins []Plugin) ([]byte, error) {
+// render writes the header, the main block named section, then the plugins section.
+func render(header, section string, body []Setting, plugins []Plugin) ([]byte, error) {
 	w := &writer{}
+	if header != "" {
+		for _, l := range strings.Split(strings.TrimRight(header, "\n"), "\n") {
+			w.line(0, strings.TrimRight("# "+l, " "))
+		}
+	}
 	w.block(0, section, body)
 	w.line(0, "plugins {")
 	for _, p := range plugins {

@@ -237,3 +237,21 @@ func TestSPIREValidates(t *testing.T) {
 		t.Logf("%s validate: %s", filepath.Base(c.bin), strings.TrimSpace(string(out)))
 	}
 }
+
+// A header comes out as comment lines above the agent block; join_token_file keeps the
+// token out of the file.
+func TestHeaderAndJoinTokenFile(t *testing.T) {
+	b, err := spireconf.Agent{
+		Header:      "Rendered for host auth.\n\nEdit the inventory.",
+		TrustDomain: "funlab.casa", ServerAddress: "spire", DataDir: "/d", JoinTokenFile: "/etc/spire/join-token",
+		Plugins: []spireconf.Plugin{spireconf.JoinToken()},
+	}.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# Rendered for host auth.\n#\n# Edit the inventory.\nagent {\n    data_dir = \"/d\"\n    server_address = \"spire\"\n    trust_domain = \"funlab.casa\"\n    join_token_file = \"/etc/spire/join-token\"\n}\n" +
+		"plugins {\n    NodeAttestor \"join_token\" {\n        plugin_data {}\n    }\n}\n"
+	if string(b) != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b, want)
+	}
+}

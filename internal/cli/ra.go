@@ -83,7 +83,11 @@ A refused client gets only the failed check, a request id and a fixed sentence; 
 detail is logged, one decision per line, under that request id (request_id=...). Open
 enrollments are bounded: one per EK (a new begin replaces the old one), 16 per client
 address (an IPv6 client: its /64) and 30 requests a minute per address (check
-rate_limit, HTTP 429), 1024 in all (the oldest is dropped).`,
+rate_limit, HTTP 429), 1024 in all (the oldest is dropped).
+
+On a host, omens-ra.service runs it: omens config render writes the unit (its paths as
+these flags) and /etc/omens/ra.env (the listen address, name, step-ca's URL and
+provisioner, from the inventory's ra and step_ca blocks).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA} {

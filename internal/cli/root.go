@@ -70,6 +70,7 @@ without one.`,
 		newEventLogCmd(),
 		newSVIDCmd(),
 		newDoctorCmd(),
+		newConfigCmd(),
 	)
 	return root
 }

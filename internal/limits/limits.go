@@ -28,6 +28,7 @@
 //	PIDFile       pid file of a process        4 KiB   -      one number
 //	AgentConfig   SPIRE agent configuration    1 MiB   32     HCL or JSON
 //	LUKS2Meta     LUKS2 metadata               4 MiB   32     JSON (cryptsetup luksDump --dump-json-metadata)
+//	InstalledFile installed config file, unit  1 MiB   -      bytes (compared by omens config render)
 //
 // A directory of EK hashes (the server's hash_path, one empty file per hash) is read up to
 // HashDirEntries entries, as many as a HashList holds.
@@ -93,6 +94,9 @@ var (
 	PIDFile      = Kind{What: "a pid file", MaxBytes: 4 * kib}
 	AgentConfig  = Kind{What: "a SPIRE agent configuration", MaxBytes: 1 * mib, MaxDepth: 32, Syntax: HCLOrJSON}
 	LUKS2Meta    = Kind{What: "LUKS2 metadata", MaxBytes: 4 * mib, MaxDepth: 32, Syntax: JSON}
+	// InstalledFile is a configuration file or unit on a host, which `omens config
+	// render` compares with what it renders.
+	InstalledFile = Kind{What: "an installed configuration file", MaxBytes: 1 * mib}
 )
 
 // HashDirEntries caps the entries of a hash directory (spire-tpm-plugin's hash_path: one
