@@ -43,7 +43,7 @@ for f in /usr/bin/omens /usr/bin/omens-demo /usr/lib/omens/omens-attestor-server
 	/lib/systemd/system/omens-devid-renew.service /lib/systemd/system/omens-devid-renew.timer \
 	/lib/systemd/system/omens-ra.service /lib/systemd/system/spire-server.service /lib/systemd/system/spire-agent.service \
 	/usr/share/doc/omens/README.md /usr/share/doc/omens/examples/tower.hcl \
-	/usr/share/doc/omens/examples/rendered/spire/spire-server.conf; do
+	/usr/share/doc/omens/examples/rendered/spire/etc/spire/server.conf; do
 	[[ -e "$f" ]] || fail "$f is not installed by the package"
 done
 
