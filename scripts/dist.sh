@@ -50,7 +50,7 @@ tar --sort=name --format=gnu --owner=0 --group=0 --numeric-owner --mtime="@$SOUR
 
 # nfpm runs as a Go tool of its own module, so tools/go.mod (the engines' stamp) is
 # untouched; deploy/nfpm.yaml names the version and directories as ${OMENS_*}.
-sed -e "s|\${OMENS_VERSION}|$VERSION|g" -e "s|\${OMENS_BIN}|$stage/bin|g" -e "s|\${OMENS_SRC}|$src|g" \
+sed -e "s|\${OMENS_VERSION}|$VERSION|g" -e "s|\${OMENS_BIN}|$stage/bin|g" -e "s|\${OMENS_SRC}|$src|g" -e "s|\${OMENS_STAGE}|$stage|g" \
 	deploy/nfpm.yaml >"$work/nfpm.yaml"
 $GO -C tools/nfpm tool nfpm package --config "$work/nfpm.yaml" --packager deb --target "$src/dist/" >"$work/nfpm.log" ||
 	{ cat "$work/nfpm.log" >&2; exit 1; }
