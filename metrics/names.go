@@ -62,7 +62,7 @@ const (
 	RAEnrollments = "omens_ra_enrollments_total"
 	// RARenewals counts enrollments of a host that already held a DevID certificate.
 	RARenewals = "omens_ra_renewals_total"
-	// RARevocations counts revocations (superseded, decommissioned, unrecorded), by
+	// RARevocations counts the revocations the RA makes (superseded, unrecorded), by
 	// LabelResult and LabelReason.
 	RARevocations = "omens_ra_revocations_total"
 	// RARequests counts every request to the enrollment endpoints, by LabelResult and
@@ -92,7 +92,8 @@ const (
 	LabelStage = "stage"
 	// LabelOp: "sign", "revoke", "crl", "health".
 	LabelOp = "op"
-	// LabelReason: "superseded", "decommissioned", "unrecorded".
+	// LabelReason: "superseded" (after a renewal's grace), "unrecorded" (a certificate the RA
+	// could not record).
 	LabelReason = "reason"
 	// LabelPath: the RA endpoint, "begin" or "finish".
 	LabelPath = "path"

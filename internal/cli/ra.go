@@ -59,6 +59,7 @@ func readPool(path string) (*x509.CertPool, error) {
 func newRAServeCmd() *cobra.Command {
 	var o struct {
 		listen, name, state, ekCA string
+		metricsListen             string
 		lifetime, grace           time.Duration
 	}
 	var ca caFlags
@@ -83,7 +84,11 @@ A refused client gets only the failed check, a request id and a fixed sentence; 
 detail is logged, one decision per line, under that request id (request_id=...). Open
 enrollments are bounded: one per EK (a new begin replaces the old one), 16 per client
 address (an IPv6 client: its /64) and 30 requests a minute per address (check
-rate_limit, HTTP 429), 1024 in all (the oldest is dropped).`,
+rate_limit, HTTP 429), 1024 in all (the oldest is dropped).
+
+With --metrics-listen the RA serves GET /metrics for Prometheus on that address, over
+plain HTTP (keep it on loopback or a monitoring network): requests, enrollments and
+renewals by result and check, revocations, step-ca's latency and errors (docs/metrics.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA} {
@@ -103,7 +108,8 @@ rate_limit, HTTP 429), 1024 in all (the oldest is dropped).`,
 			return ra.Serve(ctx, ra.ServeConfig{
 				Listen: o.listen, Name: o.name, StateDir: o.state, EKCAPath: o.ekCA,
 				StepCA: client, Lifetime: o.lifetime, SupersedeGrace: o.grace,
-				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+				MetricsListen: o.metricsListen,
+				Log:           slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 				Ready: func(addr string) {
 					fmt.Fprintf(cmd.OutOrStdout(), "RA serving on https://%s (state %s)\n", addr, o.state)
 				},
@@ -115,6 +121,7 @@ rate_limit, HTTP 429), 1024 in all (the oldest is dropped).`,
 	f.StringVar(&o.name, "name", "ra.funlab.casa", "the RA's DNS name in its TLS certificate")
 	f.StringVar(&o.state, "state", "", "directory for the host bindings and the pending queue")
 	f.StringVar(&o.ekCA, "ek-ca", "", "TPM manufacturer CA bundle for EK certificates (file or directory)")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "address to serve GET /metrics on, over plain HTTP, such as 127.0.0.1:9465 (empty: no metrics)")
 	ca.add(cmd)
 	f.DurationVar(&o.lifetime, "lifetime", 2160*time.Hour, "DevID certificate lifetime")
 	f.DurationVar(&o.grace, "supersede-grace", ra.DefaultSupersedeGrace, "how long a host's previous DevID certificate stays valid after a renewal, before the RA revokes it (reason superseded)")
