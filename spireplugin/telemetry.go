@@ -88,6 +88,15 @@ func (t *Telemetry) Count(key string, ls ...Label) {
 	})
 }
 
+// Zero creates counter key at zero, so that its first increase is one Prometheus sees
+// (a series that appears at 1 has no increase to compute).
+func (t *Telemetry) Zero(key string, ls ...Label) {
+	t.call(key, func(ctx context.Context, c metricsv1.MetricsClient) error {
+		_, err := c.IncrCounter(ctx, &metricsv1.IncrCounterRequest{Key: []string{key}, Val: 0, Labels: labels(ls)})
+		return err
+	})
+}
+
 // Gauge sets gauge key to v.
 func (t *Telemetry) Gauge(key string, v float64, ls ...Label) {
 	t.call(key, func(ctx context.Context, c metricsv1.MetricsClient) error {

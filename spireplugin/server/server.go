@@ -98,6 +98,8 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 	if rt.cfg.DevIDMode == protocol.ModeDevID && rt.crlFile == nil && rt.crlURL == nil {
 		p.log.Warn("DevID mode without devid_crl_path or devid_crl_url: revoked DevID certificates are accepted until they expire", "mode", rt.cfg.DevIDMode)
 	}
+	// Before the first attestation: the counters at zero (telemetry.go).
+	p.zeroCounters(rt)
 	ctx, stop := context.WithCancel(context.Background())
 	p.mu.Lock()
 	p.rt = rt

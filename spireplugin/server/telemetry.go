@@ -7,11 +7,13 @@ package server
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
 	"omens.dev/omens/metrics"
 	"omens.dev/omens/spireplugin"
+	"omens.dev/omens/verify"
 )
 
 // reportInterval is how often the gauges are refreshed.
@@ -50,6 +52,24 @@ func (p *Plugin) countDecision(rt *runtime, a audit, start time.Time, err error)
 		p.expiry.seen(r.EKHash, ek, devid, p.now())
 		p.reportExpiry()
 	}
+}
+
+// serverChecks are the checks the plugin names besides the verifier's (verify.Checks):
+// the PCR policy's refusal, a configuration that cannot be loaded, and an error that is
+// no check's.
+var serverChecks = []string{"pcr_policy", "configuration", "internal"}
+
+// zeroCounters creates the attestation counters of this mode at zero, one per check, so
+// that an alert on their increase sees the first rejection.
+func (p *Plugin) zeroCounters(rt *runtime) {
+	mode := spireplugin.Label{Name: metrics.LabelMode, Value: rt.cfg.DevIDMode}
+	p.tel.Zero(metrics.Attestation, spireplugin.Label{Name: metrics.LabelResult, Value: metrics.ResultAccepted},
+		spireplugin.Label{Name: metrics.LabelCheck, Value: metrics.CheckNone}, mode)
+	for _, c := range append(slices.Clone(verify.Checks), serverChecks...) {
+		p.tel.Zero(metrics.Attestation, spireplugin.Label{Name: metrics.LabelResult, Value: metrics.ResultRejected},
+			spireplugin.Label{Name: metrics.LabelCheck, Value: c}, mode)
+	}
+	p.tel.Zero(metrics.BootStatePinned)
 }
 
 // reportLoop refreshes the gauges until ctx ends (a new Configure).
