@@ -106,7 +106,7 @@ func (l *Lab) upTower(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return l.upPrometheus(ctx) // prometheus.go
 }
 
 func (l *Lab) upStepCA(ctx context.Context, p *ports) (*caState, error) {
@@ -156,7 +156,11 @@ func (l *Lab) writeEKBundle() error {
 
 func (l *Lab) upRA(ctx context.Context, p *ports, ca *caState) error {
 	url := fmt.Sprintf("https://127.0.0.1:%d", p.RA)
-	return l.ensure(ctx, process{name: "ra", dir: l.Dir}, []string{l.Omens, "ra", "serve",
+	metrics, err := l.raMetricsListen()
+	if err != nil {
+		return err
+	}
+	return l.ensure(ctx, process{name: "ra", dir: l.Dir}, []string{l.Omens, "ra", "serve", "--metrics-listen", metrics,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", p.RA), "--name", "ca.funlab.casa", "--state", l.path("ra"),
 		"--ek-ca", l.path("ek-ca.pem"), "--ca-url", ca.URL, "--ca-root", ca.RootPath, "--ca-config", ca.CAConfig,
 		"--provisioner", ca.Provisioner, "--provisioner-password-file", ca.ProvisionerPasswordFile},
@@ -247,12 +251,17 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 	if err != nil {
 		return err
 	}
+	telemetry, err := l.agentTelemetry(host)
+	if err != nil {
+		return err
+	}
 	conf, err := spireconf.Agent{
 		TrustDomain: TrustDomain, ServerAddress: "127.0.0.1", ServerPort: p.SPIRE,
 		DataDir: filepath.Join(dir, "data"), LogLevel: "INFO",
 		SocketPath: l.AgentSocket(host), AdminSocketPath: filepath.Join(dir, "private", "admin.sock"),
 		TrustBundlePath: bundle, JoinToken: token, SyncInterval: time.Second,
-		Plugins: []spireconf.Plugin{attestor, spireconf.AgentDiskKeyManager(filepath.Join(dir, "data")), spireconf.UnixWorkloadAttestor()},
+		Plugins:   []spireconf.Plugin{attestor, spireconf.AgentDiskKeyManager(filepath.Join(dir, "data")), spireconf.UnixWorkloadAttestor()},
+		Telemetry: telemetry,
 	}.Render()
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
@@ -316,6 +325,7 @@ func towerProcesses(dir string) []process {
 	for _, w := range Workloads {
 		demos = append(demos, w.process(dir))
 	}
+	demos = append([]process{{name: "prometheus", dir: dir}}, demos...)
 	return append(demos, append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})...)
 }
 
@@ -379,6 +389,9 @@ func (l *Lab) serverConfig(p *ports, ca *caState, joinToken bool) (spireconf.Ser
 	}
 	if joinToken {
 		conf.Plugins = append(conf.Plugins, spireconf.JoinToken())
+	}
+	if conf.Telemetry, err = l.serverTelemetry(); err != nil {
+		return spireconf.Server{}, err
 	}
 	return conf, nil
 }
