@@ -29,8 +29,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"omens.dev/omens/policy"
-	"omens.dev/omens/spireplugin"
 	"omens.dev/omens/protocol"
+	"omens.dev/omens/spireplugin"
 	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )

@@ -197,4 +197,3 @@ func (t *expiryTracker) soonest(now time.Time) (ek, devid time.Time) {
 	}
 	return ek, devid
 }
-
