@@ -296,7 +296,7 @@ func WriteMonitoring(w io.Writer, m Monitoring) error {
 	if m.SPIREServerMetricsURL != "" {
 		fmt.Fprintf(tw, "spire-server metrics\t%s\n", m.SPIREServerMetricsURL)
 		for _, h := range Hosts {
-			fmt.Fprintf(tw, "%s-agent metrics\t%s\n", h, m.AgentMetricsURLs[h])
+			fmt.Fprintf(tw, "agent metrics (%s)\t%s\n", h, m.AgentMetricsURLs[h])
 		}
 		fmt.Fprintf(tw, "ra metrics\t%s\n", m.RAMetricsURL)
 	}
