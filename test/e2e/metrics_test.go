@@ -1,6 +1,9 @@
 package e2e_test
 
 import (
+	"io"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +90,31 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestAgentTPMErrorsCounted: an agent whose TPM is gone counts the TPM error on its own
+// SPIRE endpoint, while it retries its first attestation.
+func TestAgentTPMErrorsCounted(t *testing.T) {
+	requireEngines(t)
+	auth := startSimHost(t, "auth")
+	srv := spiretest.StartServer(t, spiretest.ServerConfig{NodeAttestors: tpmServerAttestors(t, auth.bundle(), "")})
+	gone := filepath.Join(t.TempDir(), "gone.sock")
+	agent := spiretest.LaunchAgent(t, srv, spiretest.AgentConfig{Name: "no-tpm", NodeAttestor: tpmAgentAttestor(t, gone), Metrics: true})
+	tpmErrors := metrics.SPIREAgentPrefix + metrics.TPMErrors
+	var text string
+	promtest.Wait(t, 60*time.Second, tpmErrors+` on the agent's endpoint`, func() bool {
+		resp, err := http.Get(agent.MetricsURL)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		text = string(b)
+		v, _ := promtest.Sample(t, text, tpmErrors, map[string]string{"stage": "begin"})
+		return v >= 1
+	})
+	if v, _ := promtest.Sample(t, text, metrics.SPIREAgentPrefix+metrics.AgentAttestation, map[string]string{"result": "error"}); v < 1 {
+		t.Errorf("%s{result=error} = %v, want at least 1", metrics.AgentAttestation, v)
+	}
+	t.Logf("agent's endpoint:\n%s", grepLines(text, metrics.SPIREAgentPrefix+"tpm_"))
 }
