@@ -75,6 +75,10 @@ type Options struct {
 	// SyncInterval, when set, is the server's cache_reload_interval and the agents'
 	// sync_interval: how soon new entries reach agents (the lab: a second).
 	SyncInterval time.Duration
+	// Telemetry, when set, is the telemetry section of the configuration rendered: the
+	// Prometheus endpoint where SPIRE serves its metrics and the plugins' (the lab sets
+	// it; docs/metrics.md).
+	Telemetry *spireconf.Telemetry
 }
 
 // errorf is a rendering the inventory does not allow, naming its file.
@@ -214,7 +218,7 @@ func Server(inv *registry.Inventory, opt Options) (spireconf.Server, error) {
 		Header:      header(inv, what),
 		TrustDomain: inv.TrustDomain, BindAddress: inv.Server.BindAddress, BindPort: inv.Server.Port,
 		SocketPath: p.SPIREServerSocket, DataDir: p.SPIREServerData, LogLevel: "INFO",
-		AgentTTL: inv.Server.AgentTTL, CacheReloadInterval: opt.SyncInterval,
+		AgentTTL: inv.Server.AgentTTL, CacheReloadInterval: opt.SyncInterval, Telemetry: opt.Telemetry,
 		Plugins: []spireconf.Plugin{
 			spireconf.SQLite(filepath.Join(p.SPIREServerData, "datastore.sqlite3")),
 			spireconf.ServerDiskKeyManager(filepath.Join(p.SPIREServerData, "keys.json")),
@@ -256,7 +260,7 @@ func Agent(inv *registry.Inventory, host string, opt Options) (spireconf.Agent, 
 		TrustDomain: inv.TrustDomain, ServerAddress: inv.Server.Address, ServerPort: inv.Server.Port,
 		DataDir: p.SPIREAgentData, LogLevel: "INFO", SocketPath: p.SPIREAgentSocket,
 		AdminSocketPath: p.SPIREAgentAdminSocket, TrustBundlePath: p.TrustBundle,
-		SyncInterval: opt.SyncInterval,
+		SyncInterval: opt.SyncInterval, Telemetry: opt.Telemetry,
 	}
 	var attestor spireconf.Plugin
 	switch h.Phase {

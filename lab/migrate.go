@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"omens.dev/omens/enroll"
-	"omens.dev/omens/hostconf"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/registry"
 	"omens.dev/omens/tpm"
@@ -116,11 +115,7 @@ func (l *Lab) Migrate(ctx context.Context, report func(step string, st []HostSta
 	// Every host is in phase devid now: the server's configuration, rendered again,
 	// has no NodeAttestor "join_token".
 	confPath := l.path("spire", "server.conf")
-	srv, err := hostconf.Server(l.towerInventory(p, ca), renderOptions)
-	if err != nil {
-		return fmt.Errorf("lab: %w", err)
-	}
-	want, err := srv.Render()
+	want, err := l.renderServer(p, ca)
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}

@@ -107,7 +107,7 @@ func (l *Lab) upTower(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return l.upPrometheus(ctx) // prometheus.go
 }
 
 func (l *Lab) upStepCA(ctx context.Context, p *ports) (*caState, error) {
@@ -157,7 +157,11 @@ func (l *Lab) writeEKBundle() error {
 
 func (l *Lab) upRA(ctx context.Context, p *ports, ca *caState) error {
 	url := fmt.Sprintf("https://127.0.0.1:%d", p.RA)
-	return l.ensure(ctx, process{name: "ra", dir: l.Dir}, []string{l.Omens, "ra", "serve",
+	metrics, err := l.raMetricsListen()
+	if err != nil {
+		return err
+	}
+	return l.ensure(ctx, process{name: "ra", dir: l.Dir}, []string{l.Omens, "ra", "serve", "--metrics-listen", metrics,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", p.RA), "--name", "ca.funlab.casa", "--state", l.path("ra"),
 		"--ek-ca", l.path("ek-ca.pem"), "--ca-url", ca.URL, "--ca-root", ca.RootPath, "--ca-config", ca.CAConfig,
 		"--provisioner", ca.Provisioner, "--provisioner-password-file", ca.ProvisionerPasswordFile},
@@ -175,11 +179,7 @@ func (l *Lab) upSPIREServer(ctx context.Context, p *ports, ca *caState) error {
 	if err := l.writePolicy(); err != nil {
 		return err
 	}
-	srv, err := hostconf.Server(l.towerInventory(p, ca), renderOptions)
-	if err != nil {
-		return fmt.Errorf("lab: %w", err)
-	}
-	conf, err := srv.Render()
+	conf, err := l.renderServer(p, ca)
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
@@ -245,7 +245,11 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 	if err != nil {
 		return err
 	}
-	agent, err := hostconf.Agent(l.towerInventory(p, ca), host, renderOptions)
+	opt := renderOptions
+	if opt.Telemetry, err = l.agentTelemetry(host); err != nil {
+		return err
+	}
+	agent, err := hostconf.Agent(l.towerInventory(p, ca), host, opt)
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
@@ -312,6 +316,7 @@ func towerProcesses(dir string) []process {
 	for _, w := range Workloads {
 		demos = append(demos, w.process(dir))
 	}
+	demos = append([]process{{name: "prometheus", dir: dir}}, demos...)
 	return append(demos, append(out, process{name: "spire-server", dir: dir}, process{name: "ra", dir: dir}, process{name: "step-ca", dir: dir})...)
 }
 
@@ -335,6 +340,21 @@ const (
 
 // renderOptions are the lab's: new entries reach agents within a second.
 var renderOptions = hostconf.Options{SyncInterval: time.Second}
+
+// renderServer is the SPIRE server's configuration file, rendered by hostconf from the
+// lab's inventory, with its Prometheus endpoint.
+func (l *Lab) renderServer(p *ports, ca *caState) ([]byte, error) {
+	opt := renderOptions
+	var err error
+	if opt.Telemetry, err = l.serverTelemetry(); err != nil {
+		return nil, err
+	}
+	srv, err := hostconf.Server(l.towerInventory(p, ca), opt)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	return srv.Render()
+}
 
 // towerInventory is the lab's Tower as `omens config render` reads an inventory, so that
 // the lab's SPIRE configuration comes from the same renderer as a real host's: the

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -205,4 +206,13 @@ func (x *Exchange) certify(nonce []byte) (attest, sig []byte, err error) {
 		defer key.Close(x.t)
 	}
 	return tpm.Certify(x.t, key, x.ak, nonce)
+}
+
+// DevIDNotAfter is the notAfter of the DevID certificate this exchange presents; zero in
+// EK mode.
+func (x *Exchange) DevIDNotAfter() time.Time {
+	if x.devid == nil || x.devid.leaf == nil {
+		return time.Time{}
+	}
+	return x.devid.leaf.NotAfter
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"omens.dev/omens/metrics"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/ra/stepca"
 	"omens.dev/omens/verify"
@@ -104,6 +105,7 @@ func (s *Server) writeError(w http.ResponseWriter, err error, a *audit) {
 	}
 	level("ra decision", "request_id", a.id, "path", a.path, "source", a.source, "result", "refused", "check", check,
 		"host", a.host, "ek_hash", a.ekHash, "reason", err.Error())
+	s.cfg.Metrics.request(a, metrics.ResultRefused, check)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	b, _ := json.Marshal(protocol.EnrollError{Check: check, RequestID: a.id, Error: Answer(check)})

@@ -38,6 +38,10 @@ type ServeConfig struct {
 	// SupersedeGrace is Config.SupersedeGrace.
 	SupersedeGrace time.Duration
 	Log            *slog.Logger
+	// MetricsListen, when set, is the address of a plain-HTTP listener serving
+	// GET /metrics (Prometheus; 127.0.0.1:9465): the RA's counters and step-ca's latency,
+	// nothing secret.
+	MetricsListen string
 	// Ready, when set, receives the bound address once the RA serves.
 	Ready func(addr string)
 }
@@ -75,7 +79,22 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if err := certs.renew(ctx); err != nil {
 		return err
 	}
+	var m *Metrics
+	if cfg.MetricsListen != "" {
+		m = NewMetrics()
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("ra: metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", m.Handler())
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+		go ms.Serve(mln)
+		defer ms.Close()
+		cfg.Log.Info("RA serving metrics", "address", "http://"+mln.Addr().String()+"/metrics")
+	}
 	srv := New(Config{
+		Metrics:        m,
 		Enroller:       &verify.Enroller{EK: verify.EKPolicy{Bundle: bundle}},
 		Store:          store,
 		Signer:         cfg.StepCA,

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"omens.dev/omens/metrics"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/ra/stepca"
 	"omens.dev/omens/verify"
@@ -75,8 +76,11 @@ type Config struct {
 	// certificates of one host (default 8): a host needs its current one and, during the
 	// supersede grace, the one before.
 	MaxLiveCertificates int
-	Log                 *slog.Logger
-	Now                 func() time.Time
+	// Metrics, when set, counts requests, enrollments, renewals, revocations and the
+	// calls to step-ca (metrics.go).
+	Metrics *Metrics
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Server serves enrollment.
@@ -117,6 +121,14 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Metrics != nil {
+		if cfg.Signer != nil {
+			cfg.Signer = timedSigner{cfg.Signer, cfg.Metrics}
+		}
+		if cfg.Revoker != nil {
+			cfg.Revoker = timedRevoker{cfg.Revoker, cfg.Metrics}
+		}
+	}
 	return &Server{cfg: cfg, sessions: newSessionTable(), rate: map[string]*window{}}
 }
 
@@ -132,6 +144,8 @@ func (s *Server) Handler() http.Handler {
 // audit is the decision line of one request.
 type audit struct {
 	id, path, source, host, ekHash, serial string
+	// kind is kindEnrollment or kindRenewal once finish knows the host, for the metrics.
+	kind string
 }
 
 // post wraps a handler with the method check, the rate limit, the size limit, JSON errors
@@ -161,6 +175,7 @@ func (s *Server) post(h func(ctx context.Context, body []byte, a *audit) (any, e
 		}
 		s.cfg.Log.Info("ra decision", "request_id", a.id, "path", a.path, "source", a.source, "result", "accepted",
 			"host", a.host, "ek_hash", a.ekHash, "serial", a.serial)
+		s.cfg.Metrics.request(a, metrics.ResultAccepted, metrics.CheckNone)
 		w.Header().Set("Content-Type", "application/json")
 		b, _ := json.Marshal(resp)
 		w.Write(b)
@@ -219,6 +234,9 @@ func (s *Server) finish(ctx context.Context, body []byte, a *audit) (any, error)
 	}
 	e := sess.e
 	a.host, a.ekHash = e.Host, e.Identity.EKHash
+	if s.cfg.Metrics != nil {
+		a.kind = s.kind(e.Host)
+	}
 	csr, err := e.Finish(m)
 	if err != nil {
 		return nil, err
@@ -243,7 +261,9 @@ func (s *Server) finish(ctx context.Context, body []byte, a *audit) (any, error)
 	if err := s.recordIssued(e.Host, leaf, s.cfg.Now()); err != nil {
 		// A certificate the RA cannot record is one no decommission would find: revoke it.
 		if s.cfg.Revoker != nil {
-			if rerr := s.cfg.Revoker.Revoke(ctx, leaf.SerialNumber, reasonCessationOfOperation, "the RA could not record it"); rerr != nil {
+			rerr := s.cfg.Revoker.Revoke(ctx, leaf.SerialNumber, reasonCessationOfOperation, "the RA could not record it")
+			s.cfg.Metrics.revocation("unrecorded", rerr)
+			if rerr != nil {
 				err = fmt.Errorf("%w; revoking it failed too, revoke serial %s by hand: %v", err, a.serial, rerr)
 			} else {
 				err = fmt.Errorf("%w; the certificate (serial %s) was revoked", err, a.serial)
@@ -267,10 +287,12 @@ func (s *Server) RevokeSuperseded(ctx context.Context) error {
 	done, err := s.cfg.Store.RevokeSuperseded(ctx, s.cfg.Revoker, s.cfg.SupersedeGrace, s.cfg.Now())
 	for host, serials := range done {
 		for _, serial := range serials {
+			s.cfg.Metrics.revocation("superseded", nil)
 			s.cfg.Log.Info("ra revocation", "host", host, "serial", serial, "reason", "superseded", "grace", s.cfg.SupersedeGrace.String())
 		}
 	}
 	if err != nil {
+		s.cfg.Metrics.revocation("superseded", err)
 		s.cfg.Log.Error("ra revocation", "reason", "superseded", "error", err.Error())
 	}
 	return err

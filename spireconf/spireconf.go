@@ -74,6 +74,17 @@ type Server struct {
 	Extra []Setting
 	// Plugins are the blocks of the plugins section, in order.
 	Plugins []Plugin
+	// Telemetry, when set, is the telemetry section, after the plugins.
+	Telemetry *Telemetry
+}
+
+// Telemetry is SPIRE's telemetry section with its Prometheus sink: SPIRE serves its
+// metrics, those of omens' plugins included, at http://PrometheusHost:PrometheusPort/metrics.
+type Telemetry struct {
+	// PrometheusHost is the listen host (SPIRE's default is localhost).
+	PrometheusHost string
+	// PrometheusPort is the listen port (required).
+	PrometheusPort int
 }
 
 // Agent is a spire-agent configuration.
@@ -102,6 +113,8 @@ type Agent struct {
 	Extra []Setting
 	// Plugins are the blocks of the plugins section, in order.
 	Plugins []Plugin
+	// Telemetry, when set, is the telemetry section, after the plugins.
+	Telemetry *Telemetry
 }
 
 // SQLite is the server's DataStore "sql" on a sqlite3 database file.
@@ -165,7 +178,7 @@ func (s Server) Render() ([]byte, error) {
 	if s.CacheReloadInterval != 0 {
 		body = append(body, Setting{"experimental", []Setting{{"cache_reload_interval", s.CacheReloadInterval}}})
 	}
-	return render(s.Header, "server", append(body, s.Extra...), s.Plugins)
+	return render(s.Header, "server", append(body, s.Extra...), s.Plugins, s.Telemetry)
 }
 
 // Render returns the agent configuration file.
@@ -192,7 +205,7 @@ func (a Agent) Render() ([]byte, error) {
 	if a.SyncInterval != 0 {
 		body = append(body, Setting{"experimental", []Setting{{"sync_interval", a.SyncInterval}}})
 	}
-	return render(a.Header, "agent", append(body, a.Extra...), a.Plugins)
+	return render(a.Header, "agent", append(body, a.Extra...), a.Plugins, a.Telemetry)
 }
 
 func appendString(s []Setting, key, v string) []Setting {
@@ -209,8 +222,9 @@ func appendDuration(s []Setting, key string, d time.Duration) []Setting {
 	return append(s, Setting{key, d})
 }
 
-// render writes the header, the main block named section, then the plugins section.
-func render(header, section string, body []Setting, plugins []Plugin) ([]byte, error) {
+// render writes the header, the main block named section, the plugins section, then the
+// telemetry section when tel is set.
+func render(header, section string, body []Setting, plugins []Plugin, tel *Telemetry) ([]byte, error) {
 	w := &writer{}
 	if header != "" {
 		for _, l := range strings.Split(strings.TrimRight(header, "\n"), "\n") {
@@ -239,6 +253,14 @@ func render(header, section string, body []Setting, plugins []Plugin) ([]byte, e
 		w.line(1, "}")
 	}
 	w.line(0, "}")
+	if tel != nil {
+		if tel.PrometheusPort <= 0 || tel.PrometheusPort > 65535 {
+			w.fail(fmt.Errorf("telemetry: Prometheus port %d is not a port", tel.PrometheusPort))
+		}
+		prom := appendString(nil, "host", tel.PrometheusHost)
+		prom = append(prom, Setting{"port", tel.PrometheusPort})
+		w.block(0, "telemetry", []Setting{{"Prometheus", prom}})
+	}
 	if w.err != nil {
 		return nil, w.err
 	}

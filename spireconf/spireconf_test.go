@@ -40,6 +40,7 @@ func tower(dir, checksum string) (spireconf.Server, spireconf.Agent) {
 				}},
 			spireconf.JoinToken(),
 		},
+		Telemetry: &spireconf.Telemetry{PrometheusHost: "127.0.0.1", PrometheusPort: 9988},
 	}
 	agent := spireconf.Agent{
 		TrustDomain: "funlab.casa", ServerAddress: "127.0.0.1", ServerPort: 8081,
@@ -56,6 +57,7 @@ func tower(dir, checksum string) (spireconf.Server, spireconf.Agent) {
 			spireconf.AgentDiskKeyManager(filepath.Join(dir, "agent")),
 			spireconf.UnixWorkloadAttestor(),
 		},
+		Telemetry: &spireconf.Telemetry{PrometheusPort: 9989},
 	}
 	return srv, agent
 }
@@ -154,6 +156,11 @@ func TestRenderErrors(t *testing.T) {
 			s.Plugins = []spireconf.Plugin{{Type: "NodeAttestor", Name: "tpm", Data: []spireconf.Setting{{Key: "f", Value: 1.5}}}}
 			return s
 		}(), "spireconf: f: cannot render a value of type float64"},
+		{"telemetry port", func() spireconf.Server {
+			s := base
+			s.Telemetry = &spireconf.Telemetry{PrometheusHost: "127.0.0.1"}
+			return s
+		}(), "spireconf: telemetry: Prometheus port 0 is not a port"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := c.srv.Render()

@@ -62,6 +62,8 @@ func newLabCmd() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "\nthe Tower now: every agent on its TPM, the workloads holding SVIDs")
 				lab.WriteStatus(cmd.OutOrStdout(), l.Status())
 			}
+			fmt.Fprintln(cmd.OutOrStdout(), "\nmetrics and alerts:")
+			lab.WriteMonitoring(cmd.OutOrStdout(), l.Monitoring())
 			if detach {
 				fmt.Fprintf(cmd.OutOrStdout(), "\nthe lab runs in the background; stop it with: omens lab down --dir %s\n", dir)
 				return nil
@@ -81,19 +83,27 @@ func newLabCmd() *cobra.Command {
 	var asJSON bool
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Print the lab's status table",
-		Args:  cobra.NoArgs,
+		Short: "Print the lab's status table, its metric endpoints and alerts",
+		Long: `Print the lab's status table, a row per host, then where its metrics are: Prometheus
+(with omens' alert rules loaded), SPIRE's Prometheus endpoints (server and agents, with
+the tpm plugins' metrics) and the RA's /metrics, and the alerts firing now. With --json,
+an object: "hosts" (the rows, every value whole) and "monitoring".`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := newLab(cmd)
 			if err != nil {
 				return err
 			}
-			st := l.Status()
+			st, mon := l.Status(), l.Monitoring()
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), st)
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Hosts      []lab.HostStatus `json:"hosts"`
+					Monitoring lab.Monitoring   `json:"monitoring"`
+				}{st, mon})
 			}
 			lab.WriteStatus(cmd.OutOrStdout(), st)
-			return nil
+			fmt.Fprintln(cmd.OutOrStdout())
+			return lab.WriteMonitoring(cmd.OutOrStdout(), mon)
 		},
 	}
 	jsonFlag(status, &asJSON)

@@ -59,6 +59,7 @@ func readPool(path string) (*x509.CertPool, error) {
 func newRAServeCmd() *cobra.Command {
 	var o struct {
 		listen, name, state, ekCA string
+		metricsListen             string
 		lifetime, grace           time.Duration
 	}
 	var ca caFlags
@@ -87,7 +88,12 @@ rate_limit, HTTP 429), 1024 in all (the oldest is dropped).
 
 On a host, omens-ra.service runs it: omens config render writes the unit (its paths as
 these flags) and /etc/omens/ra.env (the listen address, name, step-ca's URL and
-provisioner, from the inventory's ra and step_ca blocks).`,
+provisioner, from the inventory's ra and step_ca blocks).
+
+
+With --metrics-listen the RA serves GET /metrics for Prometheus on that address, over
+plain HTTP (keep it on loopback or a monitoring network): requests, enrollments and
+renewals by result and check, revocations, step-ca's latency and errors (docs/metrics.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA} {
@@ -107,7 +113,8 @@ provisioner, from the inventory's ra and step_ca blocks).`,
 			return ra.Serve(ctx, ra.ServeConfig{
 				Listen: o.listen, Name: o.name, StateDir: o.state, EKCAPath: o.ekCA,
 				StepCA: client, Lifetime: o.lifetime, SupersedeGrace: o.grace,
-				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+				MetricsListen: o.metricsListen,
+				Log:           slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 				Ready: func(addr string) {
 					fmt.Fprintf(cmd.OutOrStdout(), "RA serving on https://%s (state %s)\n", addr, o.state)
 				},
@@ -119,6 +126,7 @@ provisioner, from the inventory's ra and step_ca blocks).`,
 	f.StringVar(&o.name, "name", "ra.funlab.casa", "the RA's DNS name in its TLS certificate")
 	f.StringVar(&o.state, "state", "", "directory for the host bindings and the pending queue")
 	f.StringVar(&o.ekCA, "ek-ca", "", "TPM manufacturer CA bundle for EK certificates (file or directory)")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "address to serve GET /metrics on, over plain HTTP, such as 127.0.0.1:9465 (empty: no metrics)")
 	ca.add(cmd)
 	f.DurationVar(&o.lifetime, "lifetime", 2160*time.Hour, "DevID certificate lifetime")
 	f.DurationVar(&o.grace, "supersede-grace", ra.DefaultSupersedeGrace, "how long a host's previous DevID certificate stays valid after a renewal, before the RA revokes it (reason superseded)")

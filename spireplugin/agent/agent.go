@@ -8,13 +8,16 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
 	nodeattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/nodeattestor/v1"
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"omens.dev/omens/metrics"
 	"omens.dev/omens/prover"
 	"omens.dev/omens/spireplugin"
 	"omens.dev/omens/tpmrules"
@@ -55,13 +58,25 @@ type Plugin struct {
 	mu     sync.RWMutex
 	prover *prover.Prover
 	log    hclog.Logger
+	// tel reports through SPIRE's telemetry (names in package metrics).
+	tel spireplugin.Telemetry
 }
 
 // New returns an unconfigured plugin.
 func New() *Plugin { return &Plugin{log: hclog.NewNullLogger()} }
 
 // SetLogger is called by the plugin framework with SPIRE's logger.
-func (p *Plugin) SetLogger(l hclog.Logger) { p.log = l }
+func (p *Plugin) SetLogger(l hclog.Logger) { p.log = l; p.tel.SetLogger(l) }
+
+// BrokerHostServices is called by the plugin framework; it brokers SPIRE's metrics host
+// service.
+func (p *Plugin) BrokerHostServices(b pluginsdk.ServiceBroker) error { return p.tel.Broker(b) }
+
+// tpmError counts a failure of the TPM at stage, and the attestation it ended.
+func (p *Plugin) tpmError(stage string) {
+	p.tel.Count(metrics.TPMErrors, spireplugin.Label{Name: metrics.LabelStage, Value: stage})
+	p.tel.Count(metrics.AgentAttestation, spireplugin.Label{Name: metrics.LabelResult, Value: metrics.ResultError})
+}
 
 func buildConfig(hclText string) (*prover.Config, []string) {
 	c := new(Config)
@@ -160,6 +175,7 @@ func (p *Plugin) AidAttestation(stream nodeattestorv1.NodeAttestor_AidAttestatio
 	x, hello, err := pr.Begin()
 	if err != nil {
 		p.log.Error("TPM attestation could not start", "error", err)
+		p.tpmError(metrics.StageBegin)
 		return status.Errorf(codes.Unavailable, "tpm: %v", err)
 	}
 	defer x.Close()
@@ -173,7 +189,15 @@ func (p *Plugin) AidAttestation(stream nodeattestorv1.NodeAttestor_AidAttestatio
 	ev, err := x.Answer(ch.GetChallenge())
 	if err != nil {
 		p.log.Error("TPM could not answer the challenge", "error", err)
+		p.tpmError(metrics.StageAnswer)
 		return status.Errorf(codes.Internal, "tpm: %v", err)
 	}
-	return stream.Send(&nodeattestorv1.PayloadOrChallengeResponse{Data: &nodeattestorv1.PayloadOrChallengeResponse_ChallengeResponse{ChallengeResponse: ev}})
+	if err := stream.Send(&nodeattestorv1.PayloadOrChallengeResponse{Data: &nodeattestorv1.PayloadOrChallengeResponse_ChallengeResponse{ChallengeResponse: ev}}); err != nil {
+		return err
+	}
+	p.tel.Count(metrics.AgentAttestation, spireplugin.Label{Name: metrics.LabelResult, Value: metrics.ResultAnswered})
+	if na := x.DevIDNotAfter(); !na.IsZero() {
+		p.tel.Gauge(metrics.AgentDevIDCertExpiry, time.Until(na).Seconds())
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
 	nodeattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/nodeattestor/v1"
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/codes"
@@ -29,6 +30,7 @@ import (
 
 	"omens.dev/omens/policy"
 	"omens.dev/omens/protocol"
+	"omens.dev/omens/spireplugin"
 	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
@@ -41,6 +43,12 @@ type Plugin struct {
 	mu  sync.RWMutex
 	rt  *runtime
 	log hclog.Logger
+	// tel reports through SPIRE's telemetry; expiry remembers the certificates of the
+	// agents accepted lately, for the expiry gauges; stopReport ends the reporting loop
+	// of the current configuration.
+	tel        spireplugin.Telemetry
+	expiry     expiryTracker
+	stopReport context.CancelFunc
 
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
@@ -50,7 +58,11 @@ type Plugin struct {
 func New() *Plugin { return &Plugin{log: hclog.NewNullLogger()} }
 
 // SetLogger is called by the plugin framework with SPIRE's logger.
-func (p *Plugin) SetLogger(l hclog.Logger) { p.log = l }
+func (p *Plugin) SetLogger(l hclog.Logger) { p.log = l; p.tel.SetLogger(l) }
+
+// BrokerHostServices is called by the plugin framework; it brokers SPIRE's metrics host
+// service (telemetry.go).
+func (p *Plugin) BrokerHostServices(b pluginsdk.ServiceBroker) error { return p.tel.Broker(b) }
 
 // runtime is the configured state.
 type runtime struct {
@@ -90,9 +102,17 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 	if rt.cfg.DevIDMode == protocol.ModeDevID && rt.crlFile == nil && rt.crlURL == nil {
 		p.log.Warn("DevID mode without devid_crl_path or devid_crl_url: revoked DevID certificates are accepted until they expire", "mode", rt.cfg.DevIDMode)
 	}
+	// Before the first attestation: the counters at zero (telemetry.go).
+	p.zeroCounters(rt)
+	ctx, stop := context.WithCancel(context.Background())
 	p.mu.Lock()
 	p.rt = rt
+	if p.stopReport != nil {
+		p.stopReport()
+	}
+	p.stopReport = stop
 	p.mu.Unlock()
+	go p.reportLoop(ctx, rt)
 	return &configv1.ConfigureResponse{}, nil
 }
 
@@ -266,6 +286,9 @@ type audit struct {
 	mode, agentID, ekHash, check, pcrDigest, policy, rule string
 	devidSerial, devidCN                                  string
 	warnings                                              []string
+	// result is the verifier's, pinned whether the policy pinned it: for the metrics.
+	result *verify.Result
+	pinned bool
 }
 
 func (p *Plugin) logDecision(a audit, err error) {
@@ -301,8 +324,10 @@ func (p *Plugin) Attest(stream nodeattestorv1.NodeAttestor_AttestServer) error {
 		return status.Error(codes.FailedPrecondition, "tpm: not configured")
 	}
 	a := audit{mode: rt.cfg.DevIDMode}
+	start := time.Now()
 	res, err := p.attest(stream, rt, &a)
 	p.logDecision(a, err)
+	p.countDecision(rt, a, start, err)
 	if err != nil {
 		return err
 	}
@@ -365,6 +390,7 @@ func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *run
 	}
 	a.pcrDigest = res.PCRDigest
 	a.warnings = res.Warnings
+	a.result = res
 	sel := selectors(res)
 	if rt.policy != nil {
 		d, rule, err := rt.policy.EvaluateBoot(res.EKHash, res.PCRBank, res.PCRs, res.Boot, p.now())
@@ -377,6 +403,7 @@ func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *run
 			return nil, status.Errorf(codes.Internal, "tpm: %v", err)
 		}
 		a.policy = d.Set
+		a.pinned = d.Pinned
 		if d.Pinned {
 			a.warnings = append(a.warnings, "new boot state accepted in an allow-next window and pinned as "+d.Set)
 		}

@@ -30,6 +30,9 @@ type AgentConfig struct {
 	// Extra holds extra settings for the agent block, which already has an experimental
 	// block (sync_interval = "1s").
 	Extra []spireconf.Setting
+	// Metrics turns on SPIRE's Prometheus endpoint on a free loopback port
+	// (Agent.MetricsURL).
+	Metrics bool
 }
 
 // Agent is a spire-agent process with its own directory.
@@ -37,6 +40,8 @@ type Agent struct {
 	Dir            string // holds agent.conf, agent.log and the agent's data
 	WorkloadSocket string // the Workload API socket
 	AdminSocket    string // the admin API socket
+	// MetricsURL is SPIRE's Prometheus endpoint with AgentConfig.Metrics; empty without.
+	MetricsURL string
 
 	engine
 }
@@ -79,7 +84,7 @@ func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 			t.Fatal(err)
 		}
 	}
-	conf, err := a.config(srv, cfg, srv.BundlePath(t))
+	conf, err := a.config(t, srv, cfg, srv.BundlePath(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +98,7 @@ func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 }
 
 // config renders agent.conf with spireconf.
-func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string, error) {
+func (a *Agent) config(t testing.TB, srv *Server, cfg AgentConfig, bundlePath string) (string, error) {
 	conf := spireconf.Agent{
 		TrustDomain: srv.TrustDomain, ServerAddress: "127.0.0.1", ServerPort: srv.port,
 		DataDir: filepath.Join(a.Dir, "data"), LogLevel: "DEBUG",
@@ -112,8 +117,22 @@ func (a *Agent) config(srv *Server, cfg AgentConfig, bundlePath string) (string,
 		return "", fmt.Errorf("spiretest: agent config has neither a NodeAttestor nor a JoinToken")
 	}
 	conf.Plugins = append(conf.Plugins, spireconf.AgentDiskKeyManager(filepath.Join(a.Dir, "data")), spireconf.UnixWorkloadAttestor())
+	if cfg.Metrics {
+		port := freePort(t)
+		conf.Telemetry = &spireconf.Telemetry{PrometheusHost: "127.0.0.1", PrometheusPort: port}
+		a.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	}
 	b, err := conf.Render()
 	return string(b), err
+}
+
+// Metrics returns what SPIRE's Prometheus endpoint serves now (AgentConfig.Metrics).
+func (a *Agent) Metrics(t testing.TB) string {
+	t.Helper()
+	if a.MetricsURL == "" {
+		t.Fatal("spiretest: the agent runs without AgentConfig.Metrics")
+	}
+	return scrape(t, a.MetricsURL)
 }
 
 func (a *Agent) waitHealthy(t testing.TB) {

@@ -39,6 +39,9 @@ type ServerConfig struct {
 	// Extra holds extra settings for the server block, such as audit_log_enabled = true.
 	// The server block already has an experimental block (cache_reload_interval = "1s").
 	Extra []spireconf.Setting
+	// Metrics turns on SPIRE's Prometheus endpoint on a free loopback port
+	// (Server.MetricsURL).
+	Metrics bool
 }
 
 // Server is a spire-server process with its own directory, datastore and keys.
@@ -47,6 +50,9 @@ type Server struct {
 	Address     string // 127.0.0.1:port, where agents connect
 	SocketPath  string // the server API socket, for the spire-server CLI
 	TrustDomain string
+	// MetricsURL is SPIRE's Prometheus endpoint, http://127.0.0.1:port/metrics, with
+	// ServerConfig.Metrics; empty without.
+	MetricsURL string
 
 	port int
 	engine
@@ -69,7 +75,7 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 	s.port = freePort(t)
 	s.Address = fmt.Sprintf("127.0.0.1:%d", s.port)
 	s.conf = filepath.Join(s.Dir, "server.conf")
-	conf, err := s.config(cfg)
+	conf, err := s.config(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +88,7 @@ func StartServer(t testing.TB, cfg ServerConfig) *Server {
 }
 
 // config renders server.conf with spireconf.
-func (s *Server) config(cfg ServerConfig) (string, error) {
+func (s *Server) config(t testing.TB, cfg ServerConfig) (string, error) {
 	conf := spireconf.Server{
 		TrustDomain: s.TrustDomain, BindAddress: "127.0.0.1", BindPort: s.port,
 		SocketPath: s.SocketPath, DataDir: filepath.Join(s.Dir, "data"), LogLevel: "DEBUG",
@@ -107,6 +113,11 @@ func (s *Server) config(cfg ServerConfig) (string, error) {
 	}
 	conf.Plugins = append(conf.Plugins, cfg.NodeAttestors...)
 	conf.Plugins = append(conf.Plugins, cfg.Plugins...)
+	if cfg.Metrics {
+		port := freePort(t)
+		conf.Telemetry = &spireconf.Telemetry{PrometheusHost: "127.0.0.1", PrometheusPort: port}
+		s.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	}
 	b, err := conf.Render()
 	return string(b), err
 }
@@ -186,6 +197,15 @@ func (s *Server) BundlePath(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// Metrics returns what SPIRE's Prometheus endpoint serves now (ServerConfig.Metrics).
+func (s *Server) Metrics(t testing.TB) string {
+	t.Helper()
+	if s.MetricsURL == "" {
+		t.Fatal("spiretest: the server runs without ServerConfig.Metrics")
+	}
+	return scrape(t, s.MetricsURL)
 }
 
 // Log returns the server's log so far.

@@ -14,7 +14,9 @@ package spiretest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,4 +191,20 @@ func waitLog(t testing.TB, path, substr string, timeout time.Duration) {
 		}
 		time.Sleep(pollInterval)
 	}
+}
+
+// scrape GETs a Prometheus endpoint and returns its text, failing the test on an error.
+func scrape(t testing.TB, url string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("spiretest: scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("spiretest: scraping %s: %s %v", url, resp.Status, err)
+	}
+	return string(b)
 }

@@ -1,0 +1,45 @@
+package verify
+
+// Checks lists every check of checks.go, in its order: the bounded set of values of the
+// check label of omens' metrics (package metrics), which a server initialises to zero so
+// that a first rejection is an increase Prometheus sees. A new check goes here too;
+// TestChecksListsEveryCheck says when one is missing.
+var Checks = []string{
+	CheckProtocol,
+	CheckEKPublic,
+	CheckEKCertificate,
+	CheckEKKeyMatch,
+	CheckEKAllowlist,
+	CheckEKDenylist,
+	CheckEKType,
+	CheckAKAttributes,
+	CheckCredential,
+	CheckQuoteSignature,
+	CheckQuoteNonce,
+	CheckQuoteSelection,
+	CheckPCRDigest,
+	CheckPCRSelection,
+	CheckWeakHash,
+	CheckQuoteStructure,
+	CheckFirmware,
+	CheckEventLogMissing,
+	CheckEventLogParse,
+	CheckEventLogSHA1,
+	CheckEventLogReplay,
+	CheckEventLogSeparator,
+	CheckEventLogVariable,
+	CheckEventLogSecureBoot,
+	CheckDevIDAttributes,
+	CheckCertify,
+	CheckCertifyNonce,
+	CheckCertifyKey,
+	CheckCertifyStructure,
+	CheckCSRSignature,
+	CheckCSRKey,
+	CheckDevIDCertificate,
+	CheckDevIDExpired,
+	CheckDevIDKeyMatch,
+	CheckDevIDRevoked,
+	CheckDevIDCRL,
+	CheckHost,
+}
