@@ -88,7 +88,8 @@ func errorf(inv *registry.Inventory, format string, args ...any) error {
 
 // Render returns every file of host, in a fixed order: the server's configuration and
 // unit (on the server host), the agent's, the RA's (on the RA host), the DevID renewal's
-// (when the inventory has an RA).
+// (when the inventory has an RA), then those of the plan's services that read their SVID
+// from files and run there (omens svid helper's configuration; OpenBao's listener block).
 func Render(inv *registry.Inventory, host string, opt Options) ([]File, error) {
 	h := inv.Host(host)
 	if h == nil {
@@ -131,7 +132,11 @@ func Render(inv *registry.Inventory, host string, opt Options) ([]File, error) {
 		out = append(out, File{Role: RoleDevIDEnv, Path: p.DevIDEnv, Mode: 0o644, Data: DevIDEnv(inv, host)},
 			units[RoleRenewService], units[RoleRenewTimer])
 	}
-	return out, nil
+	svid, err := svidFiles(inv, h, p)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, svid...), nil
 }
 
 // header is the comment at the top of a rendered configuration file.

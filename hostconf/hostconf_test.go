@@ -82,9 +82,11 @@ func TestRenderRoles(t *testing.T) {
 	renew := []string{"omens-devid.env=/etc/omens/devid.env", "omens-devid-renew.service=/lib/systemd/system/omens-devid-renew.service",
 		"omens-devid-renew.timer=/lib/systemd/system/omens-devid-renew.timer"}
 	for host, want := range map[string][]string{
-		"spire": slices.Concat([]string{"spire-server.conf=/etc/spire/server.conf", "spire-server.service=/lib/systemd/system/spire-server.service"}, agent, renew),
-		"auth":  slices.Concat(agent, renew),
-		"ca":    slices.Concat(agent, []string{"omens-ra.env=/etc/omens/ra.env", "omens-ra.service=/lib/systemd/system/omens-ra.service"}, renew),
+		"spire": slices.Concat([]string{"spire-server.conf=/etc/spire/server.conf", "spire-server.service=/lib/systemd/system/spire-server.service"}, agent, renew,
+			[]string{"svid-helper=/etc/omens/svid-helper-openbao.hcl", "openbao-listener=/etc/omens/openbao-listener.hcl"}),
+		"auth": slices.Concat(agent, renew),
+		"ca": slices.Concat(agent, []string{"omens-ra.env=/etc/omens/ra.env", "omens-ra.service=/lib/systemd/system/omens-ra.service"}, renew,
+			[]string{"svid-helper=/etc/omens/svid-helper-step-ca.hcl"}),
 	} {
 		files, err := hostconf.Render(inv, host, opt)
 		if err != nil {
