@@ -140,12 +140,14 @@ func ReplayEventLog(log []byte, banks []PCRBank, opt EventLogPolicy) (*BootFacts
 	if len(banks) == 0 {
 		return nil, reject(CheckEventLogReplay, "no quoted PCR values to replay the log against")
 	}
-	facts := &BootFacts{Events: len(el.Events(attest.HashSHA1))}
+	all := el.Events(attest.HashSHA1)
+	facts := &BootFacts{Events: len(all)}
+	measured := measuredPCRs(all)
 	for _, a := range el.Algs {
 		facts.Banks = append(facts.Banks, bankName(tpm2.TPMIAlgHash(a)))
 	}
 	for i, bank := range banks {
-		events, err := replayBank(el, bank)
+		events, err := replayBank(el, bank, measured)
 		if err != nil {
 			return nil, err
 		}
@@ -188,8 +190,8 @@ func bankName(alg tpm2.TPMIAlgHash) string {
 }
 
 // replayBank replays the log against one bank and returns the events of the quoted PCRs,
-// in log order.
-func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
+// in log order. measured is measuredPCRs of the log's events.
+func replayBank(el *attest.EventLog, bank PCRBank, measured map[int]bool) ([]attest.Event, error) {
 	h, err := bank.Alg.Hash()
 	if err != nil {
 		return nil, reject(CheckEventLogReplay, "bank %s: %v", bankName(bank.Alg), err)
@@ -213,7 +215,6 @@ func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
 	}
 	// go-attestation accepts a PCR that has no event in the log, whatever its value; the
 	// firmware's PCRs 0-7 are measured by the firmware alone, so the log must explain them.
-	measured := measuredPCRs(el)
 	var bad []string
 	for _, p := range indexes {
 		want := bank.PCRs[p]
@@ -238,10 +239,10 @@ func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
 	return events, nil
 }
 
-// measuredPCRs lists the PCRs the log has events for.
-func measuredPCRs(el *attest.EventLog) map[int]bool {
+// measuredPCRs lists the PCRs that events (all of a log's) measure.
+func measuredPCRs(events []attest.Event) map[int]bool {
 	out := map[int]bool{}
-	for _, e := range el.Events(attest.HashSHA1) {
+	for _, e := range events {
 		if e.Type != evNoAction {
 			out[e.Index] = true
 		}
