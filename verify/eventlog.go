@@ -118,8 +118,10 @@ type Certificate struct {
 }
 
 // BootApplication is one code measurement of PCR 4. Digest (hex, of the replayed bank) is
-// proven; Type is what the log claims and is not.
+// proven; Type is what the log claims and is not. Event is the event's number in the log,
+// from 1, as `omens eventlog show` (EventLogEvents) numbers them.
 type BootApplication struct {
+	Event  int    `json:"event"`
 	Digest string `json:"digest"`
 	Type   string `json:"type"`
 }
@@ -160,7 +162,7 @@ func ReplayEventLog(log []byte, banks []PCRBank, opt EventLogPolicy) (*BootFacts
 		}
 		facts.Replayed = append(facts.Replayed, bankName(bank.Alg))
 		if i == 0 {
-			if err := facts.read(events, h, bank); err != nil {
+			if err := facts.read(events, el.Events(attest.HashAlg(bank.Alg)), h, bank); err != nil {
 				return nil, err
 			}
 		}
@@ -406,7 +408,9 @@ func secureBootEvents(events []attest.Event, h crypto.Hash) []attest.Event {
 	return out
 }
 
-func (f *BootFacts) read(events []attest.Event, h crypto.Hash, bank PCRBank) error {
+// read reads the facts from the replayed events of a bank; all is every event of the log
+// in that bank, in order, which numbers them.
+func (f *BootFacts) read(events, all []attest.Event, h crypto.Hash, bank PCRBank) error {
 	if _, ok := bank.PCRs[7]; ok && slices.ContainsFunc(events, func(e attest.Event) bool { return e.Index == 7 }) {
 		sb, err := attest.ParseSecurebootState(secureBootEvents(events, h))
 		if err != nil {
@@ -424,17 +428,31 @@ func (f *BootFacts) read(events []attest.Event, h crypto.Hash, bank PCRBank) err
 			DriverAuthorities: certificates(sb.PreSeparatorAuthority),
 		}
 	}
+	// The replayed events are the log's, in its order (go-attestation's Verify returns
+	// them by sequence): each event of PCR 4 is found in all from where the one before it
+	// was, and its number is its position there.
+	next := 0
+	number := func(e attest.Event) int {
+		for ; next < len(all); next++ {
+			if a := all[next]; a.Index == e.Index && a.Type == e.Type && bytes.Equal(a.Digest, e.Digest) && bytes.Equal(a.Data, e.Data) {
+				next++
+				return next
+			}
+		}
+		return 0 // not found: the refusals then name the application by its position only
+	}
 	sep := [][]byte{hashOf(h, []byte{0, 0, 0, 0}), hashOf(h, []byte{0xFF, 0xFF, 0xFF, 0xFF})}
 	for _, e := range events {
 		switch e.Index {
 		case 4:
+			n := number(e)
 			if bytes.Equal(e.Digest, sep[0]) || bytes.Equal(e.Digest, sep[1]) {
 				continue
 			}
 			if e.Type == evEFIAction && bytes.Equal(hashOf(h, e.Data), e.Digest) {
 				continue
 			}
-			f.BootApplications = append(f.BootApplications, BootApplication{Digest: hex.EncodeToString(e.Digest), Type: e.Type.String()})
+			f.BootApplications = append(f.BootApplications, BootApplication{Event: n, Digest: hex.EncodeToString(e.Digest), Type: e.Type.String()})
 		case 8:
 			// grub measures the command line without its "kernel_cmdline: " prefix, which
 			// it logs as the event data.
