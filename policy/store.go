@@ -81,8 +81,9 @@ func DefaultStatePath(policyPath string) string { return policyPath + ".state.js
 // change: a SPIRE server must not need a restart when the operator edits the policy).
 // statePath "" = default (DefaultStatePath).
 //
-// The state is read afresh, under the lock, by every call that changes it, which covers
-// any change another process made.
+// Every call that may change the state checks it afresh, under the lock (AllowNext reads
+// it, evaluate reads it unless the file is still the one it last read or wrote), which
+// covers any change another process made.
 func Open(policyPath, statePath string) (*Store, error) {
 	if policyPath == "" {
 		return nil, errors.New("policy: no policy file given")
