@@ -266,6 +266,16 @@ func enrolled(db string, certs []verify.Certificate, allowed []string) string {
 	return ""
 }
 
+// application names boot application i of n (role: "the kernel" or "a boot loader") in a
+// refusal: its event in the log (numbered as omens eventlog show numbers them), its type
+// as the log claims it, and its position among the boot applications.
+func application(a verify.BootApplication, i, n int, role string) string {
+	if a.Event == 0 {
+		return fmt.Sprintf("PCR 4 boot application %d of %d (%s, %s)", i, n, a.Type, role)
+	}
+	return fmt.Sprintf("PCR 4 event #%d of the log (%s; boot application %d of %d, %s)", a.Event, a.Type, i, n, role)
+}
+
 // checkApplications: kernels holds the last PCR 4 boot application to the list;
 // boot_loaders holds every one before it to boot_loaders or kernels. The log claims which
 // event is a loader and which a kernel (event types are not covered by digests), so the
@@ -279,13 +289,13 @@ func (r *BootRules) checkApplications(name string, apps []verify.BootApplication
 	if name == "kernels" {
 		a := apps[n-1]
 		if !slices.Contains(r.Kernels, a.Digest) {
-			return fmt.Sprintf("PCR 4 boot application %d of %d (%s, the kernel) digest %s is not approved (approved: %s)", n, n, a.Type, a.Digest, strings.Join(r.Kernels, ", "))
+			return fmt.Sprintf("%s digest %s is not approved (approved: %s)", application(a, n, n, "the kernel"), a.Digest, strings.Join(r.Kernels, ", "))
 		}
 		return ""
 	}
 	for i, a := range apps[:n-1] {
 		if !slices.Contains(r.BootLoaders, a.Digest) && !slices.Contains(r.Kernels, a.Digest) {
-			return fmt.Sprintf("PCR 4 boot application %d of %d (%s, a boot loader) digest %s is not approved (approved: %s)", i+1, n, a.Type, a.Digest, strings.Join(append(slices.Clone(r.BootLoaders), r.Kernels...), ", "))
+			return fmt.Sprintf("%s digest %s is not approved (approved: %s)", application(a, i+1, n, "a boot loader"), a.Digest, strings.Join(append(slices.Clone(r.BootLoaders), r.Kernels...), ", "))
 		}
 	}
 	return ""

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -78,6 +79,17 @@ func bootFacts(t *testing.T, sb eventlogtest.SecureBoot) *verify.BootFacts {
 	return facts
 }
 
+// appEvents are the numbers of the PCR 4 boot applications of the log of sb, as omens
+// eventlog show numbers its events.
+func appEvents(t *testing.T, sb eventlogtest.SecureBoot) []int {
+	t.Helper()
+	out, err := eventlogtest.ApplicationEvents(eventlogtest.Standard(sb).Bytes())
+	if err != nil || len(out) != len(sb.Chain) {
+		t.Fatalf("the log lists boot applications at %v (%v), want %d", out, err, len(sb.Chain))
+	}
+	return out
+}
+
 func TestBootRules(t *testing.T) {
 	c := newBootCerts(t)
 	src := strings.NewReplacer("AUTHORITY", fingerprint(c.authority), "PK", fingerprint(c.pk), "KEK", fingerprint(c.kek), "OTHER", fingerprint(c.other)).Replace(bootPolicy)
@@ -90,6 +102,7 @@ func TestBootRules(t *testing.T) {
 			DBX: [][32]byte{sum("old"), sum("revoked-shim")}, Authority: c.authority,
 			Chain: [][32]byte{sum("shim"), sum("grub"), sum(kernel)}}
 	}
+	ev := appEvents(t, good("kernel-1"))
 	allowed := policy.Decision{Allowed: true, Policy: "tower"}
 	allowedRule := "boot of group tower (secure_boot, pk, kek, db, dbx_includes, authorities, boot_loaders, kernels)"
 	for _, tc := range []struct {
@@ -118,14 +131,14 @@ func TestBootRules(t *testing.T) {
 			name: "an unapproved kernel",
 			sb:   func(sb *eventlogtest.SecureBoot) { sb.Chain[2] = sum("kernel-3") },
 			rule: "kernels",
-			err: "policy: boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest " +
+			err: "policy: boot rule kernels of group tower: PCR 4 event #" + strconv.Itoa(ev[2]) + " of the log (EV_EFI_BOOT_SERVICES_APPLICATION; boot application 3 of 3, the kernel) digest " +
 				hexOf("kernel-3") + " is not approved (approved: " + hexOf("kernel-1") + ", " + hexOf("kernel-2") + ")",
 		},
 		{
 			name: "an unapproved boot loader",
 			sb:   func(sb *eventlogtest.SecureBoot) { sb.Chain[1] = sum("grub-evil") },
 			rule: "boot_loaders",
-			err: "policy: boot rule boot_loaders of group tower: PCR 4 boot application 2 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, a boot loader) digest " +
+			err: "policy: boot rule boot_loaders of group tower: PCR 4 event #" + strconv.Itoa(ev[1]) + " of the log (EV_EFI_BOOT_SERVICES_APPLICATION; boot application 2 of 3, a boot loader) digest " +
 				hexOf("grub-evil") + " is not approved (approved: " + hexOf("shim") + ", " + hexOf("grub") + ", " + hexOf("kernel-1") + ", " + hexOf("kernel-2") + ")",
 		},
 		{

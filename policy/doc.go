@@ -92,9 +92,11 @@
 // "ignore" in the plugin, or an agent that sent no log under "verify") it refuses. secure_boot,
 // pk, kek, db, dbx_includes and authorities need PCR 7 quoted, kernels and boot_loaders
 // PCR 4, kernel_cmdline PCR 8 (BootRules.PCRs). A refusal names the rule, the event or
-// value and what the rule allows, e.g.
+// value and what the rule allows; a boot application by its event's number in the log (as
+// omens eventlog show numbers events), its type as the log claims it and its position
+// among the boot applications, e.g.
 //
-//	policy: boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest ab12... is not approved (approved: cd34..., ef56...)
+//	policy: boot rule kernels of group tower: PCR 4 event #27 of the log (EV_EFI_BOOT_SERVICES_APPLICATION; boot application 3 of 3, the kernel) digest ab12... is not approved (approved: cd34..., ef56...)
 //
 // EvaluateBoot returns the rule that decided, for the audit line (RejectedRule on a refusal).
 //

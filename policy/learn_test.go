@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,7 +51,7 @@ func TestLearnBootAndAddKernel(t *testing.T) {
 	if err != nil || !dec.Allowed || rule != allowedRule {
 		t.Fatalf("the learned boot: %+v, rule %q, %v; want allowed by %s", dec, rule, err, allowedRule)
 	}
-	wantErr := "policy: boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest " +
+	wantErr := "policy: boot rule kernels of group tower: PCR 4 event #" + strconv.Itoa(appEvents(t, sb("kernel-2"))[2]) + " of the log (EV_EFI_BOOT_SERVICES_APPLICATION; boot application 3 of 3, the kernel) digest " +
 		hexOf("kernel-2") + " is not approved (approved: " + hexOf("kernel-1") + ")"
 	_, rule, err = s.EvaluateBoot(ekHash("spire"), "sha256", fw10, bootFacts(t, sb("kernel-2")), t0)
 	if err == nil || err.Error() != wantErr || rule != "kernels" {

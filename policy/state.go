@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -249,6 +250,18 @@ func lowerHex(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// clone copies st as far as evaluate and AllowNext change it: the hosts and each host's
+// fields (its pins, window and last presentation are replaced, never changed in place).
+func (st *State) clone() *State {
+	out := &State{Version: st.Version, Hosts: make(map[string]*HostState, len(st.Hosts))}
+	for ek, hs := range st.Hosts {
+		c := *hs
+		c.Pins = slices.Clone(hs.Pins)
+		out.Hosts[ek] = &c
+	}
+	return out
 }
 
 // readState reads the state file; a missing file is an empty state.

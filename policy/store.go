@@ -60,6 +60,10 @@ type Store struct {
 	mu      sync.Mutex
 	pol     *Policy     // nil after a failed reload
 	polInfo os.FileInfo // of the file pol was read from
+	// st is the state as last read or written (never handed out: evaluate works on a
+	// copy), stInfo the file it is the content of.
+	st     *State
+	stInfo os.FileInfo
 }
 
 // Decision is the outcome of Evaluate.
@@ -77,8 +81,9 @@ func DefaultStatePath(policyPath string) string { return policyPath + ".state.js
 // change: a SPIRE server must not need a restart when the operator edits the policy).
 // statePath "" = default (DefaultStatePath).
 //
-// The state is read afresh, under the lock, by every call that changes it, which covers
-// any change another process made.
+// Every call that may change the state checks it afresh, under the lock (AllowNext reads
+// it, evaluate reads it unless the file is still the one it last read or wrote), which
+// covers any change another process made.
 func Open(policyPath, statePath string) (*Store, error) {
 	if policyPath == "" {
 		return nil, errors.New("policy: no policy file given")
@@ -266,7 +271,7 @@ func (s *Store) evaluate(ekHash, bank string, pcrs map[int][]byte, boot *verify.
 		return Decision{}, "", err
 	}
 	defer unlock()
-	st, err := readState(s.statePath)
+	st, err := s.state()
 	if err != nil {
 		return Decision{}, "", err
 	}
@@ -304,7 +309,47 @@ func (s *Store) evaluate(ekHash, bank string, pcrs map[int][]byte, boot *verify.
 	if err := writeState(s.statePath, st); err != nil {
 		return Decision{}, "", err
 	}
+	s.remember(st)
 	return dec, rule, rejected
+}
+
+// state reads the state file, under the state lock, for evaluate: when the file is the
+// one last read or written (same file, size and modification time, as Policy checks the
+// policy file; it is only ever replaced whole, by rename) its content is not read and
+// decoded again. The State returned is evaluate's own copy.
+func (s *Store) state() (*State, error) {
+	fi, err := os.Stat(s.statePath)
+	if err != nil {
+		// Missing or unreadable: readState says which.
+		return readState(s.statePath)
+	}
+	s.mu.Lock()
+	cached, info := s.st, s.stInfo
+	s.mu.Unlock()
+	if cached != nil && os.SameFile(fi, info) && fi.Size() == info.Size() && fi.ModTime().Equal(info.ModTime()) {
+		return cached.clone(), nil
+	}
+	// Stat before reading: a file replaced in between is read again next time.
+	st, err := readState(s.statePath)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.st, s.stInfo = st.clone(), fi
+	s.mu.Unlock()
+	return st, nil
+}
+
+// remember keeps st as the content of the state file evaluate just wrote.
+func (s *Store) remember(st *State) {
+	fi, err := os.Stat(s.statePath)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.st, s.stInfo = nil, nil
+		return
+	}
+	s.st, s.stInfo = st.clone(), fi
 }
 
 // lastRefresh is how stale the recorded time of an unchanged boot state may get before

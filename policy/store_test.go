@@ -680,3 +680,29 @@ func TestReport(t *testing.T) {
 		t.Fatalf("hosts: %+v", r.Hosts)
 	}
 }
+
+// TestStateChangedByAnotherStore: a Store that has read the state sees what another Store
+// (another process: the CLI's allow-next) wrote since, and the state it records is not
+// shared with what it hands out.
+func TestStateChangedByAnotherStore(t *testing.T) {
+	s, path := openFleet(t, "reject")
+	spire := ekHash("spire")
+	dec, err := s.Evaluate(spire, "sha256", fw10, t0)
+	check(t, "first boot", dec, err, policy.Decision{Allowed: true, Policy: "tower", Set: "tower/firmware-1.0"}, "")
+	dec, err = s.Evaluate(spire, "sha256", fw13, t0.Add(time.Minute))
+	check(t, "new firmware without a window", dec, err, policy.Decision{}, "policy: host "+spire+" (spire) PCR 0 is "+hexOf("fw13-0")+", allowed set tower/firmware-1.0 wants "+hexOf("fw10-0")+" (2 of its 4 PCRs differ: 0, 2)")
+	other, err := policy.Open(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.AllowNext("spire", time.Hour, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	dec, err = s.Evaluate(spire, "sha256", fw13, t0.Add(3*time.Minute))
+	check(t, "new firmware in the window the other store opened", dec, err, policy.Decision{Allowed: true, Policy: "pinned", Set: "pinned/2026-11-29T10:03:00Z", Pinned: true}, "")
+	dec, err = s.Evaluate(spire, "sha256", fw13, t0.Add(4*time.Minute))
+	check(t, "the pinned firmware", dec, err, policy.Decision{Allowed: true, Policy: "pinned", Set: "pinned/2026-11-29T10:03:00Z"}, "")
+	if pins := hostReport(t, other, spire, t0).Pins; len(pins) != 1 {
+		t.Fatalf("the other store reads pins %+v, want the one pinned", pins)
+	}
+}

@@ -72,6 +72,11 @@ type EnrollResult struct {
 	Chain [][]byte `json:"chain"`
 }
 
+func (m *EnrollBegin) header() header     { return header{m.Version, m.Type} }
+func (m *EnrollChallenge) header() header { return header{m.Version, m.Type} }
+func (m *EnrollFinish) header() header    { return header{m.Version, m.Type} }
+func (m *EnrollResult) header() header    { return header{m.Version, m.Type} }
+
 // EnrollError is the body of every refusal: the check that failed, the request id under
 // which the RA logged the detail, and a fixed sentence for the check. It carries nothing
 // about the RA's internals: no paths, no internal error text, no words of step-ca.

@@ -155,16 +155,40 @@ func Encode(m any) ([]byte, error) {
 func jsonMarshal(m any) ([]byte, error) { return json.Marshal(m) }
 
 // decode checks size, version and type, then decodes b strictly into v.
-func decode(b []byte, want string, v any) error { return decodeLimited(b, want, v, MaxMessageSize) }
+func decode(b []byte, want string, v message) error { return decodeLimited(b, want, v, MaxMessageSize) }
+
+// message is a decoded message's version and type.
+type message interface{ header() header }
+
+func (m *Hello) header() header     { return header{m.Version, m.Type} }
+func (m *Challenge) header() header { return header{m.Version, m.Type} }
+func (m *Evidence) header() header  { return header{m.Version, m.Type} }
 
 // decodeLimited is decode with a size limit of its own.
-func decodeLimited(b []byte, want string, v any, limit int) error {
+//
+// The message is read once, strictly, with its version and type; only when that fails, or
+// the version or type is not the one wanted, is the header read on its own, so that the
+// error names an unknown version or a message out of order before anything else, as if
+// the header had been read first. Reading the header first every time would scan every
+// message twice more (the event log of an Evidence is most of its bytes).
+func decodeLimited(b []byte, want string, v message, limit int) error {
 	if len(b) > limit {
 		return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrMalformed, want, len(b), limit)
 	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, tail := dec.Token(); tail != io.EOF {
+			err = errors.New("data after the message")
+		}
+	}
+	if err == nil && v.header() == (header{Version, want}) {
+		return nil
+	}
 	var h header
-	if err := json.Unmarshal(b, &h); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrMalformed, want, err)
+	if herr := json.Unmarshal(b, &h); herr != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, want, herr)
 	}
 	if h.Version != Version {
 		return fmt.Errorf("%w: unknown protocol version %d (this side speaks %d)", ErrMalformed, h.Version, Version)
@@ -172,15 +196,11 @@ func decodeLimited(b []byte, want string, v any, limit int) error {
 	if h.Type != want {
 		return fmt.Errorf("%w: message out of order: got %q, want %q", ErrMalformed, h.Type, want)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrMalformed, want, err)
+	if err == nil {
+		// Not reached: a message that decoded has the header just read.
+		err = fmt.Errorf("header v=%d type=%q", v.header().Version, v.header().Type)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: %s: data after the message", ErrMalformed, want)
-	}
-	return nil
+	return fmt.Errorf("%w: %s: %v", ErrMalformed, want, err)
 }
 
 func checkBlob(msg, field string, b []byte, required bool, limit int) error {

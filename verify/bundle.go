@@ -33,6 +33,9 @@ type Bundle struct {
 	// rejected are the CA certificates LoadBundle left out for want of a chain (among
 	// them those signed with SHA-1), to explain a failed verification.
 	rejected []*x509.Certificate
+	// verified remembers the EK chains this bundle verified (chaincache.go); nil in a
+	// zero Bundle, which remembers nothing.
+	verified *chainCache
 }
 
 // NewBundle returns a bundle that trusts roots and builds chains through intermediates,
@@ -43,6 +46,7 @@ func NewBundle(roots, intermediates []*x509.Certificate) *Bundle {
 		interPool: x509.NewCertPool(),
 		bySubject: map[string][]*x509.Certificate{},
 		unusable:  map[string][]string{},
+		verified:  newChainCache(maxVerifiedChains),
 	}
 	for _, c := range roots {
 		if c != nil {
@@ -384,6 +388,13 @@ func (b *Bundle) optionsWith(now time.Time, inter *x509.CertPool) x509.VerifyOpt
 // and the crypto/x509 error wrapped as well. When a SHA-1 signature (of the EK
 // certificate or of a CA, the signature itself valid) is all that stops a chain to a root,
 // the message starts with a sentence that says so and what to do.
+//
+// The bundle remembers the chains it verified for each EK certificate (by the SHA-256 of
+// its DER, at most maxVerifiedChains of them): the next verification of the same
+// certificate checks the EK profile again and the validity of the certificate and of each
+// CA of a remembered chain at now, but not the signatures, which do not change; when no
+// remembered chain is valid at now it verifies from scratch, as the first time. A bundle
+// never changes, so a CA removed from the files is gone with the bundle that held it.
 func (b *Bundle) VerifyEKCertificate(c *EKCertificate, now time.Time) ([][]*x509.Certificate, error) {
 	if c == nil || c.Cert == nil {
 		return nil, newError(ErrMalformed, nil, "no certificate")
@@ -397,8 +408,12 @@ func (b *Bundle) VerifyEKCertificate(c *EKCertificate, now time.Time) ([][]*x509
 	if b == nil {
 		return nil, newError(ErrUntrusted, nil, "issuer %q (serial %s): no CA bundle", c.Cert.Issuer.String(), serial(c.Cert))
 	}
+	if chains := b.verified.lookup(c.Cert, now); chains != nil {
+		return chains, nil
+	}
 	chains, err := c.Cert.Verify(b.options(now))
 	if err == nil {
+		b.verified.store(c.Cert, chains)
 		return chains, nil
 	}
 	return nil, b.explain(c.Cert, now, err)

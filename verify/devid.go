@@ -107,11 +107,11 @@ func verifyCertify(akPub *tpm2.TPMTPublic, akQN []byte, attest, sig []byte, nonc
 	if err != nil {
 		return err
 	}
-	a, err := unmarshalCanonical[tpm2.TPMSAttest](attest)
+	a, err := unmarshalAttest(attest)
 	if err != nil {
 		return reject(CheckCertify, "Certify attestation: %v", err)
 	}
-	s, err := unmarshalCanonical[tpm2.TPMTSignature](sig)
+	s, err := unmarshalSignature(sig)
 	if err != nil {
 		return reject(CheckCertify, "Certify signature: %v", err)
 	}

@@ -118,8 +118,10 @@ type Certificate struct {
 }
 
 // BootApplication is one code measurement of PCR 4. Digest (hex, of the replayed bank) is
-// proven; Type is what the log claims and is not.
+// proven; Type is what the log claims and is not. Event is the event's number in the log,
+// from 1, as `omens eventlog show` (EventLogEvents) numbers them.
 type BootApplication struct {
+	Event  int    `json:"event"`
 	Digest string `json:"digest"`
 	Type   string `json:"type"`
 }
@@ -140,12 +142,14 @@ func ReplayEventLog(log []byte, banks []PCRBank, opt EventLogPolicy) (*BootFacts
 	if len(banks) == 0 {
 		return nil, reject(CheckEventLogReplay, "no quoted PCR values to replay the log against")
 	}
-	facts := &BootFacts{Events: len(el.Events(attest.HashSHA1))}
+	all := el.Events(attest.HashSHA1)
+	facts := &BootFacts{Events: len(all)}
+	measured := measuredPCRs(all)
 	for _, a := range el.Algs {
 		facts.Banks = append(facts.Banks, bankName(tpm2.TPMIAlgHash(a)))
 	}
 	for i, bank := range banks {
-		events, err := replayBank(el, bank)
+		events, err := replayBank(el, bank, measured)
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +162,7 @@ func ReplayEventLog(log []byte, banks []PCRBank, opt EventLogPolicy) (*BootFacts
 		}
 		facts.Replayed = append(facts.Replayed, bankName(bank.Alg))
 		if i == 0 {
-			if err := facts.read(events, h, bank); err != nil {
+			if err := facts.read(events, el.Events(attest.HashAlg(bank.Alg)), h, bank); err != nil {
 				return nil, err
 			}
 		}
@@ -188,8 +192,8 @@ func bankName(alg tpm2.TPMIAlgHash) string {
 }
 
 // replayBank replays the log against one bank and returns the events of the quoted PCRs,
-// in log order.
-func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
+// in log order. measured is measuredPCRs of the log's events.
+func replayBank(el *attest.EventLog, bank PCRBank, measured map[int]bool) ([]attest.Event, error) {
 	h, err := bank.Alg.Hash()
 	if err != nil {
 		return nil, reject(CheckEventLogReplay, "bank %s: %v", bankName(bank.Alg), err)
@@ -213,7 +217,6 @@ func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
 	}
 	// go-attestation accepts a PCR that has no event in the log, whatever its value; the
 	// firmware's PCRs 0-7 are measured by the firmware alone, so the log must explain them.
-	measured := measuredPCRs(el)
 	var bad []string
 	for _, p := range indexes {
 		want := bank.PCRs[p]
@@ -238,10 +241,10 @@ func replayBank(el *attest.EventLog, bank PCRBank) ([]attest.Event, error) {
 	return events, nil
 }
 
-// measuredPCRs lists the PCRs the log has events for.
-func measuredPCRs(el *attest.EventLog) map[int]bool {
+// measuredPCRs lists the PCRs that events (all of a log's) measure.
+func measuredPCRs(events []attest.Event) map[int]bool {
 	out := map[int]bool{}
-	for _, e := range el.Events(attest.HashSHA1) {
+	for _, e := range events {
 		if e.Type != evNoAction {
 			out[e.Index] = true
 		}
@@ -405,7 +408,9 @@ func secureBootEvents(events []attest.Event, h crypto.Hash) []attest.Event {
 	return out
 }
 
-func (f *BootFacts) read(events []attest.Event, h crypto.Hash, bank PCRBank) error {
+// read reads the facts from the replayed events of a bank; all is every event of the log
+// in that bank, in order, which numbers them.
+func (f *BootFacts) read(events, all []attest.Event, h crypto.Hash, bank PCRBank) error {
 	if _, ok := bank.PCRs[7]; ok && slices.ContainsFunc(events, func(e attest.Event) bool { return e.Index == 7 }) {
 		sb, err := attest.ParseSecurebootState(secureBootEvents(events, h))
 		if err != nil {
@@ -423,17 +428,31 @@ func (f *BootFacts) read(events []attest.Event, h crypto.Hash, bank PCRBank) err
 			DriverAuthorities: certificates(sb.PreSeparatorAuthority),
 		}
 	}
+	// The replayed events are the log's, in its order (go-attestation's Verify returns
+	// them by sequence): each event of PCR 4 is found in all from where the one before it
+	// was, and its number is its position there.
+	next := 0
+	number := func(e attest.Event) int {
+		for ; next < len(all); next++ {
+			if a := all[next]; a.Index == e.Index && a.Type == e.Type && bytes.Equal(a.Digest, e.Digest) && bytes.Equal(a.Data, e.Data) {
+				next++
+				return next
+			}
+		}
+		return 0 // not found: the refusals then name the application by its position only
+	}
 	sep := [][]byte{hashOf(h, []byte{0, 0, 0, 0}), hashOf(h, []byte{0xFF, 0xFF, 0xFF, 0xFF})}
 	for _, e := range events {
 		switch e.Index {
 		case 4:
+			n := number(e)
 			if bytes.Equal(e.Digest, sep[0]) || bytes.Equal(e.Digest, sep[1]) {
 				continue
 			}
 			if e.Type == evEFIAction && bytes.Equal(hashOf(h, e.Data), e.Digest) {
 				continue
 			}
-			f.BootApplications = append(f.BootApplications, BootApplication{Digest: hex.EncodeToString(e.Digest), Type: e.Type.String()})
+			f.BootApplications = append(f.BootApplications, BootApplication{Event: n, Digest: hex.EncodeToString(e.Digest), Type: e.Type.String()})
 		case 8:
 			// grub measures the command line without its "kernel_cmdline: " prefix, which
 			// it logs as the event data.

@@ -4,8 +4,11 @@ package verify_test
 
 import (
 	"crypto/x509"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
 
@@ -91,38 +94,61 @@ func loadBenchLogKinds(b *testing.B) []*benchKind {
 	return benchLogCache
 }
 
-// verifyWithLog is verify (a complete verification and the PCR policy) with the event
-// log replayed and its Secure Boot state required on.
-func (k *benchKind) verifyWithLog(b *testing.B, store *policy.Store) {
-	res := k.verify(b, store)
-	if res.Boot == nil || res.Boot.SecureBoot == nil || !res.Boot.SecureBoot.Enabled || len(res.Boot.SecureBoot.Authorities) == 0 {
+// bootPolicyStore is policyStore with the boot rules of a Secure Boot host in the group:
+// Secure Boot required, and the authority that verified the boot chain allowed.
+func (k *benchKind) bootPolicyStore(b *testing.B) *policy.Store {
+	b.Helper()
+	res := k.verify(b, &k.v, nil)
+	if res.Boot == nil || res.Boot.SecureBoot == nil || len(res.Boot.SecureBoot.Authorities) == 0 {
 		b.Fatalf("boot facts %+v: want Secure Boot on, verified by an authority", res.Boot)
+	}
+	return k.policyStore(b, fmt.Sprintf("  boot {\n    secure_boot = \"required\"\n    authorities = [%q]\n  }\n", res.Boot.SecureBoot.Authorities[0].SHA256))
+}
+
+// verifyWithLog is verify with the event log replayed, and the PCR policy and boot rules
+// on the result (policy.Store.EvaluateBoot), as the SPIRE server plugin runs them.
+func (k *benchKind) verifyWithLog(b *testing.B, v *verify.Verifier, store *policy.Store) {
+	res := k.verify(b, v, nil)
+	d, rule, err := store.EvaluateBoot(res.EKHash, res.PCRBank, res.PCRs, res.Boot, time.Now())
+	if err != nil || !d.Allowed || !strings.Contains(rule, "secure_boot") {
+		b.Fatalf("policy: %v (rule %q) %v", d, rule, err)
 	}
 }
 
 // BenchmarkVerifyAttestationEventLog is BenchmarkVerifyAttestation's verification with a
 // boot event log (about 3 KiB, 26 events, Secure Boot variables with certificates)
-// replayed against the quote and its Secure Boot state read.
+// replayed against the quote, its Secure Boot state read, and boot rules over it (Secure
+// Boot required, the authority allowed), cold and warm.
 func BenchmarkVerifyAttestationEventLog(b *testing.B) {
 	for _, k := range loadBenchLogKinds(b) {
-		b.Run(k.kind.Name, func(b *testing.B) {
-			store := k.policyStore(b)
-			b.ReportAllocs()
-			defer reportCPU(b)()
-			for b.Loop() {
-				k.verifyWithLog(b, store)
-			}
-		})
+		for _, temp := range temperatures {
+			b.Run(temp+"/"+k.kind.Name, func(b *testing.B) {
+				store := k.bootPolicyStore(b)
+				v := k.verifier(b, temp)
+				b.ReportAllocs()
+				defer reportCPU(b)()
+				for b.Loop() {
+					b.StopTimer()
+					v.prepare()
+					b.StartTimer()
+					k.verifyWithLog(b, v.v, store)
+				}
+			})
+		}
 	}
 }
 
 // BenchmarkVerifyAttestationEventLogToFloor reports the ratio of a verification with the
-// event log to the public-key floor (BenchmarkPublicKeyFloor), run in turn.
+// event log to the public-key floor (BenchmarkPublicKeyFloor), run in turn; the target is
+// the cold one's, as in BenchmarkVerifyAttestationToFloor.
 func BenchmarkVerifyAttestationEventLogToFloor(b *testing.B) {
 	for _, k := range loadBenchLogKinds(b) {
-		b.Run(k.kind.Name, func(b *testing.B) {
-			store := k.policyStore(b)
-			k.toFloor(b, func() { k.verifyWithLog(b, store) })
-		})
+		for _, temp := range temperatures {
+			b.Run(temp+"/"+k.kind.Name, func(b *testing.B) {
+				store := k.bootPolicyStore(b)
+				v := k.verifier(b, temp)
+				k.toFloor(b, v.prepare, func() { k.verifyWithLog(b, v.v, store) })
+			})
+		}
 	}
 }

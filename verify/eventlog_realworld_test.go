@@ -132,6 +132,9 @@ func realworldRow(t *testing.T, name string, log []byte, refPath string) string 
 	if err != nil && verify.FailedCheck(err) == "" {
 		t.Errorf("%s: %v is not a rejection", name, err)
 	}
+	if err == nil {
+		checkApplicationEvents(t, name, events, bankLabel(own.Alg), facts)
+	}
 	if err == nil && facts.SecureBoot != nil {
 		s := facts.SecureBoot
 		state := "off"
@@ -145,6 +148,24 @@ func realworldRow(t *testing.T, name string, log []byte, refPath string) string 
 		ownCell += " (SHA-1 only: refused unless allowed)"
 	}
 	return fmt.Sprintf("| %s | %s | %d | %s | %s | %s |", name, strings.Join(names, ", "), len(events), sb, ownCell, referenceCell(t, name, log, banks, refPath, cell))
+}
+
+// checkApplicationEvents holds each boot application of facts to the event its number
+// names in the log as `omens eventlog show` lists it (EventLogEvents, from 1): an event of
+// PCR 4 of the same type and digest in bank.
+func checkApplicationEvents(t *testing.T, name string, events []verify.LogEvent, bank string, facts *verify.BootFacts) {
+	t.Helper()
+	last := 0
+	for _, a := range facts.BootApplications {
+		if a.Event <= last || a.Event > len(events) {
+			t.Errorf("%s: boot application %+v: event number not after %d and within the log's %d events", name, a, last, len(events))
+			continue
+		}
+		last = a.Event
+		if e := events[a.Event-1]; e.PCR != 4 || e.Type != a.Type || e.Digests[bank] != a.Digest {
+			t.Errorf("%s: boot application %+v names event %d, which is %+v", name, a, a.Event, e)
+		}
+	}
 }
 
 // unparsableWithReference are the logs with a PCR reference that go-attestation cannot

@@ -88,13 +88,18 @@ func TestReplayEventLogFacts(t *testing.T) {
 	if !slices.Equal(sb.DBX, []string{hex.EncodeToString(revoked[:])}) {
 		t.Errorf("DBX = %q", sb.DBX)
 	}
+	// Each application is named by its event's number in the log, as omens eventlog show
+	// numbers them (EventLogEvents, from 1).
+	listed := must(verify.EventLogEvents(l.Bytes()))
 	var apps []verify.BootApplication
 	for _, d := range chain {
-		apps = append(apps, verify.BootApplication{Digest: hex.EncodeToString(d[:]), Type: "EV_EFI_BOOT_SERVICES_APPLICATION"})
+		n := 1 + slices.IndexFunc(listed, func(e verify.LogEvent) bool { return e.PCR == 4 && e.Digests["sha256"] == hex.EncodeToString(d[:]) })
+		apps = append(apps, verify.BootApplication{Event: n, Digest: hex.EncodeToString(d[:]), Type: "EV_EFI_BOOT_SERVICES_APPLICATION"})
 	}
-	if !slices.Equal(facts.BootApplications, apps) {
+	if !slices.Equal(facts.BootApplications, apps) || apps[0].Event == 0 {
 		t.Errorf("BootApplications = %+v, want %+v", facts.BootApplications, apps)
 	}
+	checkApplicationEvents(t, "secureBootLog", listed, "sha256", facts)
 	if !slices.Equal(facts.Banks, []string{"sha1", "sha256"}) || !slices.Equal(facts.Replayed, []string{"sha256"}) || facts.Events != len(l.Events) {
 		t.Errorf("Banks %q, Replayed %q, Events %d; want sha1 sha256, sha256, %d", facts.Banks, facts.Replayed, facts.Events, len(l.Events))
 	}

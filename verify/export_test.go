@@ -9,3 +9,14 @@ func SHA1Explanation(b *Bundle, c *x509.Certificate) string {
 	w.leaf = "certificate"
 	return b.sha1Explanation(c, b.ancestorsIn(c, b.bySubject), w)
 }
+
+// RememberChains gives b a cache of the chains it verifies that holds at most max EK
+// certificates, and returns a function that counts those it holds.
+func RememberChains(b *Bundle, max int) (held func() int) {
+	b.verified = newChainCache(max)
+	return func() int {
+		b.verified.mu.Lock()
+		defer b.verified.mu.Unlock()
+		return len(b.verified.entries)
+	}
+}

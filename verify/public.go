@@ -23,7 +23,7 @@ func unmarshalPublic(b []byte) (*tpm2.TPMTPublic, error) {
 		return nil, err
 	}
 	if n != len(b) {
-		return nil, errors.New("not in canonical TPM encoding (trailing or extra bytes)")
+		return nil, errNotCanonical
 	}
 	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](b)
 	if err != nil {
@@ -104,6 +104,13 @@ func (r *reader) take(n int) []byte {
 	p := r.b[r.off : r.off+n]
 	r.off += n
 	return p
+}
+
+func (r *reader) u8() uint8 {
+	if p := r.take(1); p != nil {
+		return p[0]
+	}
+	return 0
 }
 
 func (r *reader) u16() uint16 {

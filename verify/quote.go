@@ -28,11 +28,11 @@ type quoted struct {
 // checkQuote checks the evidence's quote, its signature and PCR values against the
 // session's AK, nonce and selection.
 func (s *Session) checkQuote(ev *protocol.Evidence) (*quoted, error) {
-	attest, err := unmarshalCanonical[tpm2.TPMSAttest](ev.Quote)
+	attest, err := unmarshalAttest(ev.Quote)
 	if err != nil {
 		return nil, reject(CheckQuoteSignature, "quote: %v", err)
 	}
-	sig, err := unmarshalCanonical[tpm2.TPMTSignature](ev.Signature)
+	sig, err := unmarshalSignature(ev.Signature)
 	if err != nil {
 		return nil, reject(CheckQuoteSignature, "signature: %v", err)
 	}

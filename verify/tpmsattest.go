@@ -194,7 +194,24 @@ func signatureHash(sig *tpm2.TPMTSignature) (tpm2.TPMIAlgHash, error) {
 func unmarshalCanonical[T tpm2.Marshallable, P interface {
 	*T
 	tpm2.Unmarshallable
-}](b []byte) (out *T, err error) {
+}](b []byte) (*T, error) {
+	return unmarshalWalked[T, P](b, nil)
+}
+
+var errNotCanonical = errors.New("not in canonical TPM encoding (trailing or extra bytes)")
+
+// errOtherShape is what a walker returns for a structure it does not walk: the caller
+// marshals the decoded structure again instead.
+var errOtherShape = errors.New("not a structure this walker knows")
+
+// unmarshalWalked is unmarshalCanonical with a walker: size returns the length of the
+// canonical encoding at the start of b (errNotCanonical when a field holds a value that
+// go-tpm would encode otherwise, errOtherShape for a structure it does not walk), which
+// spares marshalling the structure again, the most expensive part of decoding it.
+func unmarshalWalked[T tpm2.Marshallable, P interface {
+	*T
+	tpm2.Unmarshallable
+}](b []byte, size func([]byte) (int, error)) (out *T, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("cannot re-encode: %v", r)
@@ -204,10 +221,83 @@ func unmarshalCanonical[T tpm2.Marshallable, P interface {
 	if err != nil {
 		return nil, err
 	}
+	if size != nil {
+		n, err := size(b)
+		switch {
+		case err == nil && n == len(b):
+			return v, nil
+		case !errors.Is(err, errOtherShape):
+			return nil, errNotCanonical
+		}
+	}
 	if !bytes.Equal(tpm2.Marshal(*v), b) {
-		return nil, errors.New("not in canonical TPM encoding (trailing or extra bytes)")
+		return nil, errNotCanonical
 	}
 	return v, nil
+}
+
+// unmarshalAttest decodes a TPMS_ATTEST in canonical encoding.
+func unmarshalAttest(b []byte) (*tpm2.TPMSAttest, error) {
+	return unmarshalWalked[tpm2.TPMSAttest](b, attestSize)
+}
+
+// unmarshalSignature decodes a TPMT_SIGNATURE in canonical encoding.
+func unmarshalSignature(b []byte) (*tpm2.TPMTSignature, error) {
+	return unmarshalWalked[tpm2.TPMTSignature](b, signatureSize)
+}
+
+// attestSize walks a TPMS_ATTEST of a quote or a Certify (TPM 2.0 Part 2, 10.12.12).
+func attestSize(b []byte) (int, error) {
+	r := reader{b: b}
+	r.u32() // magic
+	typ := r.u16()
+	r.sized() // qualifiedSigner
+	r.sized() // extraData
+	r.take(8) // clockInfo.clock
+	r.u32()   // clockInfo.resetCount
+	r.u32()   // clockInfo.restartCount
+	if safe := r.take(1); safe != nil && safe[0] > 1 {
+		return 0, errNotCanonical // a TPMI_YES_NO is 0 or 1
+	}
+	r.take(8) // firmwareVersion
+	switch tpm2.TPMISTAttest(typ) {
+	case tpm2.TPMSTAttestQuote:
+		for n := r.u32(); n > 0 && r.err == nil; n-- { // TPML_PCR_SELECTION
+			r.u16()             // hash
+			r.take(int(r.u8())) // sizeofSelect, pcrSelect
+		}
+		r.sized() // pcrDigest
+	case tpm2.TPMSTAttestCertify:
+		r.sized() // name
+		r.sized() // qualifiedName
+	default:
+		return 0, errOtherShape
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.off, nil
+}
+
+// signatureSize walks a TPMT_SIGNATURE of the RSASSA, RSAPSS or ECDSA scheme (TPM 2.0
+// Part 2, 11.3.4).
+func signatureSize(b []byte) (int, error) {
+	r := reader{b: b}
+	switch tpm2.TPMIAlgSigScheme(r.u16()) {
+	case tpm2.TPMAlgRSASSA, tpm2.TPMAlgRSAPSS:
+		r.u16()   // hash
+		r.sized() // sig
+	case tpm2.TPMAlgECDSA:
+		r.u16()   // hash
+		r.sized() // signatureR
+		r.sized() // signatureS
+	default:
+		return 0, errOtherShape
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	return r.off, nil
 }
 
 // canonicalName is the name of an object whose public area pub is in canonical encoding

@@ -56,3 +56,41 @@ func FuzzCheckAttestFields(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUnmarshalWalked checks the walkers against go-tpm: unmarshalAttest and
+// unmarshalSignature accept exactly what decodes and re-encodes to itself.
+func FuzzUnmarshalWalked(f *testing.F) {
+	name := append([]byte{0x00, 0x0B}, bytes.Repeat([]byte{0x11}, 32)...)
+	quote := tpm2.TPMSAttest{
+		Magic: tpm2.TPMGeneratedValue, Type: tpm2.TPMSTAttestQuote,
+		QualifiedSigner: tpm2.TPM2BName{Buffer: name}, ExtraData: tpm2.TPM2BData{Buffer: make([]byte, 32)},
+		ClockInfo: tpm2.TPMSClockInfo{Clock: 7, Safe: true},
+		Attested: tpm2.NewTPMUAttest(tpm2.TPMSTAttestQuote, &tpm2.TPMSQuoteInfo{
+			PCRSelect: tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{Hash: tpm2.TPMAlgSHA256, PCRSelect: []byte{0x95, 0, 0}}, {Hash: tpm2.TPMAlgSHA1, PCRSelect: []byte{1}}}},
+			PCRDigest: tpm2.TPM2BDigest{Buffer: make([]byte, 32)},
+		}),
+	}
+	certify := quote
+	certify.Type = tpm2.TPMSTAttestCertify
+	certify.Attested = tpm2.NewTPMUAttest(tpm2.TPMSTAttestCertify, &tpm2.TPMSCertifyInfo{Name: tpm2.TPM2BName{Buffer: name}, QualifiedName: tpm2.TPM2BName{Buffer: name}})
+	ecdsa := tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA, &tpm2.TPMSSignatureECC{
+		Hash: tpm2.TPMAlgSHA256, SignatureR: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)}, SignatureS: tpm2.TPM2BECCParameter{Buffer: make([]byte, 32)}})}
+	rsassa := tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgRSASSA, Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgRSASSA, &tpm2.TPMSSignatureRSA{
+		Hash: tpm2.TPMAlgSHA256, Sig: tpm2.TPM2BPublicKeyRSA{Buffer: make([]byte, 256)}})}
+	for _, b := range [][]byte{tpm2.Marshal(quote), tpm2.Marshal(certify), tpm2.Marshal(ecdsa), tpm2.Marshal(rsassa)} {
+		f.Add(b)
+		f.Add(append(b, 0))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, werr := unmarshalAttest(b)
+		_, cerr := unmarshalCanonical[tpm2.TPMSAttest](b)
+		if (werr == nil) != (cerr == nil) {
+			t.Fatalf("TPMS_ATTEST %x: walked %v, re-encoded %v", b, werr, cerr)
+		}
+		_, werr = unmarshalSignature(b)
+		_, cerr = unmarshalCanonical[tpm2.TPMTSignature](b)
+		if (werr == nil) != (cerr == nil) {
+			t.Fatalf("TPMT_SIGNATURE %x: walked %v, re-encoded %v", b, werr, cerr)
+		}
+	})
+}

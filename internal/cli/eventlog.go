@@ -176,7 +176,7 @@ func printEventLog(cmd *cobra.Command, s *EventLogShow) {
 	}
 	fmt.Fprintln(w, "boot chain (PCR 4):")
 	for _, a := range s.Chain {
-		fmt.Fprintf(w, "  %s  %s\n", a.Digest, a.Type)
+		fmt.Fprintf(w, "  #%-3d %s  %s\n", a.Event, a.Digest, a.Type)
 	}
 	if s.Facts != nil && s.Facts.KernelCmdline != "" {
 		fmt.Fprintf(w, "kernel command line: %s\n", s.Facts.KernelCmdline)
@@ -238,7 +238,7 @@ its own. Exit status 1 names the failed check.`,
 				fmt.Fprintf(w, "secure boot: %v (%d authorities)\n", facts.SecureBoot.Enabled, len(facts.SecureBoot.Authorities))
 			}
 			for _, a := range facts.BootApplications {
-				fmt.Fprintf(w, "boot application: %s\n", a.Digest)
+				fmt.Fprintf(w, "boot application: %s (event #%d)\n", a.Digest, a.Event)
 			}
 			return nil
 		},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -95,7 +96,11 @@ func TestBootPolicyThroughPlugins(t *testing.T) {
 	}
 	_, err = p.attest(t)
 	st, _ := status.FromError(err)
-	want := "tpm: policy: boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest " + k1 +
+	apps, aerr := eventlogtest.ApplicationEvents(l.Bytes())
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	want := "tpm: policy: boot rule kernels of group tower: PCR 4 event #" + strconv.Itoa(apps[2]) + " of the log (EV_EFI_BOOT_SERVICES_APPLICATION; boot application 3 of 3, the kernel) digest " + k1 +
 		" is not approved (approved: " + k2 + ", " + k3 + ", " + sha256Hex([]byte("kernel-4")) + ")"
 	if st.Code().String() != "PermissionDenied" || st.Message() != want {
 		t.Errorf("withdrawn kernel: %v\nwant PermissionDenied: %s", err, want)

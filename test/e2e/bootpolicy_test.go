@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"omens.dev/omens/internal/test/eventlogtest"
 	"omens.dev/omens/internal/test/spiretest"
 	"omens.dev/omens/policy"
 	"omens.dev/omens/spireconf"
@@ -123,7 +124,16 @@ func TestBootPolicyWithRealSPIRE(t *testing.T) {
 	// A kernel nobody approved: refused by the kernels rule.
 	omens(t, "tpm", "reboot", "--socket", host.socket, "--boot-log", logs[2])
 	k3 := bootlog.ImageDigests([]byte("linux 6.13.0"), crypto.SHA256)[crypto.SHA256]
-	srv.WaitLog(t, fmt.Sprintf("boot rule kernels of group tower: PCR 4 boot application 3 of 3 (EV_EFI_BOOT_SERVICES_APPLICATION, the kernel) digest %x is not approved (approved: %x, %x)", k3, k1, k2), 90*time.Second)
+	rogue, err := os.ReadFile(logs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps, err := eventlogtest.ApplicationEvents(rogue) // numbered as omens eventlog show numbers events
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.WaitLog(t, fmt.Sprintf("boot rule kernels of group tower: PCR 4 event #%d of the log (EV_EFI_BOOT_SERVICES_APPLICATION; boot application 3 of 3, the kernel) digest %x is not approved (approved: %x, %x)",
+		apps[len(apps)-1], k3, k1, k2), 90*time.Second)
 	if !strings.Contains(srv.Log(), "rule=kernels") {
 		t.Errorf("the refusal of the unapproved kernel does not name rule=kernels:\n%s", srv.Log())
 	}

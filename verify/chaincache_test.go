@@ -1,0 +1,132 @@
+//go:build unix
+
+package verify_test
+
+import (
+	"crypto/x509"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"omens.dev/omens/internal/test/testattest"
+	"omens.dev/omens/tpm/tpmsim/mfgca"
+	"omens.dev/omens/tpmrules"
+	"omens.dev/omens/verify"
+)
+
+// TestRememberedChainStaysChecked: once a bundle has verified an EK certificate, the
+// certificate and its CAs are still held to their validity at every verification: at
+// times outside them the remembered chain gives the error a bundle that never saw the
+// certificate gives, and the certificate verifies again afterwards.
+func TestRememberedChainStaysChecked(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	ca := must(mfgca.NewEphemeral("remembered",
+		mfgca.WithRootValidity(now.Add(-20*year), now.Add(20*year)),
+		mfgca.WithIntermediateValidity(now.Add(-10*year), now.Add(3*year))))
+	fresh := func() *verify.Bundle {
+		return verify.NewBundle([]*x509.Certificate{ca.Root()}, []*x509.Certificate{ca.Intermediate()})
+	}
+	ek := must(verify.ParseEKCertificate(must(ca.IssueEK(&p256().PublicKey, mfgca.EKTemplate{NotBefore: now.Add(-year), NotAfter: now.Add(year)}))))
+	long := must(verify.ParseEKCertificate(must(ca.IssueEK(&p256().PublicKey, mfgca.EKTemplate{NotBefore: now.Add(-year), NotAfter: now.Add(10 * year)}))))
+
+	warm := fresh()
+	held := verify.RememberChains(warm, 8)
+	for _, c := range []*verify.EKCertificate{ek, long} {
+		if _, err := warm.VerifyEKCertificate(c, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := held(); n != 2 {
+		t.Fatalf("the bundle holds %d chains, want 2", n)
+	}
+	for _, tc := range []struct {
+		name string
+		ek   *verify.EKCertificate
+		at   time.Time
+		want error
+	}{
+		{"EK certificate expired", ek, now.Add(2 * year), verify.ErrExpired},
+		{"EK certificate not yet valid", ek, now.Add(-2 * year), verify.ErrNotYetValid},
+		{"intermediate expired", long, now.Add(4 * year), verify.ErrExpired},
+		{"valid again", ek, now, nil},
+		{"valid later", long, now.Add(2 * year), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chains, err := warm.VerifyEKCertificate(tc.ek, tc.at)
+			wantChains, wantErr := fresh().VerifyEKCertificate(tc.ek, tc.at)
+			if !errors.Is(err, tc.want) || !errors.Is(wantErr, tc.want) {
+				t.Fatalf("remembered: %v; fresh bundle: %v; want errors.Is %v", err, wantErr, tc.want)
+			}
+			if err != nil && err.Error() != wantErr.Error() {
+				t.Fatalf("remembered chain says\n  %v\na fresh bundle says\n  %v", err, wantErr)
+			}
+			if len(chains) != len(wantChains) {
+				t.Fatalf("%d chains, a fresh bundle finds %d", len(chains), len(wantChains))
+			}
+			for i := range chains {
+				if len(chains[i]) != len(wantChains[i]) || !chains[i][0].Equal(tc.ek.Cert) || !chains[i][len(chains[i])-1].Equal(ca.Root()) {
+					t.Fatalf("chain %d is %v, want the EK certificate to the root (%d certificates)", i, chains[i], len(wantChains[i]))
+				}
+			}
+		})
+	}
+}
+
+// TestRememberedChainsBoundedAndConcurrent: the bundle holds at most its bound of chains,
+// forgetting the oldest, and verifies from several goroutines at once (go test -race).
+func TestRememberedChainsBoundedAndConcurrent(t *testing.T) {
+	bundle := testBundle()
+	held := verify.RememberChains(bundle, 3)
+	var certs []*verify.EKCertificate
+	for range 5 {
+		certs = append(certs, must(verify.ParseEKCertificate(issue(t, &p256().PublicKey, mfgca.EKTemplate{}))))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*len(certs)*3)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				for _, c := range certs {
+					if _, err := bundle.VerifyEKCertificate(c, time.Now()); err != nil {
+						errs <- err
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := held(); n != 3 {
+		t.Fatalf("the bundle holds %d chains, want its bound, 3", n)
+	}
+}
+
+// TestRememberedChainStillDenied: a TPM whose chain the bundle remembers is still refused
+// once its EK is deny-listed, and still attests otherwise.
+func TestRememberedChainStillDenied(t *testing.T) {
+	v := verify.Verifier{PCRBank: tpm2.TPMAlgSHA256, PCRs: testattest.DefaultPCRs}
+	tr, err := testattest.Record(openSimulator, testattest.Config{EKKind: tpmrules.EKRSA2048}, &v) // the bundle remembers its chain
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := v
+	denied.EK.Deny = map[string]bool{tr.EKHash: true}
+	if _, _, err := denied.Begin(tr.Hello); verify.FailedCheck(err) != verify.CheckEKDenylist {
+		t.Fatalf("deny-listed EK with a remembered chain: %v, want check %s", err, verify.CheckEKDenylist)
+	}
+	s, _, err := v.Begin(tr.Hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Identity.CertStatus != "valid" {
+		t.Fatalf("CertStatus %q, want valid", s.Identity.CertStatus)
+	}
+}
