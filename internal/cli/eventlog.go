@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
+	"omens.dev/omens/internal/limits"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,7 +52,7 @@ func readEventLog(path string) ([]byte, error) {
 	if path == "" {
 		return nil, fmt.Errorf("--log FILE is required")
 	}
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.EventLog)
 	if err != nil {
 		return nil, fmt.Errorf("event log: %w", err)
 	}
@@ -265,7 +265,7 @@ func describeBanks(banks []verify.PCRBank) string {
 
 // readPCRFile reads the JSON of `omens pcr read --json`: one PCRValues or an array.
 func readPCRFile(path string) ([]verify.PCRBank, error) {
-	b, err := os.ReadFile(path)
+	b, err := limits.ReadFile(path, limits.PCRFile)
 	if err != nil {
 		return nil, fmt.Errorf("PCR file: %w", err)
 	}

@@ -175,6 +175,8 @@ func TestEventLogErrors(t *testing.T) {
 		return p
 	}
 	garbage := write("garbage", "not an event log")
+	huge := write("huge", strings.Repeat("\x00", 768<<10+1))
+	deep := write("deep", strings.Repeat("[", 9)+strings.Repeat("]", 9))
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -182,6 +184,10 @@ func TestEventLogErrors(t *testing.T) {
 	}{
 		{"show without log", []string{"eventlog", "show"}, "omens: --log FILE is required\n"},
 		{"verify without pcrs", []string{"eventlog", "verify", "--log", path}, "omens: --pcrs FILE is required\n"},
+		{"log over the cap", []string{"eventlog", "show", "--log", huge},
+			"omens: event log: limits: " + huge + " is 786433 bytes, over the 786432-byte limit for a boot event log\n"},
+		{"PCR file too deep", []string{"eventlog", "verify", "--log", path, "--pcrs", deep},
+			"omens: PCR file: limits: " + deep + ":1: nesting deeper than the 8-level limit for a PCR values file\n"},
 		{"not a log", []string{"eventlog", "show", "--log", garbage}, "omens: verify: event_log_parse: parse first event: header deserialization error: unexpected EOF\n"},
 		{"unknown bank", []string{"eventlog", "verify", "--log", path, "--pcrs", write("md5", `{"bank":"md5","pcrs":{"0":"00"}}`)},
 			`omens: PCR file ` + filepath.Join(dir, "md5") + `: unknown PCR bank "md5" (want sha1, sha256 or sha384)` + "\n"},

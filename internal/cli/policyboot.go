@@ -2,7 +2,7 @@ package cli
 
 import (
 	"fmt"
-	"os"
+	"omens.dev/omens/internal/limits"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -135,7 +135,7 @@ kernels rule: adding the rule would refuse every other kernel.`,
 			if group != "" && host != "" || group == "" && host == "" {
 				return fmt.Errorf("name one of --group NAME or --host HASH|NAME")
 			}
-			src, err := os.ReadFile(policyPath)
+			src, err := limits.ReadFile(policyPath, limits.PolicyFile)
 			if err != nil {
 				return fmt.Errorf("policy file: %w", err)
 			}

@@ -29,6 +29,8 @@
 //	AgentConfig   SPIRE agent configuration    1 MiB   32     HCL or JSON
 //	LUKS2Meta     LUKS2 metadata               4 MiB   32     JSON (cryptsetup luksDump --dump-json-metadata)
 //	InstalledFile installed config file, unit  1 MiB   -      bytes (compared by omens config render)
+//	EventLog      boot event log (a file)      768 KiB -      TCG binary log (protocol.MaxEventLogSize)
+//	PCRFile       PCR values file              1 MiB   8      JSON (omens pcr read --json)
 //
 // A directory of EK hashes (the server's hash_path, one empty file per hash) is read up to
 // HashDirEntries entries, as many as a HashList holds.
@@ -96,6 +98,11 @@ var (
 	LUKS2Meta    = Kind{What: "LUKS2 metadata", MaxBytes: 4 * mib, MaxDepth: 32, Syntax: JSON}
 	// InstalledFile is a configuration file or unit on a host, which `omens config
 	// render` compares with what it renders.
+	// EventLog is a boot event log read from a file by the operator's commands (omens
+	// eventlog, pcr policy learn): the protocol's bound on the log an agent sends.
+	EventLog = Kind{What: "a boot event log", MaxBytes: 768 * kib}
+	// PCRFile is what `omens pcr read --json` prints, read back by `omens eventlog verify`.
+	PCRFile       = Kind{What: "a PCR values file", MaxBytes: 1 * mib, MaxDepth: 8, Syntax: JSON}
 	InstalledFile = Kind{What: "an installed configuration file", MaxBytes: 1 * mib}
 )
 

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"omens.dev/omens/internal/limits"
 	"os"
 	"path/filepath"
 
@@ -45,7 +46,7 @@ type BootLogReport struct {
 // installBootLog parses the TCG event log at src and copies it to dst, the state
 // directory's boot log, from which the host boots from then on.
 func installBootLog(src, dst string) error {
-	raw, err := os.ReadFile(src)
+	raw, err := limits.ReadFile(src, limits.EventLog)
 	if err != nil {
 		return fmt.Errorf("tpmsim: boot log: %w", err)
 	}
