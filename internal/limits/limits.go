@@ -97,6 +97,8 @@ var (
 	// InstalledFile is a configuration file or unit on a host, which `omens config
 	// render` compares with what it renders.
 	InstalledFile = Kind{What: "an installed configuration file", MaxBytes: 1 * mib}
+	LabState      = Kind{What: "a lab state file", MaxBytes: 64 * kib, MaxDepth: 8, Syntax: JSON}
+	SVIDPEM       = Kind{What: "an SVID or trust bundle PEM file", MaxBytes: 1 * mib}
 )
 
 // HashDirEntries caps the entries of a hash directory (spire-tpm-plugin's hash_path: one
