@@ -34,7 +34,7 @@ import (
 // removed and the agent runs on the host's network again. Network namespaces need root.
 var ScenarioNetworkPartition = Scenario{
 	Name: "network-partition",
-	Help: "spire's agent, in a network namespace, loses its link to the server:\nit keeps serving SVIDs and re-attests when the link returns (root)",
+	Help: "spire's agent, in a network namespace, loses its link to\nthe server: it keeps serving SVIDs, re-attests when it returns",
 	Run:  playNetworkPartition,
 }
 
