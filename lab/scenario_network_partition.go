@@ -336,7 +336,7 @@ func playNetworkPartition(ctx context.Context, l *Lab, out io.Writer) (err error
 		errs := []error{err, agent.stop(20 * time.Second)}
 		stopForward()
 		errs = append(errs, l.removePartition())
-		if up := l.upAgent(ctx, ports, host); up != nil {
+		if up := l.upAgent(context.WithoutCancel(ctx), ports, host); up != nil {
 			errs = append(errs, up)
 		} else if err == nil {
 			fmt.Fprintf(out, "6. the scenario ends: namespace %s and the veth pair are removed; %s's agent runs on the host's network again\n", p.Netns, host)
