@@ -29,6 +29,8 @@
 //	AgentConfig   SPIRE agent configuration    1 MiB   32     HCL or JSON
 //	LUKS2Meta     LUKS2 metadata               4 MiB   32     JSON (cryptsetup luksDump --dump-json-metadata)
 //	InstalledFile installed config file, unit  1 MiB   -      bytes (compared by omens config render)
+//	LabState      lab state file               64 KiB  8      JSON (the lab's network-partition)
+//	SVIDPEM       SVID or trust bundle file    1 MiB   -      PEM (fetched by the lab from a Workload API)
 //
 // A directory of EK hashes (the server's hash_path, one empty file per hash) is read up to
 // HashDirEntries entries, as many as a HashList holds.
