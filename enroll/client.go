@@ -39,7 +39,7 @@ func post[T any](ctx context.Context, cfg Config, path string, msg any, decode f
 		if json.Unmarshal(b, &e) == nil && e.Check != "" {
 			return nil, &RAError{Status: resp.StatusCode, Check: printable(e.Check, 64), RequestID: printable(e.RequestID, 64), Message: printable(e.Error, 512)}
 		}
-		return nil, fmt.Errorf("enroll: RA %s: %s", cfg.RAURL, resp.Status)
+		return nil, &StatusError{URL: cfg.RAURL, Status: resp.StatusCode, Text: printable(resp.Status, 64)}
 	}
 	m, err := decode(b)
 	if err != nil {
@@ -61,6 +61,16 @@ type RAError struct {
 func (e *RAError) Error() string {
 	return fmt.Sprintf("enroll: the RA refused (%d, check %s, request id %s): %s", e.Status, e.Check, e.RequestID, e.Message)
 }
+
+// StatusError is an RA answer that is not 200 and carries no refusal: a proxy or a
+// server in trouble.
+type StatusError struct {
+	URL    string
+	Status int
+	Text   string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("enroll: RA %s: %s", e.URL, e.Text) }
 
 // printable keeps at most max printable ASCII characters of what the RA said, so a
 // hostile answer cannot drive the operator's terminal.

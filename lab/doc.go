@@ -14,7 +14,9 @@
 //   - demo.go: the demo workloads and their users.
 //   - migrate.go: the plan's migration from join tokens to the TPMs.
 //   - scenario.go and scenario_*.go: the failures `omens lab scenario` plays, one file
-//     each, listed in Scenarios.
+//     each, listed in Scenarios. scenario_network_partition.go also keeps the network
+//     namespace an agent runs in during that scenario (upAgent starts the agent in it,
+//     Down removes it).
 //   - proc.go: the lab's processes.
 //
 // The lab's processes are detached and tracked by internal/proc: their pids are recorded

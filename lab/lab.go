@@ -152,6 +152,10 @@ func (l *Lab) Down() error {
 			errs = append(errs, err)
 		}
 	}
+	// The network namespace of scenario network-partition, if a failure left it.
+	if err := l.removePartition(); err != nil {
+		errs = append(errs, err)
+	}
 	os.RemoveAll(l.RuntimeDir()) // Workload API sockets, SVID files
 	for _, h := range Hosts {
 		os.RemoveAll(l.path("hosts", h, "agent", "private"))

@@ -270,6 +270,54 @@ func TestUpResumeDown(t *testing.T) {
 		"ca":    {"ATTESTATION": "=tpm-devid", "WORKLOADS": "step-ca ("},
 	})
 
+	// spire's agent, in a network namespace of its own, loses its link to the server: it
+	// keeps serving valid SVIDs and re-attests when the link returns. Root only (CI runs
+	// as root: there it must run).
+	sb.Reset()
+	if os.Geteuid() != 0 {
+		err := lab.ScenarioNetworkPartition.Run(context.Background(), l, &sb)
+		if err == nil || !strings.Contains(err.Error(), "needs root") {
+			t.Errorf("network-partition as uid %d: %v, want a refusal saying it needs root", os.Geteuid(), err)
+		}
+		if os.Getenv("CI") == "true" {
+			t.Errorf("network-partition did not run: CI runs the lab test as root, this run is uid %d", os.Geteuid())
+		}
+	} else {
+		if err := lab.ScenarioNetworkPartition.Run(context.Background(), l, &sb); err != nil {
+			t.Fatalf("network-partition: %v\n%s", err, sb.String())
+		}
+		out := sb.String()
+		for _, want := range []string{
+			"2. the link is dropped",
+			"3. at its next re-attestation the agent cannot reach the server, and keeps running:\n   ",
+			"4. it still serves valid SVIDs: fetched from its Workload API as user openbao, spiffe://funlab.casa/openbao, valid until ",
+			"and step-ca's stand-in calls OpenBao's over mTLS with it",
+			"the agent re-attests:\n   Successfully reattested node spiffe://funlab.casa/spire/agent/tpm/" + migrated[0].EKHash,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("network-partition printed no %q:\n%s", want, out)
+			}
+		}
+		if !regexp.MustCompile(`cannot reach the server, and keeps running:\n   .*dial tcp 10\.254\.[0-9.]+:[0-9]+: connect: network is unreachable`).MatchString(out) {
+			t.Errorf("network-partition: the agent's failure does not name the unreachable server:\n%s", out)
+		}
+		ns := regexp.MustCompile(`network namespace (omens-[0-9a-f]+-spire) `).FindStringSubmatch(out)
+		if ns == nil {
+			t.Fatalf("network-partition named no namespace:\n%s", out)
+		}
+		if _, err := os.Stat(filepath.Join("/run/netns", ns[1])); err == nil {
+			t.Errorf("namespace %s left after the scenario", ns[1])
+		}
+		if links, _ := exec.Command("ip", "-o", "link", "show").Output(); strings.Contains(string(links), "om"+strings.TrimPrefix(ns[1], "omens-")[:6]) {
+			t.Errorf("a veth of the scenario left after it:\n%s", links)
+		}
+		t.Log(out)
+		checkTable(t, l, "network-partition", map[string]map[string]string{
+			"spire": {"ATTESTATION": "=tpm-devid", "WORKLOADS": "openbao ("},
+			"ca":    {"ATTESTATION": "=tpm-devid", "WORKLOADS": "step-ca ("},
+		})
+	}
+
 	// Decommissioning ca: its DevID is revoked and its agent banned.
 	sb.Reset()
 	if err := lab.ScenarioRevoke.Run(context.Background(), l, &sb); err != nil {

@@ -34,6 +34,7 @@ var Scenarios = []Scenario{
 	ScenarioRevoke,
 	ScenarioServerDown,
 	ScenarioTPMFailure,
+	ScenarioNetworkPartition,
 }
 
 // FindScenario returns the scenario called name.

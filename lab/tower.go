@@ -253,6 +253,7 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
+	agent.ServerAddress = l.agentServerAddress(host, agent.ServerAddress)
 	conf, err := agent.Render()
 	if err != nil {
 		return fmt.Errorf("lab: %w", err)
@@ -261,7 +262,7 @@ func (l *Lab) upAgent(ctx context.Context, p *ports, host string) error {
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		return err
 	}
-	return l.ensure(ctx, proc, []string{agentBin, "run", "-config", confPath},
+	return l.ensure(ctx, proc, l.agentArgv(host, []string{agentBin, "run", "-config", confPath}),
 		func() error { return exec.Command(agentBin, "healthcheck", "-socketPath", l.AgentSocket(host)).Run() })
 }
 

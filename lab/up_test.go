@@ -67,3 +67,12 @@ func TestStatusMalformedInventory(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkPartitionNeedsRoot: as another user than root the scenario is refused, saying
+// why and what to do.
+func TestNetworkPartitionNeedsRoot(t *testing.T) {
+	err := lab.NeedRoot(1000)
+	if err == nil || !strings.Contains(err.Error(), "network-partition needs root") || !strings.Contains(err.Error(), "run it as root") {
+		t.Errorf("as uid 1000: %v", err)
+	}
+}

@@ -375,8 +375,8 @@ var ekCases = []attestCase{
 	{
 		name:  "expired certificate",
 		hello: func(e *attestEnv) []byte { return ekCaseHelloExpired(e) },
-		check: verify.CheckEKCertificate,
-		err:   "verify: ek_certificate: verify: certificate expired: EK certificate serial 0xe0: notAfter {expired} is before the verification time {now} (the chain is otherwise trusted) (ek_hash={ek_hash})",
+		check: verify.CheckEKExpired,
+		err:   "verify: ek_cert_expired: verify: certificate expired: EK certificate serial 0xe0: notAfter {expired} is before the verification time {now} (the chain is otherwise trusted) (ek_hash={ek_hash}); expired_ek_cert = \"warn\" accepts it with the selector ek_cert:expired",
 	},
 	{
 		name:       "expired certificate under expired_ek_cert = warn",

@@ -8,6 +8,7 @@ var Checks = []string{
 	CheckProtocol,
 	CheckEKPublic,
 	CheckEKCertificate,
+	CheckEKExpired,
 	CheckEKKeyMatch,
 	CheckEKAllowlist,
 	CheckEKDenylist,

@@ -11,9 +11,12 @@ import (
 
 // Checks, named in every rejection (CheckError.Check) and in audit lines.
 const (
-	CheckProtocol       = "protocol"
-	CheckEKPublic       = "ek_public"
-	CheckEKCertificate  = "ek_certificate"
+	CheckProtocol      = "protocol"
+	CheckEKPublic      = "ek_public"
+	CheckEKCertificate = "ek_certificate"
+	// CheckEKExpired: the EK chain is trusted but a certificate of it (the EK's or a CA's)
+	// is expired, and expired_ek_cert is "reject".
+	CheckEKExpired      = "ek_cert_expired"
 	CheckEKKeyMatch     = "ek_key_match"
 	CheckEKAllowlist    = "ek_allowlist"
 	CheckEKDenylist     = "ek_denylist"

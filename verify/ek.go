@@ -242,6 +242,8 @@ func (v ekVerifier) checkEKCert(raw []byte, ekKey crypto.PublicKey, hash string)
 		return r.Cert, "valid", nil
 	case errors.Is(err, ErrExpired) && v.policy.Expired == ExpiredWarn:
 		return r.Cert, "expired", nil
+	case errors.Is(err, ErrExpired):
+		return nil, "", reject(CheckEKExpired, "%v (ek_hash=%s); expired_ek_cert = \"warn\" accepts it with the selector ek_cert:expired", err, hash)
 	default:
 		return nil, "", reject(CheckEKCertificate, "%v (ek_hash=%s)", err, hash)
 	}

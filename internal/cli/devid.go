@@ -200,16 +200,19 @@ func keyInTPM(path, dir string, meta *enroll.Meta, leaf *x509.Certificate) (bool
 func newDevIDRenewCmd() *cobra.Command {
 	var path, raURL, raRoot, dir string
 	var force, watch bool
-	var interval time.Duration
+	var interval, retryDelay time.Duration
+	var attempts int
 	cmd := &cobra.Command{
 		Use:   "renew --ra URL --ra-root FILE [--force] [--watch]",
 		Short: "Re-enroll the DevID with a fresh attestation once two thirds of its life have passed",
 		Long: `Re-enroll the DevID in --dir through the RA, with a fresh TPM attestation and a new key in
 the TPM, once two thirds of the certificate's life have passed (60 of 90 days), or now
 with --force. The files are replaced atomically and a persisted key is replaced at its
-handle; SPIRE agents pick up the new certificate at their next attestation. With --watch
-it keeps running and checks every --interval (the systemd units in deploy/systemd run it
-from a timer instead).`,
+handle; SPIRE agents pick up the new certificate at their next attestation. While the RA
+cannot be reached (no connection, an answer 5xx) it tries again, --attempts times in all,
+waiting --retry-delay, then twice as long each time; the current DevID (files and key)
+stays until the new certificate is issued. With --watch it keeps running and checks every
+--interval (the systemd units in deploy/systemd run it from a timer instead).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if raURL == "" || raRoot == "" {
@@ -235,7 +238,10 @@ from a timer instead).`,
 				enroll.Watch(ctx, cfg, interval, report)
 				return nil
 			}
-			m, err := enroll.Renew(cmd.Context(), cfg, force, time.Now())
+			b := enroll.Backoff{Attempts: attempts, First: retryDelay, Max: enroll.DefaultBackoff.Max}
+			m, err := enroll.RenewRetrying(cmd.Context(), cfg, force, b, func(n int, err error, next time.Duration) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "omens: renewal attempt %d of %d failed, the RA is unreachable (the current DevID stays): %v; next attempt in %s\n", n, b.Attempts, err, next)
+			})
 			var nd *enroll.ErrNotDue
 			if errors.As(err, &nd) {
 				fmt.Fprintln(out, nd.Error())
@@ -256,6 +262,8 @@ from a timer instead).`,
 	f.BoolVar(&force, "force", false, "renew now, whatever the certificate's age")
 	f.BoolVar(&watch, "watch", false, "keep running and renew when due")
 	f.DurationVar(&interval, "interval", time.Hour, "how often --watch checks")
+	f.IntVar(&attempts, "attempts", enroll.DefaultBackoff.Attempts, "tries in all while the RA is unreachable")
+	f.DurationVar(&retryDelay, "retry-delay", enroll.DefaultBackoff.First, "wait before the first retry, doubled after each")
 	return cmd
 }
 

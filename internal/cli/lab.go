@@ -146,7 +146,8 @@ an object: "hosts" (the rows, every value whole) and "monitoring".`,
 and what the Tower did, then the status table. The scenarios:
 
 ` + lab.ScenarioHelp() + `
-server-down and tpm-failure wait for the agent's next re-attestation: up to a minute.`,
+server-down, tpm-failure and network-partition wait for the agent's next re-attestation:
+up to a minute. network-partition needs root (it creates a network namespace).`,
 		Example:   "  omens lab scenario bios-update",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: lab.ScenarioNames(),

@@ -122,6 +122,7 @@ It runs until interrupted (Ctrl-C or SIGTERM).`,
 	cmd.Flags().BoolVar(&opts.ECC, "ecc", false, "also provision an ECC P-256 EK and certificate (NV 0x01C0000A)")
 	cmd.Flags().StringVar(&opts.Model, "model", "omens-sim", "TPM model written into the EK certificate")
 	cmd.Flags().StringVar(&opts.BootLog, "boot-log", "", "TCG boot event log to boot from, copied to DIR/"+tpmsim.EventLogFile+" (the agent's event_log_path)")
+	cmd.Flags().BoolVar(&opts.EKExpired, "ek-expired", false, "on a new host, issue EK certificates that expired a minute ago (valid from the manufacturer CA's start): a TPM kept past its certificate's life")
 	return cmd
 }
 

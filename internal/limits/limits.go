@@ -31,6 +31,8 @@
 //	InstalledFile installed config file, unit  1 MiB   -      bytes (compared by omens config render)
 //	EventLog      boot event log (a file)      768 KiB -      TCG binary log (protocol.MaxEventLogSize)
 //	PCRFile       PCR values file              1 MiB   8      JSON (omens pcr read --json)
+//	LabState      lab state file               64 KiB  8      JSON (the lab's network-partition)
+//	SVIDPEM       SVID or trust bundle file    1 MiB   -      PEM (fetched by the lab from a Workload API)
 //
 // A directory of EK hashes (the server's hash_path, one empty file per hash) is read up to
 // HashDirEntries entries, as many as a HashList holds.
@@ -104,6 +106,8 @@ var (
 	// PCRFile is what `omens pcr read --json` prints, read back by `omens eventlog verify`.
 	PCRFile       = Kind{What: "a PCR values file", MaxBytes: 1 * mib, MaxDepth: 8, Syntax: JSON}
 	InstalledFile = Kind{What: "an installed configuration file", MaxBytes: 1 * mib}
+	LabState      = Kind{What: "a lab state file", MaxBytes: 64 * kib, MaxDepth: 8, Syntax: JSON}
+	SVIDPEM       = Kind{What: "an SVID or trust bundle PEM file", MaxBytes: 1 * mib}
 )
 
 // HashDirEntries caps the entries of a hash directory (spire-tpm-plugin's hash_path: one

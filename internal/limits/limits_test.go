@@ -72,7 +72,8 @@ func TestReadFileRefusesOversize(t *testing.T) {
 	for _, k := range []limits.Kind{limits.PolicyFile, limits.PolicyState, limits.Inventory, limits.ServerConfig,
 		limits.HashList, limits.CABundle, limits.CRL, limits.DevIDMeta, limits.DevIDCert, limits.KeyBlob,
 		limits.StepCAConfig, limits.PasswordFile, limits.RABindings, limits.HelperConfig, limits.PIDFile,
-		limits.AgentConfig, limits.LUKS2Meta, limits.InstalledFile, limits.EventLog, limits.PCRFile} {
+		limits.AgentConfig, limits.LUKS2Meta, limits.InstalledFile, limits.EventLog, limits.PCRFile,
+		limits.LabState, limits.SVIDPEM} {
 		size := k.MaxBytes + 1
 		p := write(t, "f", nil)
 		if err := os.Truncate(p, size); err != nil { // sparse

@@ -57,6 +57,10 @@ type Options struct {
 	// there to the agent, and played into the PCRs at this and every later boot, also by
 	// later starts without BootLog.
 	BootLog string
+	// EKExpired provisions EK certificates that have already expired: valid from the
+	// manufacturer CA intermediate's NotBefore to a minute ago, as on a TPM kept past its
+	// certificate's life. It applies when the certificates are issued (a new host).
+	EKExpired bool
 }
 
 // Sim is a running simulated TPM. Its methods are safe for concurrent use; commands are
@@ -194,12 +198,16 @@ func (s *Sim) provisionEK(kind tpmrules.EKKind) error {
 	cert, err := os.ReadFile(certPath)
 	if err != nil || !certifiesKey(cert, pub) {
 		now := time.Now()
+		notBefore, notAfter := now.Add(-time.Hour), now.AddDate(20, 0, 0)
+		if s.opts.EKExpired {
+			notBefore, notAfter = s.ca.Intermediate().NotBefore, now.Add(-time.Minute)
+		}
 		cert, err = s.ca.IssueEK(pub, mfgca.EKTemplate{
 			Manufacturer: Manufacturer,
 			Model:        s.opts.Model,
 			Version:      FirmwareVersion,
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.AddDate(20, 0, 0),
+			NotBefore:    notBefore,
+			NotAfter:     notAfter,
 		})
 		if err != nil {
 			return fmt.Errorf("tpmsim: issue EK %s certificate: %w", kind.Name, err)
