@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/limits"
-	"omens.dev/omens/internal/statefile"
 	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
@@ -54,8 +53,7 @@ func RejectedRule(err error) string {
 // Stores (in one process or in several) may use the same files.
 type Store struct {
 	policyPath string
-	statePath  string
-	lockPath   string
+	state      stateStore // the state file, or PostgreSQL (statestore.go)
 
 	mu      sync.Mutex
 	pol     *Policy     // nil after a failed reload
@@ -86,7 +84,7 @@ func Open(policyPath, statePath string) (*Store, error) {
 	if statePath == "" {
 		statePath = DefaultStatePath(policyPath)
 	}
-	s := &Store{policyPath: policyPath, statePath: statePath, lockPath: statePath + ".lock"}
+	s := &Store{policyPath: policyPath, state: &fileState{path: statePath, lockPath: statePath + ".lock"}}
 	if _, err := s.Policy(); err != nil {
 		return nil, err
 	}
@@ -99,8 +97,9 @@ func Open(policyPath, statePath string) (*Store, error) {
 // PolicyPath is the policy file.
 func (s *Store) PolicyPath() string { return s.policyPath }
 
-// StatePath is the state file.
-func (s *Store) StatePath() string { return s.statePath }
+// StatePath is where the state is: the state file, or "PostgreSQL host=... db=..."
+// (never the password) for a Store from OpenDB.
+func (s *Store) StatePath() string { return s.state.where() }
 
 // Policy returns the policy, read again if the file's size, modification time or identity
 // changed since it was last read.
@@ -261,47 +260,39 @@ func (s *Store) evaluate(ekHash, bank string, pcrs map[int][]byte, boot *verify.
 	if err != nil {
 		return Decision{}, "", err
 	}
-	unlock, err := statefile.Lock(s.lockPath)
-	if err != nil {
-		return Decision{}, "", err
-	}
-	defer unlock()
-	st, err := readState(s.statePath)
-	if err != nil {
-		return Decision{}, "", err
-	}
-	hs := st.Hosts[ek]
-	if hs == nil {
-		hs = &HostState{}
-		st.Hosts[ek] = hs
-	}
-	windowExpired := false
-	if hs.Window != nil && !now.Before(hs.Window.Until) {
-		hs.Window, windowExpired = nil, true
-	}
-	prev := hs.Last
-	bootDec, bootRule, rejected := decideBoot(pol, ek, boot)
 	var dec Decision
-	rule := ""
-	if rejected == nil {
-		dec, rule, rejected = decide(pol, ek, bank, pcrs, hs, now, bootDec, bootRule)
-	}
-	last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set, Boot: SummarizeBoot(boot)}
-	switch {
-	case rejected != nil:
-		last.Result, last.Error = ResultRejected, rejected.Error()
-	case dec.Pinned:
-		last.Result = ResultPinned
-	default:
-		last.Result = ResultAllowed
-	}
-	if !dec.Pinned && !windowExpired && sameAsRecent(prev, last) {
-		// The host presents what it presented a moment ago: nothing to record. This keeps
-		// the state file (and its fsync) off the path of every re-attestation.
-		return dec, rule, rejected
-	}
-	hs.Last = last
-	if err := writeState(s.statePath, st); err != nil {
+	var rule string
+	var rejected error
+	err = s.state.update(ek, func(hs *HostState) (bool, error) {
+		windowExpired := false
+		if hs.Window != nil && !now.Before(hs.Window.Until) {
+			hs.Window, windowExpired = nil, true
+		}
+		prev := hs.Last
+		var bootDec Decision
+		var bootRule string
+		bootDec, bootRule, rejected = decideBoot(pol, ek, boot)
+		if rejected == nil {
+			dec, rule, rejected = decide(pol, ek, bank, pcrs, hs, now, bootDec, bootRule)
+		}
+		last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set, Boot: SummarizeBoot(boot)}
+		switch {
+		case rejected != nil:
+			last.Result, last.Error = ResultRejected, rejected.Error()
+		case dec.Pinned:
+			last.Result = ResultPinned
+		default:
+			last.Result = ResultAllowed
+		}
+		if !dec.Pinned && !windowExpired && sameAsRecent(prev, last) {
+			// The host presents what it presented a moment ago: nothing to record. This
+			// keeps the state file (and its fsync) off the path of every re-attestation.
+			return false, nil
+		}
+		hs.Last = last
+		return true, nil
+	})
+	if err != nil {
 		return Decision{}, "", err
 	}
 	return dec, rule, rejected
@@ -477,20 +468,8 @@ func (s *Store) AllowNext(host string, d time.Duration, now time.Time) error {
 	if pol.hosts[ek] == nil && pol.UnknownHosts == Reject {
 		return fmt.Errorf("policy: host %s is not in the policy file and unknown_hosts = \"reject\", so a window would not let it in: add a host %q block to %s (its group or sets may stay empty), then open the window", ek, ek, s.policyPath)
 	}
-	unlock, err := statefile.Lock(s.lockPath)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := readState(s.statePath)
-	if err != nil {
-		return err
-	}
-	hs := st.Hosts[ek]
-	if hs == nil {
-		hs = &HostState{}
-		st.Hosts[ek] = hs
-	}
-	hs.Window = &Window{Opened: now.UTC(), Until: now.Add(d).UTC()}
-	return writeState(s.statePath, st)
+	return s.state.update(ek, func(hs *HostState) (bool, error) {
+		hs.Window = &Window{Opened: now.UTC(), Until: now.Add(d).UTC()}
+		return true, nil
+	})
 }
