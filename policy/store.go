@@ -128,6 +128,15 @@ func (s *Store) Policy() (*Policy, error) {
 	return pol, nil
 }
 
+// ReadPolicy reads and parses a policy file, under limits.PolicyFile.
+func ReadPolicy(path string) (*Policy, error) {
+	data, err := limits.ReadFile(path, limits.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("policy: policy file: %w", err)
+	}
+	return ParsePolicy(path, data)
+}
+
 // NormalizeEKHash checks that ekHash is 64 hex digits and returns it in lower case.
 func NormalizeEKHash(ekHash string) (string, error) {
 	if !isEKHash(ekHash) {
