@@ -6,8 +6,9 @@
 //
 // The files by role: server.go the two endpoints, sessions.go the table of open
 // enrollments, ratelimit.go the per-address request limit, policy.go the binding policy
-// and the pending queue, bindings.go the state file, revoke.go revocation, answer.go what
-// a refused client is told.
+// and the pending queue, bindings.go the state file, storage.go the state in PostgreSQL
+// for several replicas (bindings and open enrollments), revoke.go revocation, answer.go
+// what a refused client is told.
 package ra
 
 import (

@@ -86,6 +86,11 @@ enrollments are bounded: one per EK (a new begin replaces the old one), 16 per c
 address (an IPv6 client: its /64) and 30 requests a minute per address (check
 rate_limit, HTTP 429), 1024 in all (the oldest is dropped).
 
+With --database instead of --state, the bindings and the open enrollments live in
+PostgreSQL (the schema is created or migrated at start), so that several RA replicas
+behind one address serve one fleet: an enrollment begun on one finishes on another. The
+per-address request limit stays per replica.
+
 On a host, omens-ra.service runs it: omens config render writes the unit (its paths as
 these flags) and /etc/omens/ra.env (the listen address, name, step-ca's URL and
 provisioner, from the inventory's ra and step_ca blocks).`,
