@@ -131,6 +131,10 @@ func Start(t testing.TB) *Cluster {
 		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {
+		// SIGINT is PostgreSQL's fast shutdown: it ends the sessions still connected (a
+		// pool the code under test did not close) instead of waiting for them, as
+		// SIGTERM's smart shutdown does.
+		_ = syscall.Kill(p.PID(), syscall.SIGINT)
 		if err := p.Stop(10 * time.Second); err != nil {
 			t.Errorf("pgtest: %v", err)
 		}
