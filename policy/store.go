@@ -49,8 +49,9 @@ func RejectedRule(err error) string {
 	return ""
 }
 
-// Store is a policy file and its state file. It is safe for concurrent use, and several
-// Stores (in one process or in several) may use the same files.
+// Store is a policy file and its state, in a state file (Open) or in PostgreSQL (OpenDB).
+// It is safe for concurrent use, and several Stores (in one process, in several, or on
+// several machines sharing the database) may use the same state.
 type Store struct {
 	policyPath string
 	state      stateStore // the state file, or PostgreSQL (statestore.go)
