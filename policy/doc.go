@@ -117,6 +117,12 @@
 // so a CLI run as root does not lock the SPIRE server out. A state file that does not parse
 // is an error naming the file; it is never discarded, because it holds pins.
 //
+// Several SPIRE servers of one fleet share the state in PostgreSQL instead (OpenDB, the
+// plugin's pcr_state_database; statestore.go): a row per host holding what the file holds
+// for it, checked by the same parser, and locked with SELECT ... FOR UPDATE for the whole
+// decision, so that a window pins once whichever server the host reaches. Only the storage
+// differs; the decisions are the ones above.
+//
 // # Windows
 //
 // AllowNext opens a window for a host. While it is open, the first boot state the host

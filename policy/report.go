@@ -85,12 +85,11 @@ func (s *Store) Report(now time.Time) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The state file is only ever replaced whole, so it can be read without the lock.
-	st, err := readState(s.statePath)
+	st, err := s.state.read()
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{PolicyFile: s.policyPath, StateFile: s.statePath, UnknownHosts: pol.UnknownHosts, Groups: []GroupReport{}, Hosts: []HostReport{}}
+	r := &Report{PolicyFile: s.policyPath, StateFile: s.state.where(), UnknownHosts: pol.UnknownHosts, Groups: []GroupReport{}, Hosts: []HostReport{}}
 	for _, g := range pol.Groups {
 		gr := GroupReport{Name: g.Name, Sets: []SetReport{}, Boot: g.Boot}
 		for _, set := range g.Sets {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"omens.dev/omens/internal/limits"
-	"omens.dev/omens/internal/statefile"
 	"omens.dev/omens/tpmrules"
 	"omens.dev/omens/verify"
 )
@@ -50,20 +49,16 @@ func RejectedRule(err error) string {
 	return ""
 }
 
-// Store is a policy file and its state file. It is safe for concurrent use, and several
-// Stores (in one process or in several) may use the same files.
+// Store is a policy file and its state, in a state file (Open) or in PostgreSQL (OpenDB).
+// It is safe for concurrent use, and several Stores (in one process, in several, or on
+// several machines sharing the database) may use the same state.
 type Store struct {
 	policyPath string
-	statePath  string
-	lockPath   string
+	state      stateStore // the state file, or PostgreSQL (statestore.go)
 
 	mu      sync.Mutex
 	pol     *Policy     // nil after a failed reload
 	polInfo os.FileInfo // of the file pol was read from
-	// st is the state as last read or written (never handed out: evaluate works on a
-	// copy), stInfo the file it is the content of.
-	st     *State
-	stInfo os.FileInfo
 }
 
 // Decision is the outcome of Evaluate.
@@ -81,9 +76,8 @@ func DefaultStatePath(policyPath string) string { return policyPath + ".state.js
 // change: a SPIRE server must not need a restart when the operator edits the policy).
 // statePath "" = default (DefaultStatePath).
 //
-// Every call that may change the state checks it afresh, under the lock (AllowNext reads
-// it, evaluate reads it unless the file is still the one it last read or wrote), which
-// covers any change another process made.
+// The state is read afresh, under the lock, by every call that changes it, which covers
+// any change another process made.
 func Open(policyPath, statePath string) (*Store, error) {
 	if policyPath == "" {
 		return nil, errors.New("policy: no policy file given")
@@ -91,7 +85,7 @@ func Open(policyPath, statePath string) (*Store, error) {
 	if statePath == "" {
 		statePath = DefaultStatePath(policyPath)
 	}
-	s := &Store{policyPath: policyPath, statePath: statePath, lockPath: statePath + ".lock"}
+	s := &Store{policyPath: policyPath, state: &fileState{path: statePath, lockPath: statePath + ".lock"}}
 	if _, err := s.Policy(); err != nil {
 		return nil, err
 	}
@@ -104,8 +98,9 @@ func Open(policyPath, statePath string) (*Store, error) {
 // PolicyPath is the policy file.
 func (s *Store) PolicyPath() string { return s.policyPath }
 
-// StatePath is the state file.
-func (s *Store) StatePath() string { return s.statePath }
+// StatePath is where the state is: the state file, or "PostgreSQL host=... db=..."
+// (never the password) for a Store from OpenDB.
+func (s *Store) StatePath() string { return s.state.where() }
 
 // Policy returns the policy, read again if the file's size, modification time or identity
 // changed since it was last read.
@@ -132,6 +127,15 @@ func (s *Store) Policy() (*Policy, error) {
 	}
 	s.pol, s.polInfo = pol, fi
 	return pol, nil
+}
+
+// ReadPolicy reads and parses a policy file, under limits.PolicyFile.
+func ReadPolicy(path string) (*Policy, error) {
+	data, err := limits.ReadFile(path, limits.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("policy: policy file: %w", err)
+	}
+	return ParsePolicy(path, data)
 }
 
 // NormalizeEKHash checks that ekHash is 64 hex digits and returns it in lower case.
@@ -266,90 +270,42 @@ func (s *Store) evaluate(ekHash, bank string, pcrs map[int][]byte, boot *verify.
 	if err != nil {
 		return Decision{}, "", err
 	}
-	unlock, err := statefile.Lock(s.lockPath)
-	if err != nil {
-		return Decision{}, "", err
-	}
-	defer unlock()
-	st, err := s.state()
-	if err != nil {
-		return Decision{}, "", err
-	}
-	hs := st.Hosts[ek]
-	if hs == nil {
-		hs = &HostState{}
-		st.Hosts[ek] = hs
-	}
-	windowExpired := false
-	if hs.Window != nil && !now.Before(hs.Window.Until) {
-		hs.Window, windowExpired = nil, true
-	}
-	prev := hs.Last
-	bootDec, bootRule, rejected := decideBoot(pol, ek, boot)
 	var dec Decision
-	rule := ""
-	if rejected == nil {
-		dec, rule, rejected = decide(pol, ek, bank, pcrs, hs, now, bootDec, bootRule)
-	}
-	last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set, Boot: SummarizeBoot(boot)}
-	switch {
-	case rejected != nil:
-		last.Result, last.Error = ResultRejected, rejected.Error()
-	case dec.Pinned:
-		last.Result = ResultPinned
-	default:
-		last.Result = ResultAllowed
-	}
-	if !dec.Pinned && !windowExpired && sameAsRecent(prev, last) {
-		// The host presents what it presented a moment ago: nothing to record. This keeps
-		// the state file (and its fsync) off the path of every re-attestation.
-		return dec, rule, rejected
-	}
-	hs.Last = last
-	if err := writeState(s.statePath, st); err != nil {
+	var rule string
+	var rejected error
+	err = s.state.update(ek, func(hs *HostState) (bool, error) {
+		windowExpired := false
+		if hs.Window != nil && !now.Before(hs.Window.Until) {
+			hs.Window, windowExpired = nil, true
+		}
+		prev := hs.Last
+		var bootDec Decision
+		var bootRule string
+		bootDec, bootRule, rejected = decideBoot(pol, ek, boot)
+		if rejected == nil {
+			dec, rule, rejected = decide(pol, ek, bank, pcrs, hs, now, bootDec, bootRule)
+		}
+		last := &Presented{Time: now.UTC(), Bank: bank, PCRs: clonePCRs(pcrs), Policy: dec.Policy, Set: dec.Set, Boot: SummarizeBoot(boot)}
+		switch {
+		case rejected != nil:
+			last.Result, last.Error = ResultRejected, rejected.Error()
+		case dec.Pinned:
+			last.Result = ResultPinned
+		default:
+			last.Result = ResultAllowed
+		}
+		if !dec.Pinned && !windowExpired && sameAsRecent(prev, last) {
+			// The host presents what it presented a moment ago: nothing to record. This
+			// keeps the state file (and its fsync) off the path of every re-attestation.
+			return false, nil
+		}
+		hs.Last = last
+		return true, nil
+	})
+	if err != nil {
 		return Decision{}, "", err
 	}
-	s.remember(st)
 	return dec, rule, rejected
-}
-
-// state reads the state file, under the state lock, for evaluate: when the file is the
-// one last read or written (same file, size and modification time, as Policy checks the
-// policy file; it is only ever replaced whole, by rename) its content is not read and
-// decoded again. The State returned is evaluate's own copy.
-func (s *Store) state() (*State, error) {
-	fi, err := os.Stat(s.statePath)
-	if err != nil {
-		// Missing or unreadable: readState says which.
-		return readState(s.statePath)
-	}
-	s.mu.Lock()
-	cached, info := s.st, s.stInfo
-	s.mu.Unlock()
-	if cached != nil && os.SameFile(fi, info) && fi.Size() == info.Size() && fi.ModTime().Equal(info.ModTime()) {
-		return cached.clone(), nil
-	}
-	// Stat before reading: a file replaced in between is read again next time.
-	st, err := readState(s.statePath)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.st, s.stInfo = st.clone(), fi
-	s.mu.Unlock()
-	return st, nil
-}
-
-// remember keeps st as the content of the state file evaluate just wrote.
-func (s *Store) remember(st *State) {
-	fi, err := os.Stat(s.statePath)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		s.st, s.stInfo = nil, nil
-		return
-	}
-	s.st, s.stInfo = st.clone(), fi
 }
 
 // lastRefresh is how stale the recorded time of an unchanged boot state may get before
@@ -522,20 +478,8 @@ func (s *Store) AllowNext(host string, d time.Duration, now time.Time) error {
 	if pol.hosts[ek] == nil && pol.UnknownHosts == Reject {
 		return fmt.Errorf("policy: host %s is not in the policy file and unknown_hosts = \"reject\", so a window would not let it in: add a host %q block to %s (its group or sets may stay empty), then open the window", ek, ek, s.policyPath)
 	}
-	unlock, err := statefile.Lock(s.lockPath)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	st, err := readState(s.statePath)
-	if err != nil {
-		return err
-	}
-	hs := st.Hosts[ek]
-	if hs == nil {
-		hs = &HostState{}
-		st.Hosts[ek] = hs
-	}
-	hs.Window = &Window{Opened: now.UTC(), Until: now.Add(d).UTC()}
-	return writeState(s.statePath, st)
+	return s.state.update(ek, func(hs *HostState) (bool, error) {
+		hs.Window = &Window{Opened: now.UTC(), Until: now.Add(d).UTC()}
+		return true, nil
+	})
 }

@@ -144,11 +144,15 @@ func (v1 *bindingsV1) upgrade(now time.Time) *Bindings {
 	return b
 }
 
-// Store reads and changes the bindings file under its lock, so the serving RA and the
-// operator's CLI can both write it.
+// Store reads and changes the bindings under a lock every holder shares, so the serving
+// RA (or several replicas of it) and the operator's CLI can all write them. They live in a
+// file (OpenStore, the default on one machine) or in PostgreSQL (OpenDBStore, storage.go).
 type Store struct {
-	path string
-	now  func() time.Time
+	b   bindingsBackend
+	now func() time.Time
+	// sessions is where a Server built on this Store keeps open enrollments: nil for
+	// the Server's own memory, the database's table for a database Store.
+	sessions sessionStore
 }
 
 // OpenStore returns the bindings store in dir (created if needed).
@@ -156,27 +160,54 @@ func OpenStore(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ra: state directory: %w", err)
 	}
-	return &Store{path: filepath.Join(dir, "bindings.json"), now: time.Now}, nil
+	s := &Store{now: time.Now}
+	s.b = &fileBindings{path: filepath.Join(dir, "bindings.json"), now: func() time.Time { return s.now() }}
+	return s, nil
 }
 
-// Path is the bindings file.
-func (s *Store) Path() string { return s.path }
+// Path is where the bindings are: the bindings file, or "PostgreSQL host=... db=..."
+// (never the password).
+func (s *Store) Path() string { return s.b.where() }
+
+// Close releases what the Store holds (the database's connections).
+func (s *Store) Close() { s.b.close() }
 
 // Update runs f on the current bindings under the lock and saves them when f returns nil.
 func (s *Store) Update(f func(*Bindings) error) error {
+	return s.b.update(func(b *Bindings) error {
+		if err := f(b); err != nil {
+			return err
+		}
+		b.Version = BindingsVersion
+		return nil
+	})
+}
+
+// Read returns the current bindings.
+func (s *Store) Read() (*Bindings, error) { return s.b.read() }
+
+// fileBindings is the bindings file.
+type fileBindings struct {
+	path string
+	now  func() time.Time
+}
+
+func (s *fileBindings) where() string { return s.path }
+func (s *fileBindings) close()        {}
+
+func (s *fileBindings) update(f func(*Bindings) error) error {
 	unlock, err := statefile.Lock(s.path + ".lock")
 	if err != nil {
 		return fmt.Errorf("ra: %w", err)
 	}
 	defer unlock()
-	b, err := s.read()
+	b, err := s.readLocked()
 	if err != nil {
 		return err
 	}
 	if err := f(b); err != nil {
 		return err
 	}
-	b.Version = BindingsVersion
 	data, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return err
@@ -187,25 +218,28 @@ func (s *Store) Update(f func(*Bindings) error) error {
 	return nil
 }
 
-// Read returns the current bindings.
-func (s *Store) Read() (*Bindings, error) {
+func (s *fileBindings) read() (*Bindings, error) {
 	unlock, err := statefile.Lock(s.path + ".lock")
 	if err != nil {
 		return nil, fmt.Errorf("ra: %w", err)
 	}
 	defer unlock()
-	return s.read()
+	return s.readLocked()
 }
 
-func (s *Store) read() (*Bindings, error) {
+func (s *fileBindings) readLocked() (*Bindings, error) {
 	data, err := limits.ReadFile(s.path, limits.RABindings)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Bindings{Version: BindingsVersion, Hosts: map[string]*Binding{}, Pending: map[string][]*Pending{}}, nil
+		return emptyBindings(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ra: %w", err)
 	}
 	return parseBindings(s.path, data, s.now())
+}
+
+func emptyBindings() *Bindings {
+	return &Bindings{Version: BindingsVersion, Hosts: map[string]*Binding{}, Pending: map[string][]*Pending{}}
 }
 
 // parseBindings decodes a bindings file of any known version.

@@ -30,6 +30,10 @@ type ServeConfig struct {
 	Name string
 	// StateDir holds the bindings file.
 	StateDir string
+	// Database, when set, keeps the bindings and the open enrollments in PostgreSQL (a
+	// postgres:// URL or libpq key=value string) instead of StateDir, for several RA
+	// replicas behind one address. It may hold a password; logs name only host and db.
+	Database string
 	// EKCAPath is the manufacturer CA bundle for EK certificates.
 	EKCAPath string
 	// StepCA issues the DevID certificates and the RA's own TLS certificate.
@@ -49,8 +53,8 @@ type ServeConfig struct {
 // Serve runs the RA until ctx ends. Its TLS certificate comes from the same step-ca, by
 // the provisioner; it is renewed when two thirds of its life have passed.
 func Serve(ctx context.Context, cfg ServeConfig) error {
-	if cfg.StepCA == nil || cfg.StateDir == "" || cfg.EKCAPath == "" || cfg.Listen == "" {
-		return errors.New("ra: the step-ca client, a state directory, the EK CA bundle and a listen address are required")
+	if cfg.StepCA == nil || (cfg.StateDir == "") == (cfg.Database == "") || cfg.EKCAPath == "" || cfg.Listen == "" {
+		return errors.New("ra: the step-ca client, a state directory or a database (one of them), the EK CA bundle and a listen address are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -62,10 +66,16 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	for _, p := range problems {
 		cfg.Log.Warn("EK CA bundle: certificate skipped", "file", p.File, "reason", p.Reason)
 	}
-	store, err := OpenStore(cfg.StateDir)
+	var store *Store
+	if cfg.Database != "" {
+		store, err = OpenDBStore(ctx, cfg.Database)
+	} else {
+		store, err = OpenStore(cfg.StateDir)
+	}
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	if err := cfg.StepCA.CheckTemplate(ctx); err != nil {
 		return fmt.Errorf("ra: %w", err)
 	}

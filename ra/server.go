@@ -6,8 +6,9 @@
 //
 // The files by role: server.go the two endpoints, sessions.go the table of open
 // enrollments, ratelimit.go the per-address request limit, policy.go the binding policy
-// and the pending queue, bindings.go the state file, revoke.go revocation, answer.go what
-// a refused client is told.
+// and the pending queue, bindings.go the state file, storage.go the state in PostgreSQL
+// for several replicas (bindings and open enrollments), revoke.go revocation, answer.go
+// what a refused client is told.
 package ra
 
 import (
@@ -87,8 +88,8 @@ type Config struct {
 type Server struct {
 	cfg Config
 
-	mu       sync.Mutex
-	sessions *sessionTable
+	sessions sessionStore
+	mu       sync.Mutex // guards rate
 	rate     map[string]*window
 }
 
@@ -129,7 +130,11 @@ func New(cfg Config) *Server {
 			cfg.Revoker = timedRevoker{cfg.Revoker, cfg.Metrics}
 		}
 	}
-	return &Server{cfg: cfg, sessions: newSessionTable(), rate: map[string]*window{}}
+	var sessions sessionStore = &memSessions{t: newSessionTable()}
+	if cfg.Store != nil && cfg.Store.sessions != nil {
+		sessions = cfg.Store.sessions
+	}
+	return &Server{cfg: cfg, sessions: sessions, rate: map[string]*window{}}
 }
 
 // Handler serves POST /v1/enroll/begin, POST /v1/enroll/finish and GET /healthz.
@@ -209,11 +214,8 @@ func (s *Server) begin(_ context.Context, body []byte, a *audit) (any, error) {
 		return nil, err
 	}
 	now := s.cfg.Now()
-	sess := &session{id: newSessionID(), e: e, addr: rateKey(a.source), ekHash: a.ekHash, opened: now, expires: now.Add(s.cfg.SessionTTL)}
-	s.mu.Lock()
-	err = s.sessions.open(sess, now, s.cfg.MaxSessions, s.cfg.MaxSessionsPerAddress)
-	s.mu.Unlock()
-	if err != nil {
+	sess := &session{id: newSessionID(), e: e, begin: body, addr: rateKey(a.source), ekHash: a.ekHash, opened: now, expires: now.Add(s.cfg.SessionTTL)}
+	if err := s.sessions.open(sess, now, s.cfg.MaxSessions, s.cfg.MaxSessionsPerAddress); err != nil {
 		return nil, err
 	}
 	ch.Session = sess.id
@@ -226,13 +228,22 @@ func (s *Server) finish(ctx context.Context, body []byte, a *audit) (any, error)
 	if err != nil {
 		return nil, &verify.CheckError{Check: verify.CheckProtocol, Err: err}
 	}
-	s.mu.Lock()
-	sess := s.sessions.take(m.Session, s.cfg.Now())
-	s.mu.Unlock()
+	sess, err := s.sessions.take(m.Session, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
 	if sess == nil {
 		return nil, refuse(http.StatusForbidden, CheckSession, "ra: session %q is unknown, used, replaced by a newer begin for its EK, or expired (a replayed enrollment?)", m.Session)
 	}
 	e := sess.e
+	if e == nil {
+		// Begun on another replica: checked again here, with the challenge it sent.
+		v := *s.cfg.Enroller
+		v.Now = s.cfg.Now
+		if e, err = v.ResumeEnrollment(sess.saved); err != nil {
+			return nil, err
+		}
+	}
 	a.host, a.ekHash = e.Host, e.Identity.EKHash
 	if s.cfg.Metrics != nil {
 		a.kind = s.kind(e.Host)

@@ -26,8 +26,13 @@ import (
 )
 
 type session struct {
-	id      string
-	e       *verify.Enrollment
+	id string
+	// e is the enrollment; a session taken from the database has saved instead, which
+	// the finishing Server resumes (verify.Enroller.ResumeEnrollment).
+	e     *verify.Enrollment
+	saved *verify.SavedEnrollment
+	// begin is the EnrollBegin message, which a session in the database keeps.
+	begin   []byte
 	addr    string
 	ekHash  string
 	opened  time.Time

@@ -124,6 +124,16 @@ func SQLite(path string) Plugin {
 	}}
 }
 
+// Postgres is the server's DataStore "sql" on a PostgreSQL database: several SPIRE
+// servers on one such database serve one trust domain together (SPIRE's high
+// availability). connString is a libpq key=value string or a postgres:// URL; it may hold
+// a password, which then sits in the configuration file (keep it 0600).
+func Postgres(connString string) Plugin {
+	return Plugin{Type: "DataStore", Name: "sql", Data: []Setting{
+		{"database_type", "postgres"}, {"connection_string", connString},
+	}}
+}
+
 // ServerDiskKeyManager is the server's KeyManager "disk", its keys in the file keysPath.
 func ServerDiskKeyManager(keysPath string) Plugin {
 	return Plugin{Type: "KeyManager", Name: "disk", Data: []Setting{{"keys_path", keysPath}}}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,14 +63,30 @@ func tower(dir, checksum string) (spireconf.Server, spireconf.Agent) {
 	return srv, agent
 }
 
+// towerHA is one of several servers of the tower on one PostgreSQL cluster: SPIRE's
+// datastore and the plugin's boot-state state in databases of their own.
+func towerHA(dir, checksum string) spireconf.Server {
+	srv, _ := tower(dir, checksum)
+	srv.Plugins = slices.Clone(srv.Plugins)
+	srv.Plugins[0] = spireconf.Postgres("host=db.funlab.casa port=5432 dbname=spire user=spire sslmode=verify-full")
+	tpm := srv.Plugins[2]
+	tpm.Data = append(slices.Clone(tpm.Data),
+		spireconf.Setting{Key: "pcr_policy_path", Value: filepath.Join(dir, "pcr-policy.hcl")},
+		spireconf.Setting{Key: "pcr_state_database", Value: "postgres://omens@db.funlab.casa:5432/pcr?sslmode=verify-full"})
+	srv.Plugins[2] = tpm
+	return srv
+}
+
 func TestGolden(t *testing.T) {
 	srv, agent := tower("/opt/tower", strings.Repeat("ab", 32))
+	ha := towerHA("/opt/tower", strings.Repeat("ab", 32))
 	for _, c := range []struct {
 		name   string
 		render func() ([]byte, error)
 	}{
 		{"server.conf", srv.Render},
 		{"agent.conf", agent.Render},
+		{"server-ha.conf", ha.Render},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := c.render()

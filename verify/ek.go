@@ -111,6 +111,21 @@ func (p *ekProof) checkActivation(secret []byte) error {
 // begin checks the EK (certificate, key match, lists) and the AK, then seals a fresh
 // secret to the EK for the AK's name (TPM2_MakeCredential) and draws a nonce.
 func (v ekVerifier) begin(ekCert, ekPublic, akPublic []byte, props protocol.TPMProperties) (*ekProof, error) {
+	return v.prove(ekCert, ekPublic, akPublic, props, nil, nil)
+}
+
+// resume checks the same as begin, and takes the secret and nonce of a challenge already
+// sent (by another verifier sharing the session) instead of drawing new ones.
+func (v ekVerifier) resume(ekCert, ekPublic, akPublic []byte, secret, nonce []byte) (*ekProof, error) {
+	if len(secret) != 32 || len(nonce) != 32 {
+		return nil, reject(CheckProtocol, "saved challenge: secret is %d bytes and nonce %d, want 32 each", len(secret), len(nonce))
+	}
+	return v.prove(ekCert, ekPublic, akPublic, protocol.TPMProperties{}, secret, nonce)
+}
+
+// prove checks the EK and AK and seals a new credential, or, given secret and nonce,
+// keeps those.
+func (v ekVerifier) prove(ekCert, ekPublic, akPublic []byte, props protocol.TPMProperties, secret, nonce []byte) (*ekProof, error) {
 	ekPub, err := unmarshalPublic(ekPublic)
 	if err != nil {
 		return nil, reject(CheckEKPublic, "EK public area: %v", err)
@@ -148,12 +163,13 @@ func (v ekVerifier) begin(ekCert, ekPublic, akPublic []byte, props protocol.TPMP
 	if err != nil {
 		return nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
 	}
-	secret, err := v.random(32)
-	if err != nil {
+	if secret != nil {
+		return &ekProof{id: id, akPub: akPub, akKey: akKey, akQN: akQN, secret: secret, nonce: nonce}, nil
+	}
+	if secret, err = v.random(32); err != nil {
 		return nil, err
 	}
-	nonce, err := v.random(32)
-	if err != nil {
+	if nonce, err = v.random(32); err != nil {
 		return nil, err
 	}
 	blob, encSecret, err := tpm2.CreateCredential(v.rand(), ekKEM, akName.Buffer, secret)

@@ -55,6 +55,41 @@ func (v *Enroller) BeginEnrollment(m *protocol.EnrollBegin) (*Enrollment, *proto
 	return e, &protocol.EnrollChallenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
 }
 
+// SavedEnrollment is an Enrollment between begin and finish as another Enroller (a
+// replica of the RA) needs it to finish: the EnrollBegin message that was checked, and the
+// secret and nonce of the challenge sent. The secret is what only the TPM can recover:
+// keep it as private as the session.
+type SavedEnrollment struct {
+	Begin  []byte // the EnrollBegin message, as received
+	Secret []byte
+	Nonce  []byte
+}
+
+// Save returns what ResumeEnrollment needs; begin is the message BeginEnrollment checked.
+func (e *Enrollment) Save(begin []byte) *SavedEnrollment {
+	return &SavedEnrollment{Begin: slices.Clone(begin), Secret: slices.Clone(e.proof.secret), Nonce: slices.Clone(e.proof.nonce)}
+}
+
+// ResumeEnrollment rebuilds an Enrollment saved by another Enroller: the begin message is
+// decoded and checked again under this Enroller's policy (its EK bundle and lists, its
+// clock), and the challenge is the saved one.
+func (v *Enroller) ResumeEnrollment(s *SavedEnrollment) (*Enrollment, error) {
+	m, err := protocol.DecodeEnrollBegin(s.Begin)
+	if err != nil {
+		return nil, &CheckError{Check: CheckProtocol, Err: err}
+	}
+	ek := ekVerifier{policy: &v.EK, clock: v.Now, rnd: v.Rand}
+	c, err := ek.resume(m.EKCert, m.EKPublic, m.AKPublic, s.Secret, s.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	_, key, err := CheckDevIDPublic(m.DevIDPublic)
+	if err != nil {
+		return nil, err
+	}
+	return &Enrollment{Host: m.Host, Identity: c.id, DevIDPublic: m.DevIDPublic, DevIDKey: key, proof: c}, nil
+}
+
 // Finish checks an EnrollFinish and returns the CSR to sign. An enrollment finishes once.
 func (e *Enrollment) Finish(m *protocol.EnrollFinish) (*x509.CertificateRequest, error) {
 	if e.completed {

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"omens.dev/omens/ra"
 	"omens.dev/omens/registry"
 
 	"github.com/google/go-tpm/tpm2"
@@ -268,7 +267,7 @@ stays until the new certificate is issued. With --watch it keeps running and che
 }
 
 func newDevIDRevokeCmd() *cobra.Command {
-	var host, state, spireSocket, trustDomain string
+	var host, state, database, spireSocket, trustDomain string
 	var ca caFlags
 	cmd := &cobra.Command{
 		Use:   "revoke --host NAME --state DIR [step-ca flags] [--spire-socket PATH]",
@@ -283,17 +282,18 @@ get no new SVIDs. When step-ca refuses a revocation, the command names the seria
 and running it again revokes only those.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if host == "" || state == "" {
-				return fmt.Errorf("--host NAME and --state DIR (the RA's state directory) are required")
+			if host == "" {
+				return fmt.Errorf("--host NAME is required, with --state DIR (the RA's state directory) or --database URL")
 			}
 			client, err := ca.client()
 			if err != nil {
 				return err
 			}
-			store, err := ra.OpenStore(state)
+			store, err := openRAStore(cmd, state, database)
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			b, revoked, err := store.Decommission(cmd.Context(), client, host, time.Now())
 			out := cmd.OutOrStdout()
 			if len(revoked) > 0 {
@@ -325,6 +325,7 @@ and running it again revokes only those.`,
 	f := cmd.Flags()
 	f.StringVar(&host, "host", "", "the host to decommission, e.g. auth.funlab.casa")
 	f.StringVar(&state, "state", "", "the RA's state directory")
+	raDatabaseFlag(cmd, &database)
 	f.StringVar(&spireSocket, "spire-socket", "", "the SPIRE server API socket, to ban the host's agent")
 	f.StringVar(&trustDomain, "trust-domain", "funlab.casa", "the SPIRE trust domain")
 	ca.add(cmd)

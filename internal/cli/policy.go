@@ -11,15 +11,31 @@ import (
 	"omens.dev/omens/policy"
 )
 
-// policyFlags adds --policy and --state, the files every policy command works on.
-func policyFlags(cmd *cobra.Command, policyPath, statePath *string) {
-	cmd.Flags().StringVar(policyPath, "policy", "", "PCR policy file (HCL), the one the SPIRE server plugin is configured with")
-	cmd.Flags().StringVar(statePath, "state", "", "policy state file (default: the policy file with .state.json appended)")
+// policyStore is what every policy command works on: the policy file, and its state in
+// a file (--state) or in PostgreSQL (--database, as the plugin's pcr_state_database).
+type policyStore struct{ policyPath, statePath, database string }
+
+// policyFlags adds --policy, --state and --database.
+func policyFlags(cmd *cobra.Command, ps *policyStore) {
+	cmd.Flags().StringVar(&ps.policyPath, "policy", "", "PCR policy file (HCL), the one the SPIRE server plugin is configured with")
+	cmd.Flags().StringVar(&ps.statePath, "state", "", "policy state file (default: the policy file with .state.json appended)")
+	cmd.Flags().StringVar(&ps.database, "database", "", "the state's PostgreSQL database instead of a file, the plugin's pcr_state_database (postgres://USER@HOST/DB; "+
+		"a password is better in PGPASSWORD or ~/.pgpass than on the command line)")
 	cmd.MarkFlagRequired("policy")
+	cmd.MarkFlagsMutuallyExclusive("state", "database")
+}
+
+// open opens the store; the caller closes it.
+func (ps *policyStore) open(cmd *cobra.Command) (*policy.Store, error) {
+	if ps.database != "" {
+		return policy.OpenDB(cmd.Context(), ps.policyPath, ps.database)
+	}
+	return policy.Open(ps.policyPath, ps.statePath)
 }
 
 func newPCRAllowNextCmd() *cobra.Command {
-	var policyPath, statePath, host string
+	var ps policyStore
+	var host string
 	var window time.Duration
 	cmd := &cobra.Command{
 		Use:   "allow-next --policy FILE --host HASH|NAME --for DURATION",
@@ -42,10 +58,11 @@ group. A new window replaces an open one.`,
 			if window <= 0 {
 				return fmt.Errorf("--for is required: how long the window stays open, such as 2h or 30m")
 			}
-			s, err := policy.Open(policyPath, statePath)
+			s, err := ps.open(cmd)
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			ek, name, err := s.ResolveHost(host)
 			if err != nil {
 				return err
@@ -63,7 +80,7 @@ group. A new window replaces an open one.`,
 			return nil
 		},
 	}
-	policyFlags(cmd, &policyPath, &statePath)
+	policyFlags(cmd, &ps)
 	cmd.Flags().StringVar(&host, "host", "", "host: EK hash (64 hex digits) or name label from the policy file")
 	cmd.Flags().DurationVar(&window, "for", 0, "how long the window stays open (e.g. 2h, 30m)")
 	return cmd
@@ -74,7 +91,7 @@ func newPCRPolicyCmd() *cobra.Command {
 		Use:   "policy",
 		Short: "Inspect the PCR boot-state policy the SPIRE server plugin applies, learn and approve boot rules",
 	}
-	var policyPath, statePath string
+	var ps policyStore
 	var asJSON bool
 	show := &cobra.Command{
 		Use:   "show --policy FILE",
@@ -89,10 +106,11 @@ same data with full digests.`,
 		Example: `  omens pcr policy show --policy pcr-policy.hcl`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := policy.Open(policyPath, statePath)
+			s, err := ps.open(cmd)
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			now := time.Now()
 			r, err := s.Report(now)
 			if err != nil {
@@ -105,7 +123,7 @@ same data with full digests.`,
 			return nil
 		},
 	}
-	policyFlags(show, &policyPath, &statePath)
+	policyFlags(show, &ps)
 	jsonFlag(show, &asJSON)
 	cmd.AddCommand(show, newPCRPolicyLearnCmd(), newPCRPolicyAddKernelCmd())
 	return cmd

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"omens.dev/omens/internal/limits"
+	"omens.dev/omens/internal/pgstate"
 	"omens.dev/omens/ra"
 	"omens.dev/omens/ra/stepca"
 )
@@ -58,9 +59,9 @@ func readPool(path string) (*x509.CertPool, error) {
 
 func newRAServeCmd() *cobra.Command {
 	var o struct {
-		listen, name, state, ekCA string
-		metricsListen             string
-		lifetime, grace           time.Duration
+		listen, name, state, database, ekCA string
+		metricsListen                       string
+		lifetime, grace                     time.Duration
 	}
 	var ca caFlags
 	cmd := &cobra.Command{
@@ -86,6 +87,11 @@ enrollments are bounded: one per EK (a new begin replaces the old one), 16 per c
 address (an IPv6 client: its /64) and 30 requests a minute per address (check
 rate_limit, HTTP 429), 1024 in all (the oldest is dropped).
 
+With --database instead of --state, the bindings and the open enrollments live in
+PostgreSQL (the schema is created or migrated at start), so that several RA replicas
+behind one address serve one fleet: an enrollment begun on one finishes on another. The
+per-address request limit stays per replica.
+
 On a host, omens-ra.service runs it: omens config render writes the unit (its paths as
 these flags) and /etc/omens/ra.env (the listen address, name, step-ca's URL and
 provisioner, from the inventory's ra and step_ca blocks).
@@ -96,10 +102,11 @@ plain HTTP (keep it on loopback or a monitoring network): requests, enrollments 
 renewals by result and check, revocations, step-ca's latency and errors (docs/metrics.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for flag, v := range map[string]string{"--state": o.state, "--ek-ca": o.ekCA} {
-				if v == "" {
-					return fmt.Errorf("%s is required (see omens ra serve --help)", flag)
-				}
+			if o.ekCA == "" {
+				return fmt.Errorf("--ek-ca is required (see omens ra serve --help)")
+			}
+			if o.state == "" && o.database == "" {
+				return fmt.Errorf("--state DIR or --database URL is required (see omens ra serve --help)")
 			}
 			if o.grace <= 0 {
 				return fmt.Errorf("--supersede-grace %s: want a positive duration, such as 1h", o.grace)
@@ -111,12 +118,16 @@ renewals by result and check, revocations, step-ca's latency and errors (docs/me
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return ra.Serve(ctx, ra.ServeConfig{
-				Listen: o.listen, Name: o.name, StateDir: o.state, EKCAPath: o.ekCA,
+				Listen: o.listen, Name: o.name, StateDir: o.state, Database: o.database, EKCAPath: o.ekCA,
 				StepCA: client, Lifetime: o.lifetime, SupersedeGrace: o.grace,
 				MetricsListen: o.metricsListen,
 				Log:           slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 				Ready: func(addr string) {
-					fmt.Fprintf(cmd.OutOrStdout(), "RA serving on https://%s (state %s)\n", addr, o.state)
+					where := o.state
+					if o.database != "" {
+						where = "PostgreSQL " + pgstate.DescribeString(o.database)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "RA serving on https://%s (state %s)\n", addr, where)
 				},
 			})
 		},
@@ -125,6 +136,7 @@ renewals by result and check, revocations, step-ca's latency and errors (docs/me
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to serve HTTPS on")
 	f.StringVar(&o.name, "name", "ra.funlab.casa", "the RA's DNS name in its TLS certificate")
 	f.StringVar(&o.state, "state", "", "directory for the host bindings and the pending queue")
+	raDatabaseFlag(cmd, &o.database)
 	f.StringVar(&o.ekCA, "ek-ca", "", "TPM manufacturer CA bundle for EK certificates (file or directory)")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "address to serve GET /metrics on, over plain HTTP, such as 127.0.0.1:9465 (empty: no metrics)")
 	ca.add(cmd)
@@ -134,10 +146,10 @@ renewals by result and check, revocations, step-ca's latency and errors (docs/me
 }
 
 func newRAPendingCmd() *cobra.Command {
-	var state string
+	var state, database string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "pending --state DIR",
+		Use:   "pending --state DIR|--database URL",
 		Short: "List enrollment requests waiting for an operator, and the bound hosts",
 		Long: `List every TPM that asked for a host no binding allows yet: one line per (host, EK), with
 the time of its first request, the client address it came from and its EK certificate's
@@ -146,13 +158,11 @@ are refused from then on. Then the bound hosts, with every DevID certificate iss
 each (serial, expiry, and whether it is superseded or revoked).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if state == "" {
-				return fmt.Errorf("--state DIR is required: the RA's state directory")
-			}
-			s, err := ra.OpenStore(state)
+			s, err := openRAStore(cmd, state, database)
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			b, err := s.Read()
 			if err != nil {
 				return err
@@ -188,6 +198,7 @@ each (serial, expiry, and whether it is superseded or revoked).`,
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
+	raDatabaseFlag(cmd, &database)
 	jsonFlag(cmd, &asJSON)
 	return cmd
 }
@@ -220,9 +231,9 @@ func sortedHosts(b *ra.Bindings) []*ra.Binding {
 }
 
 func newRAApproveCmd() *cobra.Command {
-	var state, ek string
+	var state, database, ek string
 	cmd := &cobra.Command{
-		Use:   "approve HOST --state DIR [--ek HASH]",
+		Use:   "approve HOST --state DIR|--database URL [--ek HASH]",
 		Short: "Bind a host name to a TPM: the pending request's EK, or --ek ahead of time",
 		Long: `Bind HOST to a TPM. Without --ek, the one TPM that asked for HOST is bound; when more than
 one TPM asked (omens ra pending lists each, with its first request, address and EK issuer),
@@ -230,13 +241,11 @@ nothing is bound and the command names the --ek values to choose from: which TPM
 real host is the operator's decision. With --ek, HOST is bound to that EK, asked or not.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if state == "" {
-				return fmt.Errorf("--state DIR is required: the RA's state directory")
-			}
-			s, err := ra.OpenStore(state)
+			s, err := openRAStore(cmd, state, database)
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			b, err := s.Approve(args[0], strings.ToLower(ek), time.Now())
 			if err != nil {
 				return err
@@ -246,6 +255,7 @@ real host is the operator's decision. With --ek, HOST is bound to that EK, asked
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
+	raDatabaseFlag(cmd, &database)
 	cmd.Flags().StringVar(&ek, "ek", "", "EK hash to bind the host to ahead of its first request (omens ek show prints it)")
 	return cmd
 }
@@ -272,9 +282,9 @@ then restart step-ca (or send it SIGHUP).`,
 }
 
 func newRAUnbindCmd() *cobra.Command {
-	var state string
+	var state, database string
 	cmd := &cobra.Command{
-		Use:   "unbind HOST --state DIR",
+		Use:   "unbind HOST --state DIR|--database URL",
 		Short: "Remove a host's binding (a replaced machine, or a decommissioned one to enroll again)",
 		Long: `Remove HOST's binding and its record of DevID certificates. It refuses while a certificate
 issued to HOST is neither revoked nor expired, and names those serials: forgetting them
@@ -282,13 +292,11 @@ would leave a valid DevID that no decommission could find. Revoke them first wit
 omens devid revoke --host HOST (which revokes every one of them in step-ca), then unbind.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if state == "" {
-				return fmt.Errorf("--state DIR is required: the RA's state directory")
-			}
-			s, err := ra.OpenStore(state)
+			s, err := openRAStore(cmd, state, database)
 			if err != nil {
 				return err
 			}
+			defer s.Close()
 			if err := s.Unbind(args[0], time.Now()); err != nil {
 				return err
 			}
@@ -297,7 +305,27 @@ omens devid revoke --host HOST (which revokes every one of them in step-ca), the
 		},
 	}
 	cmd.Flags().StringVar(&state, "state", "", "the RA's state directory")
+	raDatabaseFlag(cmd, &database)
 	return cmd
+}
+
+// raDatabaseFlag adds --database, the RA's state in PostgreSQL instead of --state.
+func raDatabaseFlag(cmd *cobra.Command, database *string) {
+	cmd.Flags().StringVar(database, "database", "", "the RA's PostgreSQL database instead of --state, shared by RA replicas (postgres://USER@HOST/DB; "+
+		"a password is better in PGPASSWORD or ~/.pgpass than on the command line)")
+	cmd.MarkFlagsMutuallyExclusive("state", "database")
+}
+
+// openRAStore opens the RA's state: the directory state or the database; the caller
+// closes it.
+func openRAStore(cmd *cobra.Command, state, database string) (*ra.Store, error) {
+	switch {
+	case database != "":
+		return ra.OpenDBStore(cmd.Context(), database)
+	case state != "":
+		return ra.OpenStore(state)
+	}
+	return nil, fmt.Errorf("--state DIR (the RA's state directory) or --database URL (its PostgreSQL database) is required")
 }
 
 // caFlags are the step-ca settings of the commands that act for the RA.

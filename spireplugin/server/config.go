@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"io"
 	"io/fs"
 	"net/url"
@@ -75,6 +76,11 @@ type Config struct {
 	// last seen), by default PCRPolicyPath + ".state.json".
 	PCRPolicyPath string `hcl:"pcr_policy_path"`
 	PCRStatePath  string `hcl:"pcr_state_path"`
+	// PCRStateDatabase keeps that state in PostgreSQL instead (a postgres:// URL or a
+	// libpq key=value string), for several SPIRE servers that serve one fleet: a window
+	// opened for a host is honored by whichever server the host reaches, and pins once.
+	// It may hold a password; logs name only its host and database.
+	PCRStateDatabase string `hcl:"pcr_state_database"`
 	// ExpiredEKCert is what an expired, otherwise trusted EK certificate gets: "reject"
 	// (the default: its manufacturer no longer vouches for it) or "warn" (accept, log a
 	// warning, add the selector tpm:ek_cert:expired).
@@ -210,6 +216,18 @@ func buildConfig(hclText string) (*Config, []string) {
 	}
 	if c.PCRStatePath != "" && c.PCRPolicyPath == "" {
 		notes = append(notes, "pcr_state_path is set without pcr_policy_path")
+	}
+	if c.PCRStateDatabase != "" {
+		if c.PCRPolicyPath == "" {
+			notes = append(notes, "pcr_state_database is set without pcr_policy_path")
+		}
+		if c.PCRStatePath != "" {
+			notes = append(notes, "pcr_state_path and pcr_state_database are both set: the state lives in one of them")
+		}
+		if _, err := pgx.ParseConfig(c.PCRStateDatabase); err != nil {
+			// Not err: pgx may quote the string, and with it the password.
+			notes = append(notes, "pcr_state_database does not parse: want postgres://USER[:PASSWORD]@HOST[:PORT]/DB or host=... dbname=...")
+		}
 	}
 	return c, notes
 }

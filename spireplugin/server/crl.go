@@ -114,6 +114,14 @@ func (f *crlFetcher) current(roots []*x509.Certificate) (*x509.RevocationList, e
 	return f.crl, nil
 }
 
+// held returns the CRL last fetched, or nil, without fetching: for the metrics, which
+// must not change when or whether the CRL is fetched.
+func (f *crlFetcher) held() *x509.RevocationList {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.crl
+}
+
 func (f *crlFetcher) fallback() (*x509.RevocationList, error) {
 	if f.crl != nil {
 		return f.crl, nil

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"omens.dev/omens/internal/pgstate"
 	"omens.dev/omens/policy"
 	"omens.dev/omens/protocol"
 	"omens.dev/omens/spireplugin"
@@ -85,7 +86,7 @@ type runtime struct {
 
 // Configure applies plugin_data.
 func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
-	rt, notes, err := newRuntime(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain())
+	rt, notes, err := newRuntime(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain(), true)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -102,10 +103,14 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 	if rt.cfg.DevIDMode == protocol.ModeDevID && rt.crlFile == nil && rt.crlURL == nil {
 		p.log.Warn("DevID mode without devid_crl_path or devid_crl_url: revoked DevID certificates are accepted until they expire", "mode", rt.cfg.DevIDMode)
 	}
+	if rt.cfg.PCRStateDatabase != "" {
+		p.log.Info("boot-state policy state in PostgreSQL", "database", pgstate.DescribeString(rt.cfg.PCRStateDatabase))
+	}
 	// Before the first attestation: the counters at zero (telemetry.go).
 	p.zeroCounters(rt)
 	ctx, stop := context.WithCancel(context.Background())
 	p.mu.Lock()
+	old := p.rt
 	p.rt = rt
 	if p.stopReport != nil {
 		p.stopReport()
@@ -113,19 +118,26 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 	p.stopReport = stop
 	p.mu.Unlock()
 	go p.reportLoop(ctx, rt)
+	if old != nil && old.policy != nil {
+		// Attestations that began under the old configuration may still use its
+		// database connections for a moment.
+		time.AfterFunc(time.Minute, old.policy.Close)
+	}
 	return &configv1.ConfigureResponse{}, nil
 }
 
 // Validate reports every problem of plugin_data without applying it.
 func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*configv1.ValidateResponse, error) {
-	_, notes, err := newRuntime(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain())
+	_, notes, err := newRuntime(req.GetHclConfiguration(), req.GetCoreConfiguration().GetTrustDomain(), false)
 	if err != nil {
 		notes = append(notes, err.Error())
 	}
 	return &configv1.ValidateResponse{Valid: len(notes) == 0, Notes: notes}, nil
 }
 
-func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
+// newRuntime builds the configured state; connect opens the state database
+// (pcr_state_database), which Validate does not.
+func newRuntime(hclText, trustDomain string, connect bool) (*runtime, []string, error) {
 	cfg, notes := buildConfig(hclText)
 	if trustDomain == "" {
 		notes = append(notes, "the core configuration names no trust domain")
@@ -165,17 +177,36 @@ func newRuntime(hclText, trustDomain string) (*runtime, []string, error) {
 		return nil, []string{err.Error()}, nil
 	}
 	if cfg.PCRPolicyPath != "" {
-		s, err := policy.Open(cfg.PCRPolicyPath, cfg.PCRStatePath)
+		var pol *policy.Policy
+		var err error
+		switch {
+		case cfg.PCRStateDatabase == "":
+			rt.policy, err = policy.Open(cfg.PCRPolicyPath, cfg.PCRStatePath)
+		case connect:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			rt.policy, err = policy.OpenDB(ctx, cfg.PCRPolicyPath, cfg.PCRStateDatabase)
+			cancel()
+		default:
+			// Validate checks the policy file; the database is reached at Configure.
+			pol, err = policy.ReadPolicy(cfg.PCRPolicyPath)
+		}
 		if err != nil {
 			return nil, []string{"pcr_policy_path: " + err.Error()}, nil
 		}
-		rt.policy = s
-		pol, err := s.Policy()
-		if err != nil {
-			return nil, []string{"pcr_policy_path: " + err.Error()}, nil
+		if rt.policy != nil {
+			if pol, err = rt.policy.Policy(); err != nil {
+				rt.policy.Close()
+				return nil, []string{"pcr_policy_path: " + err.Error()}, nil
+			}
 		}
 		if notes := checkPolicy(pol, cfg); len(notes) > 0 {
+			if rt.policy != nil {
+				rt.policy.Close()
+			}
 			return nil, notes, nil
+		}
+		if !connect && rt.policy != nil {
+			rt.policy.Close()
 		}
 	}
 	return rt, nil, nil

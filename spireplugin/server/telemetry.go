@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"slices"
 	"sync"
 	"time"
@@ -105,19 +106,22 @@ func (p *Plugin) reportWindows(rt *runtime) {
 	p.tel.Gauge(metrics.WindowsOpen, float64(open))
 }
 
-// reportCRL sets the age of the DevID CRL in use and the time to its nextUpdate.
+// reportCRL sets the age of the DevID CRL held and the time to its nextUpdate. It reads
+// what the plugin holds (the CRL file, the CRL last fetched) and fetches nothing: the
+// CRL is fetched when an attestation needs it, and a report must not change that.
 func (p *Plugin) reportCRL(rt *runtime) {
-	if rt.devidBundle == nil || (rt.crlFile == nil && rt.crlURL == nil) {
-		return
+	var crl *x509.RevocationList
+	if rt.crlFile != nil {
+		rt.mu.Lock()
+		crl, _ = rt.crlFile.get()
+		rt.mu.Unlock()
 	}
-	rt.mu.Lock()
-	b, err := rt.devidBundle.get()
-	rt.mu.Unlock()
-	if err != nil {
-		return
+	if rt.crlURL != nil {
+		if c := rt.crlURL.held(); c != nil && newerCRL(c, crl) {
+			crl = c
+		}
 	}
-	crl, err := rt.currentCRL(b.Roots())
-	if err != nil || crl == nil {
+	if crl == nil {
 		return
 	}
 	now := p.now()

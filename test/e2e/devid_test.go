@@ -30,15 +30,24 @@ func requireStepCA(t *testing.T) {
 // its URL and state directory.
 func startRA(t *testing.T, ca *stepcatest.CA, ekCA string) (string, string) {
 	t.Helper()
+	url, dir := startRAWith(t, ca, ekCA, "--listen", "127.0.0.1:0", "--state", "state")
+	return url, filepath.Join(dir, "state")
+}
+
+// startRAWith runs `omens ra serve` with args (its --listen and its state: --state,
+// relative to the directory returned, or --database) and returns its URL and directory,
+// which holds ra.log.
+func startRAWith(t *testing.T, ca *stepcatest.CA, ekCA string, args ...string) (string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "provisioner-password")
 	if err := os.WriteFile(pw, []byte(ca.ProvisionerPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	state := filepath.Join(dir, "state")
-	cmd := exec.Command(build(t).omens, "ra", "serve", "--listen", "127.0.0.1:0", "--name", "ra.funlab.casa",
-		"--state", state, "--ek-ca", ekCA, "--ca-url", ca.URL, "--ca-root", ca.RootPath,
-		"--ca-config", ca.CAConfig, "--provisioner", ca.Provisioner, "--provisioner-password-file", pw)
+	cmd := exec.Command(build(t).omens, append([]string{"ra", "serve", "--name", "ra.funlab.casa",
+		"--ek-ca", ekCA, "--ca-url", ca.URL, "--ca-root", ca.RootPath,
+		"--ca-config", ca.CAConfig, "--provisioner", ca.Provisioner, "--provisioner-password-file", pw}, args...)...)
+	cmd.Dir = dir
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +81,7 @@ func startRA(t *testing.T, ca *stepcatest.CA, ekCA string) (string, string) {
 			t.Fatalf("RA did not start (%q):\n%s", l, b)
 		}
 		url := strings.Fields(strings.TrimPrefix(l, "RA serving on "))[0]
-		return url, state
+		return url, dir
 	case <-time.After(60 * time.Second):
 		t.Fatal("RA did not start within a minute")
 	}

@@ -3,9 +3,11 @@ package spiretest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,6 +23,10 @@ type AgentConfig struct {
 	NodeAttestor *spireconf.Plugin
 	// JoinToken is the agent's join_token setting (see Server.JoinToken).
 	JoinToken string
+	// ServerAddress is the server's address, host:port, when the agent reaches the server
+	// through something else (a load balancer in front of several servers); empty means
+	// the server's own address.
+	ServerAddress string
 	// Name labels the agent in its directory name and in failure messages.
 	Name string
 	// FailFast sets retry_bootstrap = false (deprecated in SPIRE 1.13, which logs a
@@ -99,8 +105,19 @@ func LaunchAgent(t testing.TB, srv *Server, cfg AgentConfig) *Agent {
 
 // config renders agent.conf with spireconf.
 func (a *Agent) config(t testing.TB, srv *Server, cfg AgentConfig, bundlePath string) (string, error) {
+	host, port := "127.0.0.1", srv.port
+	if cfg.ServerAddress != "" {
+		h, p, err := net.SplitHostPort(cfg.ServerAddress)
+		if err != nil {
+			return "", fmt.Errorf("spiretest: ServerAddress %q: %w", cfg.ServerAddress, err)
+		}
+		if port, err = strconv.Atoi(p); err != nil {
+			return "", fmt.Errorf("spiretest: ServerAddress %q: %w", cfg.ServerAddress, err)
+		}
+		host = h
+	}
 	conf := spireconf.Agent{
-		TrustDomain: srv.TrustDomain, ServerAddress: "127.0.0.1", ServerPort: srv.port,
+		TrustDomain: srv.TrustDomain, ServerAddress: host, ServerPort: port,
 		DataDir: filepath.Join(a.Dir, "data"), LogLevel: "DEBUG",
 		SocketPath: a.WorkloadSocket, AdminSocketPath: a.AdminSocket, TrustBundlePath: bundlePath,
 		JoinToken: cfg.JoinToken, NoRetryBootstrap: cfg.FailFast,
@@ -133,6 +150,13 @@ func (a *Agent) Metrics(t testing.TB) string {
 		t.Fatal("spiretest: the agent runs without AgentConfig.Metrics")
 	}
 	return scrape(t, a.MetricsURL)
+}
+
+// WaitHealthy waits until `spire-agent healthcheck` passes, for an agent started with
+// LaunchAgent that is meant to attest.
+func (a *Agent) WaitHealthy(t testing.TB) {
+	t.Helper()
+	a.waitHealthy(t)
 }
 
 func (a *Agent) waitHealthy(t testing.TB) {

@@ -36,6 +36,9 @@ type ServerConfig struct {
 	// DefaultX509SVIDTTL is default_x509_svid_ttl, the lifetime of workload X.509-SVIDs
 	// (SPIRE's default is 1h).
 	DefaultX509SVIDTTL string
+	// DataStore is the server's DataStore plugin, such as spireconf.Postgres for servers
+	// that share one database; nil means sqlite3 in the server's directory.
+	DataStore *spireconf.Plugin
 	// Extra holds extra settings for the server block, such as audit_log_enabled = true.
 	// The server block already has an experimental block (cache_reload_interval = "1s").
 	Extra []spireconf.Setting
@@ -101,6 +104,9 @@ func (s *Server) config(t testing.TB, cfg ServerConfig) (string, error) {
 			spireconf.ServerDiskKeyManager(filepath.Join(s.Dir, "data", "keys.json")),
 		},
 	}
+	if cfg.DataStore != nil {
+		conf.Plugins[0] = *cfg.DataStore
+	}
 	var err error
 	if conf.AgentTTL, err = parseTTL("AgentTTL", cfg.AgentTTL); err != nil {
 		return "", err
@@ -140,6 +146,20 @@ func (s *Server) Stop(t testing.TB) {
 		t.Fatal(err)
 	}
 }
+
+// Kill ends the server with SIGKILL, as a crash or a lost machine would, and leaves its
+// directory in place for Start.
+func (s *Server) Kill(t testing.TB) {
+	t.Helper()
+	if s.proc == nil {
+		return
+	}
+	// Stop with no grace: SIGTERM, then at once SIGKILL to the process and its plugins.
+	_ = s.proc.Stop(0)
+}
+
+// Port is the server's port on 127.0.0.1.
+func (s *Server) Port() int { return s.port }
 
 // RunErr runs `spire-server <args> -socketPath <SocketPath>` and returns its standard
 // output; the error holds the standard error too.
