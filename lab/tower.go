@@ -8,8 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"omens.dev/omens/internal/netport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,14 +48,7 @@ func (l *Lab) path(parts ...string) string {
 // Plugin returns the path of a binary that ships beside omens (the SPIRE plugins).
 func (l *Lab) sibling(name string) string { return filepath.Join(filepath.Dir(l.Omens), name) }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return netport.Free() }
 
 func (l *Lab) ports() (*ports, error) {
 	p := &ports{}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -86,15 +85,7 @@ http {
 `, dir, port, cert, key, bundle, uniqueID(stepCAID), stepCAID)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return enginetest.FreePort(t) }
 
 // startNginx runs nginx in the foreground as this test's child, from a temporary prefix
 // directory, until the test ends.

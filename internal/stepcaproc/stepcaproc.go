@@ -29,9 +29,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"omens.dev/omens/internal/netport"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -369,15 +371,10 @@ func (c *CA) Log() string {
 	return string(b)
 }
 
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on now, as a string.
 func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	return port, err
+	port, err := netport.Free()
+	return strconv.Itoa(port), err
 }
 
 func randomPassword() (string, error) {

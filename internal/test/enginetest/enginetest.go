@@ -4,6 +4,7 @@
 package enginetest
 
 import (
+	"omens.dev/omens/internal/netport"
 	"os"
 	"testing"
 
@@ -36,4 +37,15 @@ func Require(t testing.TB, names ...string) {
 	for _, name := range names {
 		Path(t, name)
 	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listened on a moment ago
+// (netport.Free), failing the test when there is none.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	port, err := netport.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
 }

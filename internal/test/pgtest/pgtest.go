@@ -7,7 +7,7 @@ package pgtest
 import (
 	"context"
 	"fmt"
-	"net"
+
 	"os"
 	"os/exec"
 	"os/user"
@@ -162,13 +162,4 @@ func Start(t testing.TB) *Cluster {
 	return c
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return enginetest.FreePort(t) }

@@ -15,7 +15,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
+
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,16 +70,7 @@ func tempDir(t testing.TB, prefix string, longestName int) string {
 	return dir
 }
 
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return enginetest.FreePort(t) }
 
 // parseTTL parses the duration of a config field (empty for none).
 func parseTTL(field, s string) (time.Duration, error) {
