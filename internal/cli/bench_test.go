@@ -92,7 +92,9 @@ func TestBenchAttest(t *testing.T) {
 	if f := row("reattest"); f[2] != "0" || f[1] == "0" {
 		t.Errorf("reattest row %v: want re-attestations and none refused\n%s", f, stdout)
 	}
-	if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "re-attestation: every agent re-attested at least ") && !strings.HasSuffix(l, " 0 times") }) {
+	if !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.HasPrefix(l, "re-attestation: every agent re-attested at least ") && !strings.HasSuffix(l, " 0 times")
+	}) {
 		t.Errorf("not every agent re-attested:\n%s", stdout)
 	}
 	if !strings.Contains(stderr, "attest: 8 attested: restarting the server") || !strings.Contains(stderr, "attest: server restarted") {
