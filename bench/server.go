@@ -44,6 +44,10 @@ type ServerConfig struct {
 	KeysPath string
 	// LogLevel is SPIRE's log_level; INFO when empty.
 	LogLevel string
+	// NoAttestationRateLimit writes ratelimit { attestation = false }. SPIRE limits node
+	// attestation to one a second per client address; behind a TCP load balancer every
+	// agent has the balancer's address, so servers behind one need it off to be measured.
+	NoAttestationRateLimit bool
 }
 
 // Server is one spire-server process with NodeAttestor "tpm", run for a benchmark. It
@@ -160,6 +164,9 @@ func (s *Server) render(cfg ServerConfig, port int) ([]byte, error) {
 				{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
 			}},
 		},
+	}
+	if cfg.NoAttestationRateLimit {
+		conf.Extra = append(conf.Extra, spireconf.Setting{Key: "ratelimit", Value: []spireconf.Setting{{Key: "attestation", Value: false}}})
 	}
 	b, err := conf.Render()
 	if err != nil {
