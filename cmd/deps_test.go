@@ -39,3 +39,26 @@ func TestNoTestKitInBinaries(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentSideHasNoSoftwareTPM checks that the agent side (the agent plugin, the prover,
+// the TPM layer, the device side of enrollment) links nothing of bench/: its software TPM
+// is for load generation only, never a TPM an agent could attest with.
+func TestAgentSideHasNoSoftwareTPM(t *testing.T) {
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := exec.LookPath(goBin); err != nil {
+		if goBin, err = exec.LookPath("go"); err != nil {
+			t.Fatalf("the go command: %v", err)
+		}
+	}
+	for _, pkg := range []string{"omens.dev/omens/cmd/omens-attestor-agent", "omens.dev/omens/spireplugin/agent", "omens.dev/omens/prover", "omens.dev/omens/tpm", "omens.dev/omens/enroll"} {
+		deps, err := exec.Command(goBin, "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		for _, d := range strings.Fields(string(deps)) {
+			if d == "omens.dev/omens/bench" || strings.HasPrefix(d, "omens.dev/omens/bench/") {
+				t.Errorf("%s links %s", pkg, d)
+			}
+		}
+	}
+}

@@ -71,6 +71,7 @@ without one.`,
 		newSVIDCmd(),
 		newDoctorCmd(),
 		newConfigCmd(),
+		newBenchCmd(),
 	)
 	return root
 }

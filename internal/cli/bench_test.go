@@ -1,0 +1,103 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/test/enginetest"
+)
+
+// buildServerPlugin builds omens-attestor-server into a temporary directory.
+func buildServerPlugin(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", dir+"/", "omens.dev/omens/cmd/omens-attestor-server").CombinedOutput(); err != nil {
+		t.Fatalf("go build omens-attestor-server: %v\n%s", err, out)
+	}
+	return dir + "/omens-attestor-server"
+}
+
+// benchKeys are the numbers omens bench attest --json must give.
+var benchKeys = []string{"attested", "refused", "lost", "rate_per_s", "p50_ms", "p95_ms", "p99_ms",
+	"server_cpu_s", "plugin_cpu_s", "server_rss_mb", "plugin_rss_mb"}
+
+// TestBenchAttest runs omens bench attest through real SPIRE at a size for CI: 20 software
+// TPM identities, all at once, each attested once with nothing lost or refused and every
+// number of the report given; then 20 more, 4 at a time, with the server restarted after 8
+// (every agent still ends attested, the attempts the restart cost retried) and a
+// re-attestation phase in which every agent re-attests over a new stream.
+func TestBenchAttest(t *testing.T) {
+	enginetest.Require(t, engines.SPIREServer)
+	plugin := buildServerPlugin(t)
+
+	code, stdout, stderr := omens(t, "bench", "attest", "--agents", "20", "--concurrency", "20", "--json", "--plugin", plugin)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, stdout)
+	}
+	for _, k := range benchKeys {
+		v, ok := rep[k].(float64)
+		if !ok {
+			t.Errorf("--json has no number %q: %s", k, stdout)
+			continue
+		}
+		switch k {
+		case "attested":
+			if v != 20 {
+				t.Errorf("attested %v, want 20", v)
+			}
+		case "refused", "lost":
+			if v != 0 {
+				t.Errorf("%s %v, want 0: %s", k, v, stdout)
+			}
+		case "server_cpu_s", "plugin_cpu_s":
+			if v < 0 {
+				t.Errorf("%s %v, want at least 0", k, v)
+			}
+		default:
+			if v <= 0 {
+				t.Errorf("%s %v, want more than 0", k, v)
+			}
+		}
+	}
+
+	code, stdout, stderr = omens(t, "bench", "attest", "--agents", "20", "--concurrency", "4",
+		"--restart-server-at", "8", "--reattest-for", "3s", "--plugin", plugin)
+	if code != 0 {
+		t.Fatalf("with a restart and re-attestation: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	lines := strings.Split(stdout, "\n")
+	if lines[0] != "20 agents, concurrency 4, 1 server restart" {
+		t.Errorf("first line %q", lines[0])
+	}
+	row := func(phase string) []string {
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == phase {
+				return f
+			}
+		}
+		t.Fatalf("no %s row in\n%s", phase, stdout)
+		return nil
+	}
+	if f := row("attest"); f[1] != "20" || f[2] != "0" {
+		t.Errorf("attest row %v: want 20 attested, 0 refused\n%s", f, stdout)
+	}
+	if f := row("reattest"); f[2] != "0" || f[1] == "0" {
+		t.Errorf("reattest row %v: want re-attestations and none refused\n%s", f, stdout)
+	}
+	if !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.HasPrefix(l, "re-attestation: every agent re-attested at least ") && !strings.HasSuffix(l, " 0 times")
+	}) {
+		t.Errorf("not every agent re-attested:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "attest: 8 attested: restarting the server") || !strings.Contains(stderr, "attest: server restarted") {
+		t.Errorf("the progress lines do not show the restart:\n%s", stderr)
+	}
+}
