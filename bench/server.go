@@ -6,7 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
+	"omens.dev/omens/internal/netport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,12 +176,11 @@ func (s *Server) render(cfg ServerConfig, port int) ([]byte, error) {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := netport.Free()
 	if err != nil {
 		return 0, fmt.Errorf("bench: a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return port, nil
 }
 
 func (s *Server) start(ctx context.Context) error {
