@@ -34,6 +34,7 @@ var Scenarios = []Scenario{
 	ScenarioRevoke,
 	ScenarioServerDown,
 	ScenarioTPMFailure,
+	ScenarioRollback,
 }
 
 // FindScenario returns the scenario called name.
