@@ -47,9 +47,13 @@ type Options struct {
 	Host string
 	// From is the host's phase before.
 	From registry.Phase
-	// Root is where files are written, each at its installed path under it ("/" installs
-	// them).
+	// Root is where the host's files are written, each at its installed path under it
+	// ("/" installs them).
 	Root string
+	// ServerRoot is where the server host's files (its configuration, its EK-mode
+	// exceptions) are written, when that is another host; empty leaves them to render on
+	// that host (a pending step says how).
+	ServerRoot string
 	// Render tunes the rendering (the plugin directory for plugin_checksum).
 	Render hostconf.Options
 	// Client is the SPIRE server API; it is needed to move to join_token or ek.
@@ -69,14 +73,18 @@ type Step struct {
 	// Target is where the file was written: Root joined with Path.
 	Target string `json:"target,omitempty"`
 	// State is "new", "changed" or "unchanged" (hostconf's states), "generated" for a
-	// join token, "updated" or "unchanged" for the alias.
+	// join token, "created", "updated" or "unchanged" for the alias, "pending" for the
+	// server's files left to render on the server host.
 	State string `json:"state"`
 	// Detail says more: the token's agent ID, the alias's selectors.
 	Detail string `json:"detail,omitempty"`
 }
 
 // Changed reports whether the step changed something.
-func (s Step) Changed() bool { return s.State != hostconf.StateUnchanged }
+func (s Step) Changed() bool { return s.State != hostconf.StateUnchanged && s.State != StatePending }
+
+// StatePending is the state of files Move left to render on another host.
+const StatePending = "pending"
 
 // Result is what Move did.
 type Result struct {
@@ -130,7 +138,9 @@ func Move(ctx context.Context, inv *registry.Inventory, opt Options) (*Result, e
 		return nil, err
 	}
 	byHost := [][]hostconf.File{files}
+	roots := []string{opt.Root}
 	hosts := []string{h.Name}
+	var pending []Step
 	if inv.Server.Host != h.Name {
 		srv, err := hostconf.Render(inv, inv.Server.Host, opt.Render)
 		if err != nil {
@@ -142,7 +152,14 @@ func Move(ctx context.Context, inv *registry.Inventory, opt Options) (*Result, e
 				only = append(only, f)
 			}
 		}
-		byHost, hosts = append(byHost, only), append(hosts, inv.Server.Host)
+		if opt.ServerRoot != "" {
+			byHost, roots, hosts = append(byHost, only), append(roots, opt.ServerRoot), append(hosts, inv.Server.Host)
+		} else {
+			for _, f := range only {
+				pending = append(pending, Step{Host: inv.Server.Host, What: f.Role, Path: f.Path, State: StatePending,
+					Detail: fmt.Sprintf("on %s: omens config render --inventory %s --host %s --out /", inv.Server.Host, inv.File, inv.Server.Host)})
+			}
+		}
 	}
 
 	switch h.Phase {
@@ -160,7 +177,7 @@ func Move(ctx context.Context, inv *registry.Inventory, opt Options) (*Result, e
 		res.Steps = append(res.Steps, step)
 	}
 	for i, files := range byHost {
-		changes, err := hostconf.Write(opt.Root, files)
+		changes, err := hostconf.Write(roots[i], files)
 		if err != nil {
 			return nil, err
 		}
@@ -168,6 +185,7 @@ func Move(ctx context.Context, inv *registry.Inventory, opt Options) (*Result, e
 			res.Steps = append(res.Steps, Step{Host: hosts[i], What: c.Role, Path: c.Path, Target: c.Target, State: c.State})
 		}
 	}
+	res.Steps = append(res.Steps, pending...)
 	for _, s := range res.Steps {
 		host := s.Host
 		if host == "" {

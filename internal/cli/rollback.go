@@ -18,7 +18,7 @@ import (
 
 // moveFlags are the flags of migrate rollback and migrate forward.
 type moveFlags struct {
-	inventory, host, to, out, pluginDir, socket string
+	inventory, host, to, out, serverOut, pluginDir, socket string
 	asJSON                                      bool
 }
 
@@ -48,9 +48,10 @@ func newMigrateRollbackCmd() *cobra.Command {
                    accepts it as an EK-mode exception (ek_mode_hosts_path, by its ek_hash),
                    and its node alias is updated to its EK hash alone.
 
-The host's phase is set in the inventory (its comments kept), and the host's files and
-the server's are rendered again under --out (/ installs them), as omens config render
-does. Every step is printed, file by file, then what to restart and how to undo it. A
+The host's phase is set in the inventory (its comments kept), and the host's files are
+rendered again under --out (/ installs them), as omens config render does; so are the
+server host's (its configuration, its EK-mode exceptions) under --server-out, or, without
+it, the command says what to run on the server host. Every step is printed, file by file, then what to restart and how to undo it. A
 second run changes nothing.`,
 		Example: `  omens migrate rollback --inventory tower.hcl --host auth --to ek --out /
   omens migrate rollback --inventory tower.hcl --host auth --to join_token --out /`,
@@ -89,9 +90,10 @@ func moveFlagSet(cmd *cobra.Command, f *moveFlags, toHelp string) {
 	fs.StringVar(&f.host, "host", "", "the host of the inventory to move")
 	fs.StringVar(&f.to, "to", "", toHelp)
 	fs.StringVar(&f.out, "out", "/", "the root the rendered files go under (/ installs them)")
+	fs.StringVar(&f.serverOut, "server-out", "", "the root the server host's files go under, when it is another host (default: print how to render them there)")
 	fs.StringVar(&f.pluginDir, "plugin-dir", "", "directory of the plugin binaries whose SHA-256 becomes plugin_checksum (default: the inventory's plugin_dir)")
-	spireSocketFlag(cmd, &f.socket)
-	fs.StringVar(&f.socket, "server-socket", defaultSPIRESocket, "the same as --spire-socket")
+	fs.StringVar(&f.socket, "spire-socket", "", "the SPIRE server API socket (default: the inventory's spire_server_socket of the server host)")
+	fs.StringVar(&f.socket, "server-socket", "", "the same as --spire-socket")
 	jsonFlag(cmd, &f.asJSON)
 }
 
@@ -127,7 +129,16 @@ func runMove(cmd *cobra.Command, f *moveFlags, verb string, allowed []registry.P
 	if err != nil {
 		return err
 	}
-	rc, err := registry.Dial(f.socket)
+	socket := f.socket
+	if socket == "" && inv.Server != nil {
+		if sh := inv.Host(inv.Server.Host); sh != nil {
+			socket = inv.PathsOf(sh).SPIREServerSocket
+		}
+	}
+	if socket == "" {
+		socket = defaultSPIRESocket
+	}
+	rc, err := registry.Dial(socket)
 	if err != nil {
 		return err
 	}
@@ -135,7 +146,7 @@ func runMove(cmd *cobra.Command, f *moveFlags, verb string, allowed []registry.P
 	ctx, cancel := context.WithTimeout(cmd.Context(), spireTimeout)
 	defer cancel()
 	res, err := migrate.Move(ctx, inv, migrate.Options{
-		Host: f.host, From: from, Root: f.out, Render: hostconf.Options{PluginDir: f.pluginDir}, Client: rc,
+		Host: f.host, From: from, Root: f.out, ServerRoot: f.serverOut, Render: hostconf.Options{PluginDir: f.pluginDir}, Client: rc,
 	})
 	if err != nil {
 		return err
@@ -177,6 +188,9 @@ func undoCommand(f *moveFlags, from registry.Phase) string {
 	if f.out != "/" {
 		s += " --out " + f.out
 	}
+	if f.serverOut != "" {
+		s += " --server-out " + f.serverOut
+	}
 	if f.pluginDir != "" {
 		s += " --plugin-dir " + f.pluginDir
 	}
@@ -194,8 +208,11 @@ func printMove(w io.Writer, f *moveFlags, rep MoveReport) {
 	t.row(rep.Inventory, "-", "inventory", f.inventory, "phase = \""+string(rep.To)+"\"")
 	for _, s := range rep.Steps {
 		state, host, path := s.State, s.Host, s.Target
-		if state == hostconf.StateNew || state == hostconf.StateChanged {
+		switch state {
+		case hostconf.StateNew, hostconf.StateChanged:
 			state = "wrote"
+		case hostconf.StateUnchanged:
+			continue // unchanged files are not news
 		}
 		if host == "" {
 			host = "-"

@@ -77,7 +77,7 @@ func TestMigrateRollback(t *testing.T) {
 		return string(b)
 	}
 	run(0, "apply", "--file", inv, "--spire-socket", srv.SocketPath)
-	common := []string{"--inventory", inv, "--host", "auth", "--out", root, "--plugin-dir", plugins, "--server-socket", srv.SocketPath}
+	common := []string{"--inventory", inv, "--host", "auth", "--out", root, "--server-out", root, "--plugin-dir", plugins, "--server-socket", srv.SocketPath}
 	rollback := func(to string) []string { return append([]string{"migrate", "rollback", "--to", to}, common...) }
 
 	// DevID -> EK.
@@ -91,7 +91,7 @@ func TestMigrateRollback(t *testing.T) {
 		"wrote spire ek-mode-hosts " + root + "/etc/omens/ek-mode-hosts",
 		"then, on auth: systemctl restart spire-agent\n",
 		"then, on spire: systemctl restart spire-server\n",
-		"to undo: omens migrate forward --inventory " + inv + " --host auth --to devid --out " + root + " --plugin-dir " + plugins + "\n",
+		"to undo: omens migrate forward --inventory " + inv + " --host auth --to devid --out " + root + " --server-out " + root + " --plugin-dir " + plugins + "\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rollback --to ek output lacks %q:\n%s", want, out)
@@ -174,6 +174,17 @@ func TestMigrateRollback(t *testing.T) {
 	}
 	if server := read("etc/spire/server.conf"); strings.Contains(server, `NodeAttestor "join_token"`) || strings.Contains(server, "ek_mode_hosts_path") {
 		t.Errorf("server configuration with every host in DevID mode:\n%s", server)
+	}
+
+	// Without --server-out, the server host's files are left to render there.
+	out = run(0, "migrate", "rollback", "--to", "ek", "--inventory", inv, "--host", "auth", "--out", root, "--plugin-dir", plugins, "--spire-socket", srv.SocketPath)
+	for _, want := range []string{
+		"pending spire spire-server.conf /etc/spire/server.conf on spire: omens config render --inventory " + inv + " --host spire --out /\n",
+		"pending spire ek-mode-hosts /etc/omens/ek-mode-hosts on spire: omens config render --inventory " + inv + " --host spire --out /\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rollback without --server-out lacks %q:\n%s", want, out)
+		}
 	}
 
 	// Refusals.
