@@ -19,7 +19,7 @@ import (
 // moveFlags are the flags of migrate rollback and migrate forward.
 type moveFlags struct {
 	inventory, host, to, out, serverOut, pluginDir, socket string
-	asJSON                                      bool
+	asJSON                                                 bool
 }
 
 // MoveReport is `omens migrate rollback --json` and `omens migrate forward --json`.
