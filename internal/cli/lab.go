@@ -136,7 +136,8 @@ func newLabCmd() *cobra.Command {
 and what the Tower did, then the status table. The scenarios:
 
 ` + lab.ScenarioHelp() + `
-server-down and tpm-failure wait for the agent's next re-attestation: up to a minute.`,
+server-down and tpm-failure wait for the agent's next re-attestation: up to a minute;
+rollback waits for three (its refusal, then EK mode, then DevID mode again).`,
 		Example:   "  omens lab scenario bios-update",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: lab.ScenarioNames(),
