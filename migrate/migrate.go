@@ -95,15 +95,21 @@ type Result struct {
 	// Restart are the services whose files changed, by host: what to restart for them to
 	// take effect.
 	Restart map[string][]string `json:"restart,omitempty"`
+	// NewIdentity is set when the host's agent gets another agent ID (onto a join token,
+	// or off one): it must attest afresh, so its data directory AgentData (the SVID it
+	// holds and its key) goes, or the agent would keep presenting its old SVID.
+	NewIdentity bool   `json:"new_identity,omitempty"`
+	AgentData   string `json:"agent_data,omitempty"`
 }
 
 // Changed reports whether any step changed something.
 func (r *Result) Changed() bool { return slices.ContainsFunc(r.Steps, Step.Changed) }
 
-// services are the units that read each role's file.
+// services are the units that read each role's file at start. The server's plugin
+// re-reads its EK-mode exceptions when they change: that file needs no restart.
 var services = map[string]string{
-	hostconf.RoleServerConf: "spire-server", hostconf.RoleEKModeHosts: "spire-server",
-	hostconf.RoleAgentConf: "spire-agent", "join-token": "spire-agent",
+	hostconf.RoleServerConf: "spire-server",
+	hostconf.RoleAgentConf:  "spire-agent", "join-token": "spire-agent",
 }
 
 // Move moves opt.Host into its phase in inv (see the package documentation).
@@ -117,6 +123,9 @@ func Move(ctx context.Context, inv *registry.Inventory, opt Options) (*Result, e
 	}
 	res := &Result{Host: h.Name, From: opt.From, To: h.Phase, Restart: map[string][]string{}}
 	p := inv.PathsOf(h)
+	if opt.From != h.Phase && (opt.From == registry.PhaseJoinToken || h.Phase == registry.PhaseJoinToken) {
+		res.NewIdentity, res.AgentData = true, p.SPIREAgentData
+	}
 	switch h.Phase {
 	case registry.PhaseEK:
 		if h.EKHash == "" {

@@ -233,7 +233,16 @@ func printMove(w io.Writer, f *moveFlags, rep MoveReport) {
 	}
 	slices.Sort(hosts)
 	for _, h := range hosts {
-		fmt.Fprintf(w, "then, on %s: systemctl restart %s\n", h, strings.Join(rep.Restart[h], " "))
+		svcs := rep.Restart[h]
+		if h == rep.Host && rep.NewIdentity {
+			// Another agent ID: the agent attests afresh.
+			fmt.Fprintf(w, "then, on %s: systemctl stop spire-agent; rm -r %s (the SVID of its old agent ID: it attests afresh); systemctl start spire-agent\n", h, rep.AgentData)
+			svcs = slices.DeleteFunc(slices.Clone(svcs), func(s string) bool { return s == "spire-agent" })
+			if len(svcs) == 0 {
+				continue
+			}
+		}
+		fmt.Fprintf(w, "then, on %s: systemctl restart %s\n", h, strings.Join(svcs, " "))
 	}
 	if rep.To == registry.PhaseDevID {
 		fmt.Fprintf(w, "once its agent attests in DevID mode: omens apply --file %s (its node alias gains the DevID selector)\n", f.inventory)

@@ -127,6 +127,8 @@ func TestMigrateRollback(t *testing.T) {
 		"host auth: phase ek -> join_token\n",
 		"generated auth join-token " + root + "/etc/spire/join-token",
 		"alias spiffe://funlab.casa/agent/auth, valid 1h0m0s",
+		"then, on auth: systemctl stop spire-agent; rm -r /var/lib/spire/agent (the SVID of its old agent ID: it attests afresh); systemctl start spire-agent\n",
+		"then, on spire: systemctl restart spire-server\n",
 		"to undo: omens migrate forward --inventory " + inv + " --host auth --to ek",
 	} {
 		if !strings.Contains(out, want) {
