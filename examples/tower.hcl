@@ -9,7 +9,8 @@
 #   ek_hash       -> tpm:pub_hash:<ek_hash>          (`omens ek show` prints it as "EK hash")
 #   devid_subject -> tpm:devid:subject:cn:<subject>  (the CN of the host's DevID certificate)
 #   pcr_policy    -> tpm:pcr_policy:<name>           (optional: the boot-state policy group)
-# A host needs ek_hash, devid_subject or both; with both, its agent must show both.
+# A host needs ek_hash, devid_subject or both; with both, its agent must show both,
+# except in phase ek (its agent attests without its DevID): the EK hash alone.
 #
 # Each workload becomes an entry with its spiffe_id and selectors, parented on its host's
 # alias, spiffe://funlab.casa/agent/<host>.
@@ -25,7 +26,9 @@
 #   phase = "ek"          NodeAttestor "tpm" with the EK certificate (devid_mode = "ek_cert")
 #   phase = "devid"       NodeAttestor "tpm" with the DevID from step-ca (devid_mode = "devid")
 # The server keeps NodeAttestor "join_token" while a host is on one. Moving a host on (or
-# back) is changing its phase and rendering again.
+# back) is changing its phase and rendering again; `omens migrate rollback` does it for a
+# host whose DevID fails. A host in phase ek while others are in devid (rolled back) is
+# an EK-mode exception of the server, by its ek_hash (ek_mode_hosts_path).
 #
 # The EK hashes below are placeholders: put in those of your TPMs.
 

@@ -13,7 +13,11 @@
 // NodeAttestor "join_token" is kept while any host is on a join token; NodeAttestor
 // "tpm" serves DevID mode (devid_ca_path = step-ca's root, devid_crl_url = its CRL) when
 // a host is in phase devid, EK mode when a host is in phase ek. One plugin serves one
-// mode, so hosts in phases ek and devid at once are refused, naming them. While every
+// mode: with hosts in phases ek and devid at once it serves DevID mode, and the hosts in
+// phase ek (rolled back from DevID mode, each named by its ek_hash) are listed as EK-mode
+// exceptions in the file of ek_mode_hosts_path, rendered beside the server's
+// configuration (RoleEKModeHosts); the plugin still verifies their EK certificates and
+// gives them the selector tpm:mode:ek_cert. While every
 // host is on a join token, it serves DevID mode when the inventory names step-ca (the
 // CA is there to enroll DevIDs), EK mode otherwise.
 //
@@ -42,6 +46,7 @@ import (
 // The roles of rendered files.
 const (
 	RoleServerConf   = "spire-server.conf"
+	RoleEKModeHosts  = "ek-mode-hosts"
 	RoleAgentConf    = "spire-agent.conf"
 	RoleRAEnv        = "omens-ra.env"
 	RoleDevIDEnv     = "omens-devid.env"
@@ -114,7 +119,11 @@ func Render(inv *registry.Inventory, host string, opt Options) ([]File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hostconf: %w", err)
 		}
-		out = append(out, File{Role: RoleServerConf, Path: p.SPIREServerConf, Mode: 0o644, Data: b}, units[RoleServerUnit])
+		out = append(out, File{Role: RoleServerConf, Path: p.SPIREServerConf, Mode: 0o644, Data: b})
+		if ek := EKModeHosts(inv); len(ek) > 0 {
+			out = append(out, File{Role: RoleEKModeHosts, Path: p.EKModeHosts, Mode: 0o644, Data: ekModeHostsFile(inv, ek)})
+		}
+		out = append(out, units[RoleServerUnit])
 	}
 	agent, err := Agent(inv, host, opt)
 	if err != nil {
@@ -162,8 +171,14 @@ func ServerMode(inv *registry.Inventory) (mode string, joinToken bool, err error
 	}
 	switch {
 	case len(ek) > 0 && len(devid) > 0:
-		return "", false, errorf(inv, "hosts %s in phase ek and %s in phase devid: NodeAttestor \"tpm\" serves one mode at a time; put the hosts that attest with their TPM in the same phase (any host may stay on join_token)",
-			strings.Join(ek, ", "), strings.Join(devid, ", "))
+		// DevID mode, the hosts in phase ek as EK-mode exceptions, known by their EK.
+		for _, name := range ek {
+			if inv.Host(name).EKHash == "" {
+				return "", false, errorf(inv, "host %q: ek_hash: missing: in phase ek while %s %s in phase devid, the server accepts it in EK mode by its EK hash; set ek_hash (omens ek show prints it)",
+					name, strings.Join(devid, ", "), isAre(len(devid)))
+			}
+		}
+		mode = protocol.ModeDevID
 	case len(devid) > 0:
 		mode = protocol.ModeDevID
 	case len(ek) > 0:
@@ -177,6 +192,45 @@ func ServerMode(inv *registry.Inventory) (mode string, joinToken bool, err error
 		return "", false, errorf(inv, "step_ca: missing: hosts in phase devid need the DevID CA, such as step_ca { host = \"ca\" url = \"https://ca.funlab.casa\" }")
 	}
 	return mode, joinToken, nil
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+// EKModeHosts returns the hosts in phase ek while others are in phase devid: the EK-mode
+// exceptions of a server in DevID mode. It returns nil otherwise.
+func EKModeHosts(inv *registry.Inventory) []*registry.Host {
+	var ek []*registry.Host
+	devid := false
+	for i := range inv.Hosts {
+		switch inv.Hosts[i].Phase {
+		case registry.PhaseEK:
+			ek = append(ek, &inv.Hosts[i])
+		case registry.PhaseDevID:
+			devid = true
+		}
+	}
+	if !devid {
+		return nil
+	}
+	return ek
+}
+
+// ekModeHostsFile is the server's ek_mode_hosts_path: the EK hash of each host, one a
+// line, each under a comment naming it.
+func ekModeHostsFile(inv *registry.Inventory, hosts []*registry.Host) []byte {
+	var b strings.Builder
+	for _, l := range strings.Split(header(inv, "EK hashes of the hosts in phase ek while others are in phase devid: the SPIRE\nserver (DevID mode) also accepts these TPMs in EK mode (ek_mode_hosts_path)"), "\n") {
+		b.WriteString("# " + l + "\n")
+	}
+	for _, h := range hosts {
+		fmt.Fprintf(&b, "\n# %s\n%s\n", h.Name, h.EKHash)
+	}
+	return []byte(b.String())
 }
 
 // Server returns the SPIRE server's configuration.
@@ -201,6 +255,9 @@ func Server(inv *registry.Inventory, opt Options) (spireconf.Server, error) {
 		data = append(data,
 			spireconf.Setting{Key: "devid_ca_path", Value: p.StepCARoot},
 			spireconf.Setting{Key: "devid_crl_url", Value: inv.StepCA.CRLURL()})
+		if len(EKModeHosts(inv)) > 0 {
+			data = append(data, spireconf.Setting{Key: "ek_mode_hosts_path", Value: p.EKModeHosts})
+		}
 	}
 	data = append(data,
 		spireconf.Setting{Key: "pcr_bank", Value: tpmrules.DefaultPCRBank},
@@ -216,6 +273,13 @@ func Server(inv *registry.Inventory, opt Options) (spireconf.Server, error) {
 		return spireconf.Server{}, err
 	}
 	what := fmt.Sprintf("The SPIRE server of %s: NodeAttestor \"tpm\" in %s mode", inv.TrustDomain, mode)
+	if ek := EKModeHosts(inv); len(ek) > 0 {
+		var names []string
+		for _, h := range ek {
+			names = append(names, h.Name)
+		}
+		what += fmt.Sprintf(" (%s in EK mode, as exceptions)", strings.Join(names, ", "))
+	}
 	if joinToken {
 		what += ",\nand \"join_token\" while a host is on one"
 	}

@@ -169,8 +169,8 @@ func TestRenderErrors(t *testing.T) {
 			`hostconf: tower.hcl: host "auth": phase: missing: set phase = "join_token", "ek" or "devid" (how its agent attests)`},
 		{"server, a host without phase", "spire", func(inv *registry.Inventory) { inv.Host("ca").Phase = "" }, plugins,
 			`hostconf: tower.hcl: host "ca": phase: missing: the server's configuration follows every host's phase`},
-		{"EK and DevID at once", "spire", func(inv *registry.Inventory) { inv.Host("auth").Phase = registry.PhaseEK }, plugins,
-			`hostconf: tower.hcl: hosts auth in phase ek and spire in phase devid: NodeAttestor "tpm" serves one mode at a time`},
+		{"EK mode exception without an EK hash", "spire", func(inv *registry.Inventory) { inv.Host("ca").Phase = registry.PhaseEK }, plugins,
+			`hostconf: tower.hcl: host "ca": ek_hash: missing: in phase ek while spire, auth are in phase devid, the server accepts it in EK mode by its EK hash; set ek_hash (omens ek show prints it)`},
 		{"DevID without step-ca", "spire", func(inv *registry.Inventory) { inv.StepCA, inv.RA = nil, nil }, plugins,
 			`hostconf: tower.hcl: step_ca: missing: hosts in phase devid need the DevID CA`},
 		{"plugin missing", "auth", nil, t.TempDir(),
@@ -193,6 +193,48 @@ func TestRenderErrors(t *testing.T) {
 	setPhases(inv, all(registry.PhaseJoinToken))
 	if mode, jt, err := hostconf.ServerMode(inv); err != nil || mode != protocol.ModeEKCert || !jt {
 		t.Errorf("ServerMode without step-ca: %s %v %v", mode, jt, err)
+	}
+}
+
+// TestRenderEKModeExceptions: a host in phase ek while others are in devid is an EK-mode
+// exception of the server in DevID mode: its EK hash in the file of ek_mode_hosts_path,
+// rendered with the server's configuration; its node alias needs its EK hash alone.
+func TestRenderEKModeExceptions(t *testing.T) {
+	inv := tower(t)
+	inv.Host("auth").Phase = registry.PhaseEK
+	files, err := hostconf.Render(inv, "spire", hostconf.Options{PluginDir: placeholderPlugins(t, t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles []string
+	byRole := map[string]string{}
+	for _, f := range files {
+		roles = append(roles, f.Role)
+		byRole[f.Role] = string(f.Data)
+	}
+	if want := []string{hostconf.RoleServerConf, hostconf.RoleEKModeHosts, hostconf.RoleServerUnit, hostconf.RoleAgentConf}; !slices.Equal(roles[:4], want) {
+		t.Errorf("roles %q, want %q first", roles, want)
+	}
+	for _, s := range []string{`devid_mode = "devid"`, `ek_mode_hosts_path = "/etc/omens/ek-mode-hosts"`, `(auth in EK mode, as exceptions)`} {
+		if !strings.Contains(byRole[hostconf.RoleServerConf], s) {
+			t.Errorf("server configuration lacks %s:\n%s", s, byRole[hostconf.RoleServerConf])
+		}
+	}
+	if got, want := byRole[hostconf.RoleEKModeHosts], "\n# auth\n0000000000000000000000000000000000000000000000000000000000000002\n"; !strings.HasSuffix(got, want) {
+		t.Errorf("ek-mode-hosts:\n%s\nwant it to end with %q", got, want)
+	}
+	if got, want := inv.Host("auth").NodeSelectors(), []string{"tpm:pub_hash:0000000000000000000000000000000000000000000000000000000000000002", "tpm:pcr_policy:tower"}; !slices.Equal(got, want) {
+		t.Errorf("auth's alias selectors in phase ek: %q, want %q", got, want)
+	}
+	// Back in phase devid: no exceptions.
+	inv.Host("auth").Phase = registry.PhaseDevID
+	srv, err := hostconf.Server(inv, hostconf.Options{PluginDir: placeholderPlugins(t, t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := srv.Render()
+	if strings.Contains(string(b), "ek_mode_hosts_path") {
+		t.Errorf("ek_mode_hosts_path without a host in phase ek:\n%s", b)
 	}
 }
 

@@ -318,6 +318,31 @@ func TestUpResumeDown(t *testing.T) {
 		})
 	}
 
+	// spire's DevID breaks: it falls back to EK mode, its workloads keep their SVIDs, and
+	// it returns to DevID mode once the RA is back.
+	sb.Reset()
+	if err := lab.ScenarioRollback.Run(context.Background(), l, &sb); err != nil {
+		t.Fatalf("rollback: %v\n%s", err, sb.String())
+	}
+	spireID := "spiffe://funlab.casa/spire/agent/tpm/" + migrated[0].EKHash
+	for _, want := range []string{
+		"2. at its next re-attestation its agent is refused in DevID mode, and keeps its SVID:\n   nodeattestor(tpm): verify: devid_revoked: DevID certificate serial 0x",
+		"3. omens migrate rollback --host spire --to ek:\n   updated   node-alias                spiffe://funlab.casa/agent/spire (selectors tpm:pub_hash:" + migrated[0].EKHash + ")\n",
+		"ek-mode-hosts             " + filepath.Join(dir, "spire", "ek-mode-hosts") + "\n",
+		"4. the agent re-attests in EK mode, under the same agent ID, with tpm:mode:ek_cert:\n   Successfully reattested node " + spireID + "\n",
+		"7. the agent re-attests in DevID mode with the new certificate; omens apply gives its alias the DevID selector again:\n   Successfully reattested node " + spireID + "\n",
+		"8. throughout, openbao's SVID from its Workload API was valid at each of ",
+	} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("rollback scenario lacks %q:\n%s", want, sb.String())
+		}
+	}
+	t.Log(sb.String())
+	checkTable(t, l, "rollback", map[string]map[string]string{
+		"spire": {"ATTESTATION": "=tpm-devid", "AGENT": "spiffe://funlab.casa/spire/agent/tpm/" + migrated[0].EKHash[:15], "WORKLOADS": "openbao ("},
+		"ca":    {"ATTESTATION": "=tpm-devid", "WORKLOADS": "step-ca ("},
+	})
+
 	// Decommissioning ca: its DevID is revoked and its agent banned.
 	sb.Reset()
 	if err := lab.ScenarioRevoke.Run(context.Background(), l, &sb); err != nil {

@@ -372,18 +372,31 @@ func (l *Lab) towerInventory(p *ports, ca *caState) *registry.Inventory {
 			PCRPolicy: l.PolicyPath(), RAState: l.path("ra"),
 		},
 	}
+	// Files a real host keeps in /etc and /lib: under the lab directory.
+	inv.Paths.UnitDir, inv.Paths.RAEnv, inv.Paths.EKModeHosts = l.path("units"), l.path("ra.env"), l.path("spire", "ek-mode-hosts")
+	// The EK hashes, once the migration has written them (omens migrate rollback needs
+	// them: a host in EK mode is known by its EK alone).
+	hashes := map[string]string{}
+	if code, err := registry.LoadInventory(l.InventoryPath()); err == nil {
+		for _, h := range code.Hosts {
+			hashes[h.Name] = h.EKHash
+		}
+	}
 	for _, h := range Hosts {
 		dir := l.path("hosts", h, "agent")
 		phase := registry.PhaseJoinToken
 		if l.onTPM(h) {
 			phase = registry.PhaseDevID
+			if l.inEKMode(h) {
+				phase = registry.PhaseEK
+			}
 		}
-		inv.Hosts = append(inv.Hosts, registry.Host{Name: h, DevIDSubject: h + "." + TrustDomain, Phase: phase,
+		inv.Hosts = append(inv.Hosts, registry.Host{Name: h, EKHash: hashes[h], DevIDSubject: h + "." + TrustDomain, Phase: phase,
 			DevIDHandle: DevIDHandle, Paths: registry.Paths{
 				SPIREAgentConf: filepath.Join(dir, "agent.conf"), SPIREAgentData: filepath.Join(dir, "data"),
 				SPIREAgentSocket: l.AgentSocket(h), SPIREAgentAdminSocket: filepath.Join(dir, "private", "admin.sock"),
 				TrustBundle: filepath.Join(dir, "bundle.pem"), JoinTokenFile: filepath.Join(dir, "join-token"),
-				DevIDDir: l.DevIDDir(h), TPM: l.TPMSocket(h), EventLogPath: l.EventLogPath(h),
+				DevIDDir: l.DevIDDir(h), DevIDEnv: filepath.Join(dir, "devid.env"), TPM: l.TPMSocket(h), EventLogPath: l.EventLogPath(h),
 			}})
 	}
 	return inv

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
@@ -52,4 +53,20 @@ func (c *Client) BanAgent(ctx context.Context, id string) error {
 		return fmt.Errorf("registry: ban %s: %w", id, err)
 	}
 	return nil
+}
+
+// CreateJoinToken generates a join token valid for ttl (CreateJoinToken) whose agent gets
+// the alias aliasID: the server creates the entry aliasID parented on the token's agent,
+// spiffe://<td>/spire/agent/join_token/<token>, as `spire-server token generate
+// -spiffeID` does, so the workloads parented on aliasID get their SVIDs through it.
+func (c *Client) CreateJoinToken(ctx context.Context, ttl time.Duration, aliasID string) (string, error) {
+	id, err := ParseID(aliasID)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.agents.CreateJoinToken(ctx, &agentv1.CreateJoinTokenRequest{Ttl: int32(ttl / time.Second), AgentId: id})
+	if err != nil {
+		return "", fmt.Errorf("registry: create a join token for %s: %w", aliasID, err)
+	}
+	return resp.Value, nil
 }

@@ -118,6 +118,7 @@ type Paths struct {
 	JoinTokenFile         string // join_token_file: the agent's join token, in phase join_token
 
 	EKCA          string // ek_ca: TPM manufacturer CAs (file or directory), for the server and the RA
+	EKModeHosts   string // ek_mode_hosts: EK hashes of the hosts in phase ek while others are in devid (the server's ek_mode_hosts_path)
 	StepCARoot    string // step_ca_root: step-ca's root, the DevID CA
 	StepCAConfig  string // step_ca_config: step-ca's ca.json, which holds the provisioner key
 	ProvisionerPW string // provisioner_password_file
@@ -150,6 +151,7 @@ var pathKeys = []struct {
 	{"trust_bundle", func(p *Paths) *string { return &p.TrustBundle }, "/etc/spire/bundle.pem"},
 	{"join_token_file", func(p *Paths) *string { return &p.JoinTokenFile }, "/etc/spire/join-token"},
 	{"ek_ca", func(p *Paths) *string { return &p.EKCA }, "/etc/omens/tpm-ek-ca-certs"},
+	{"ek_mode_hosts", func(p *Paths) *string { return &p.EKModeHosts }, "/etc/omens/ek-mode-hosts"},
 	{"step_ca_root", func(p *Paths) *string { return &p.StepCARoot }, "/etc/omens/step-ca-root.pem"},
 	{"step_ca_config", func(p *Paths) *string { return &p.StepCAConfig }, "/etc/step-ca/config/ca.json"},
 	{"provisioner_password_file", func(p *Paths) *string { return &p.ProvisionerPW }, "/etc/omens/provisioner-password"},

@@ -89,7 +89,7 @@ host "b" {
 	var keys []string
 	p := registry.DefaultPaths()
 	p.Each(func(key string, v *string) { keys = append(keys, key) })
-	if len(keys) != 24 || keys[0] != "bin_dir" {
+	if len(keys) != 25 || keys[0] != "bin_dir" {
 		t.Errorf("path keys %v", keys)
 	}
 }

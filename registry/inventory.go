@@ -67,13 +67,16 @@ const (
 	selSPIREDevIDSubject = "tpm_devid:subject:cn:"
 )
 
-// NodeSelectors are the selectors of the host's node alias, "type:value".
+// NodeSelectors are the selectors of the host's node alias, "type:value". A host in phase
+// ek with an EK hash has no DevID selector in its alias: its agent attests without its
+// DevID certificate (rolled back from DevID mode, or not enrolled yet), under the same
+// agent ID, and its workloads keep their entries.
 func (h *Host) NodeSelectors() []string {
 	var s []string
 	if h.EKHash != "" {
 		s = append(s, selEKHash+h.EKHash)
 	}
-	if h.DevIDSubject != "" {
+	if h.DevIDSubject != "" && (h.Phase != PhaseEK || h.EKHash == "") {
 		s = append(s, selDevIDSubject+h.DevIDSubject)
 	}
 	if h.PCRPolicy != "" {

@@ -69,6 +69,17 @@ type Plan struct {
 	Stale []Change `json:"stale,omitempty"`
 }
 
+// OnlyHost returns the plan of host's node alias alone: its change, nothing else.
+func (p *Plan) OnlyHost(host string) *Plan {
+	out := &Plan{TrustDomain: p.TrustDomain}
+	for _, ch := range p.Changes {
+		if ch.Kind == KindHost && ch.Name == host && ch.Action != Delete {
+			out.Changes = append(out.Changes, ch)
+		}
+	}
+	return out
+}
+
 // Count returns how many changes have action a.
 func (p *Plan) Count(a Action) int {
 	n := 0

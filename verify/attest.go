@@ -29,6 +29,12 @@ type Verifier struct {
 	EK   EKPolicy
 	// DevID applies in DevID mode.
 	DevID DevIDPolicy
+	// EKModeHosts, in DevID mode, are the EK hashes of the TPMs also accepted in EK mode:
+	// hosts rolled back from DevID mode (their DevID failed) while the others stay on it.
+	// Such a TPM must still present an EK certificate that verifies (EK.Bundle), and
+	// activate the credential; the Result's Identity.EKModeException is set. Nil accepts
+	// no agent in EK mode.
+	EKModeHosts map[string]bool
 	// PCRBank and PCRs are the selection every quote must cover.
 	PCRBank tpm2.TPMIAlgHash
 	PCRs    []int
@@ -57,6 +63,9 @@ type Identity struct {
 	Warnings []string
 	// Mode is the attestation mode, protocol.ModeEKCert or protocol.ModeDevID.
 	Mode string
+	// EKModeException is set when the TPM attested in EK mode to a verifier in DevID
+	// mode, as one of its EKModeHosts.
+	EKModeException bool
 	// DevID is the DevID certificate and key in DevID mode; nil in EK mode. Until Finish
 	// accepts the AK's Certify of the key, nothing says the key is in this TPM.
 	DevID *DevIDIdentity
@@ -110,8 +119,13 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 		return nil, nil, &CheckError{Check: CheckProtocol, Err: err}
 	}
 	mode := v.mode()
+	exception := false
 	if hello.Mode != mode {
-		return nil, nil, reject(CheckProtocol, "mode %q is not served by this verifier (want %q)", hello.Mode, mode)
+		if mode != protocol.ModeDevID || hello.Mode != protocol.ModeEKCert || v.EKModeHosts == nil {
+			return nil, nil, reject(CheckProtocol, "mode %q is not served by this verifier (want %q)", hello.Mode, mode)
+		}
+		// An EK-mode exception, decided once the EK is known (below).
+		mode, exception = protocol.ModeEKCert, true
 	}
 	bank, err := tpmrules.ParseBank(hello.PCRBank)
 	if err != nil {
@@ -127,6 +141,11 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 		return nil, nil, err
 	}
 	c.id.Mode = mode
+	if exception {
+		if err := v.checkEKModeException(c.id); err != nil {
+			return nil, nil, err
+		}
+	}
 	if mode == protocol.ModeDevID {
 		if c.id.DevID, err = v.checkDevID(hello.DevIDCert, hello.DevIDPublic); err != nil {
 			var ce *CheckError
@@ -138,6 +157,25 @@ func (v *Verifier) Begin(helloBytes []byte) (*Session, *protocol.Challenge, erro
 	}
 	s := &Session{hello: hello, proof: c, Identity: c.id, bankAlg: bankAlg, eventLog: v.EventLog}
 	return s, &protocol.Challenge{CredentialBlob: c.blob, EncryptedSecret: c.encSecret, Nonce: c.nonce}, nil
+}
+
+// checkEKModeException accepts a TPM in EK mode by a verifier in DevID mode only when
+// its EK hash is one of EKModeHosts and its EK certificate verified against the
+// manufacturer bundle (expired is accepted only as EK.Expired allows); an allow-listed EK
+// without a certificate, or one accepted by AllowInsecure, is refused.
+func (v *Verifier) checkEKModeException(id *Identity) error {
+	var err error
+	switch {
+	case !v.EKModeHosts[id.EKHash]:
+		err = reject(CheckEKModeException, "EK %s is not an EK-mode exception (ek_mode_hosts_path): this server serves mode %q", id.EKHash, protocol.ModeDevID)
+	case id.CertStatus != "valid" && id.CertStatus != "expired":
+		err = reject(CheckEKModeException, "EK %s is an EK-mode exception but its EK certificate is %q: an exception needs an EK certificate that verifies against ca_path", id.EKHash, id.CertStatus)
+	default:
+		id.EKModeException = true
+		return nil
+	}
+	err.(*CheckError).EKHash = id.EKHash
+	return err
 }
 
 // Finish checks the Evidence against the session's challenge. A session finishes once.

@@ -105,6 +105,9 @@ const (
 	// bad signature, out of date): revocation cannot be checked, so the attestation is
 	// refused.
 	CheckDevIDCRL = "devid_crl"
+	// CheckEKModeException: in DevID mode, an agent in EK mode whose EK is not listed as
+	// an EK-mode exception (Verifier.EKModeHosts), or whose EK certificate did not verify.
+	CheckEKModeException = "ek_mode_exception"
 )
 
 // Check of DevID enrollment.

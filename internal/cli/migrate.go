@@ -22,9 +22,10 @@ func newMigrateCmd() *cobra.Command {
 		Long: `The move off join tokens, host by host: "status" shows how each agent attested (join
 token, TPM in EK mode, TPM in DevID mode); "finish", once every host of the inventory has
 a TPM-attested agent, bans the join-token agents and renders the server configuration
-without NodeAttestor "join_token".`,
+without NodeAttestor "join_token"; "rollback" puts one host back on a join token or from
+DevID to EK mode, and "forward" moves it on again.`,
 	}
-	cmd.AddCommand(newMigrateStatusCmd(), newMigrateFinishCmd())
+	cmd.AddCommand(newMigrateStatusCmd(), newMigrateFinishCmd(), newMigrateRollbackCmd(), newMigrateForwardCmd())
 	return cmd
 }
 

@@ -65,6 +65,12 @@ type Config struct {
 	// by the EK hash of an allowed TPM (loadHashDir). It allows like ek_allowlist_path,
 	// and with it, their union.
 	HashPath string `hcl:"hash_path"`
+	// EKModeHostsPath, in DevID mode, is a file of EK hashes (one per line, # comments, as
+	// ek_allowlist_path) of the TPMs also accepted in EK mode: hosts rolled back from
+	// DevID mode while the others stay on it (omens migrate rollback --to ek). Such a TPM
+	// still needs an EK certificate that verifies against ca_path and the credential
+	// activation; it gets the selector tpm:mode:ek_cert. Re-read when it changes.
+	EKModeHostsPath string `hcl:"ek_mode_hosts_path"`
 	// RequireEKCertAndAllowlist asks for both a valid EK certificate and an allow-listed EK.
 	RequireEKCertAndAllowlist bool `hcl:"require_ek_cert_and_allowlist"`
 	// PCRBank and PCRSelection are what every agent must quote (sha256 and 0,2,4,7 by
@@ -145,6 +151,12 @@ func buildConfig(hclText string) (*Config, []string) {
 			}
 		}
 	}
+	if c.EKModeHostsPath != "" && c.DevIDMode != protocol.ModeDevID {
+		notes = append(notes, fmt.Sprintf(`ek_mode_hosts_path is set, but devid_mode is %q: EK-mode exceptions are for a server in DevID mode; remove it`, c.DevIDMode))
+	}
+	if c.EKModeHostsPath != "" && c.CAPath == "" {
+		notes = append(notes, "ek_mode_hosts_path needs ca_path (or endorsement_ca_path): an EK-mode exception must present an EK certificate that verifies")
+	}
 	if c.DevIDCRLURL != "" {
 		if u, err := url.Parse(c.DevIDCRLURL); err != nil || u.Scheme != "https" || u.Host == "" {
 			notes = append(notes, fmt.Sprintf("devid_crl_url %q: want an https URL (step-ca serves its CRL at https://CA/1.0/crl)", c.DevIDCRLURL))
@@ -167,7 +179,7 @@ func buildConfig(hclText string) (*Config, []string) {
 	}
 	for _, f := range []struct{ key, path string }{
 		{caKey, c.CAPath}, {"ek_allowlist_path", c.EKAllowlistPath},
-		{"ek_denylist_path", c.EKDenylistPath}, {"hash_path", c.HashPath}, {"pcr_policy_path", c.PCRPolicyPath},
+		{"ek_denylist_path", c.EKDenylistPath}, {"hash_path", c.HashPath}, {"ek_mode_hosts_path", c.EKModeHostsPath}, {"pcr_policy_path", c.PCRPolicyPath},
 		{"devid_ca_path", c.DevIDCAPath}, {"devid_crl_path", c.DevIDCRLPath},
 	} {
 		if f.path == "" {

@@ -3,7 +3,10 @@
 //
 // One attestation: the agent's Hello, the server's Challenge, the agent's Evidence (package
 // protocol); then the PCR policy. In DevID mode the verifier also checks the DevID
-// certificate (devid_ca_path, its CRL) and the AK's Certify of the DevID key. The agent ID
+// certificate (devid_ca_path, its CRL) and the AK's Certify of the DevID key; it accepts
+// an agent in EK mode only as an EK-mode exception (ek_mode_hosts_path: a host rolled
+// back from DevID mode while the others stay on it), with a verified EK certificate and
+// the selector tpm:mode:ek_cert. The agent ID
 // is spiffe://<trust domain>/spire/agent/tpm/<EK hash> in both modes, stable for the life
 // of the chip, so a renewed DevID certificate keeps it. Every decision is one log line
 // through SPIRE's logger, with agent_id, ek_hash, mode, result, check and pcr_digest (and
@@ -76,6 +79,7 @@ type runtime struct {
 	allow       *watched[map[string]bool]
 	deny        *watched[map[string]bool]
 	hashDir     *watched[map[string]bool]
+	ekModeHosts *watched[map[string]bool]
 	devidBundle *watched[*verify.Bundle]
 	crlFile     *watched[*x509.RevocationList]
 	policy      *policy.Store
@@ -155,6 +159,9 @@ func newRuntime(hclText, trustDomain string, connect bool) (*runtime, []string, 
 	}
 	if cfg.EKDenylistPath != "" {
 		rt.deny = &watched[map[string]bool]{path: cfg.EKDenylistPath, load: loadHashList}
+	}
+	if cfg.EKModeHostsPath != "" {
+		rt.ekModeHosts = &watched[map[string]bool]{path: cfg.EKModeHostsPath, load: loadHashList}
 	}
 	if cfg.HashPath != "" {
 		rt.hashDir = &watched[map[string]bool]{path: cfg.HashPath, load: loadHashDir}
@@ -250,6 +257,11 @@ func (rt *runtime) verifier(now func() time.Time) (*verify.Verifier, error) {
 			maps.Copy(hashes, v.EK.Allow)
 		}
 		v.EK.Allow = hashes
+	}
+	if rt.ekModeHosts != nil {
+		if v.EKModeHosts, err = rt.ekModeHosts.get(); err != nil {
+			return nil, fmt.Errorf("ek_mode_hosts_path: %w", err)
+		}
 	}
 	if rt.deny != nil {
 		if v.EK.Deny, err = rt.deny.get(); err != nil {
@@ -394,7 +406,7 @@ func (p *Plugin) attest(stream nodeattestorv1.NodeAttestor_AttestServer, rt *run
 		}
 		return nil, p.rejection(err, a)
 	}
-	a.ekHash = sess.Identity.EKHash
+	a.ekHash, a.mode = sess.Identity.EKHash, sess.Identity.Mode
 	a.agentID = agentID(rt.trustDomain, a.ekHash)
 	if d := sess.Identity.DevID; d != nil {
 		a.devidSerial, a.devidCN = fmt.Sprintf("%x", d.Cert.SerialNumber), d.Cert.Subject.CommonName
@@ -484,6 +496,7 @@ func agentID(trustDomain, h string) string {
 //	pcr_policy:<name>            the PCR policy (pcr_policy_path) that allowed those values
 //	secure_boot:enabled          Secure Boot on, as the event log replayed against the quoted PCR 7 proves it (event_log = "verify" or "require")
 //	boot:authority:<sha256>      a db certificate (SHA-256 of its DER) that verified the boot chain, from the same replayed log
+//	mode:ek_cert                 an agent in EK mode accepted by a server in DevID mode as an EK-mode exception (ek_mode_hosts_path)
 //	devid:subject:cn:, devid:issuer:cn:, devid:serial:   the DevID certificate, verified against devid_ca_path and its CRL, whose key the AK certified (TPM2_Certify)
 func selectors(r *verify.Result) []string {
 	s := []string{"pub_hash:" + r.EKHash}
@@ -522,6 +535,9 @@ func selectors(r *verify.Result) []string {
 		for _, c := range b.SecureBoot.Authorities {
 			s = append(s, "boot:authority:"+c.SHA256)
 		}
+	}
+	if r.EKModeException {
+		s = append(s, "mode:ek_cert")
 	}
 	if r.DevID != nil {
 		c := r.DevID.Cert
