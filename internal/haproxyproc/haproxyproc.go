@@ -70,16 +70,25 @@ backend servers
 // Log is the path of haproxy's log.
 func (p *Proxy) Log() string { return filepath.Join(p.Dir, "haproxy.log") }
 
-// Start checks the configuration (haproxy -c), runs haproxy in front of backends and
-// waits until its frontend accepts a connection. Its error wraps ErrMissing when haproxy
-// is not found.
-func Start(ctx context.Context, backends ...string) (p *Proxy, err error) {
+// Installed returns the path of haproxy, or an error wrapping ErrMissing.
+func Installed() (string, error) {
 	bin := Bin
 	if b := os.Getenv("OMENS_HAPROXY"); b != "" {
 		bin = b
 	}
 	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("haproxyproc: %w: %v", ErrMissing, err)
+		return "", fmt.Errorf("haproxyproc: %w: %v", ErrMissing, err)
+	}
+	return bin, nil
+}
+
+// Start checks the configuration (haproxy -c), runs haproxy in front of backends and
+// waits until its frontend accepts a connection. Its error wraps ErrMissing when haproxy
+// is not found.
+func Start(ctx context.Context, backends ...string) (p *Proxy, err error) {
+	bin, err := Installed()
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "omens-haproxy-")
 	if err != nil {

@@ -72,17 +72,26 @@ func (c *Cluster) CreateDB(ctx context.Context, name string) (string, error) {
 	return c.ConnStringDB(name), nil
 }
 
-// Start lays out a new cluster in a temporary directory and runs it until Stop. Its error
-// wraps ErrMissing when initdb or postgres is not found.
-func Start(ctx context.Context) (c *Cluster, err error) {
+// Installed returns the directory of initdb and postgres, or an error wrapping ErrMissing.
+func Installed() (string, error) {
 	bin := BinDir
 	if b := os.Getenv("OMENS_PG_BIN"); b != "" {
 		bin = b
 	}
 	for _, exe := range []string{"initdb", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, exe)); err != nil {
-			return nil, fmt.Errorf("pgproc: %w: %v", ErrMissing, err)
+			return "", fmt.Errorf("pgproc: %w: %v", ErrMissing, err)
 		}
+	}
+	return bin, nil
+}
+
+// Start lays out a new cluster in a temporary directory and runs it until Stop. Its error
+// wraps ErrMissing when initdb or postgres is not found.
+func Start(ctx context.Context) (c *Cluster, err error) {
+	bin, err := Installed()
+	if err != nil {
+		return nil, err
 	}
 	// Not under the caller's private temporary directory: the cluster may run as
 	// another user.
