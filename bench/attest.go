@@ -56,6 +56,9 @@ type Options struct {
 	// RestartAt, when positive, restarts the target once that many agents have attested;
 	// the attempts the restart loses are retried until every agent is attested.
 	RestartAt int
+	// KillAt, when positive, kills one server of a Killer target (SIGKILL) once that many
+	// agents have attested; the run goes on through the others.
+	KillAt int
 	// ReattestFor, when positive, has every attested agent re-attest again and again for
 	// that long, as a SPIRE agent does for a node attestor that can re-attest: a new
 	// connection, a new key and CSR, the full AttestAgent exchange with the same identity.
@@ -86,6 +89,8 @@ type Phase struct {
 	MinPerAgent *int `json:"min_per_agent,omitempty"`
 	// FirstRefusal is the first refusal's message, for the operator.
 	FirstRefusal string `json:"first_refusal,omitempty"`
+	// LastLoss is the last lost attempt's error, for the operator.
+	LastLoss string `json:"last_loss,omitempty"`
 }
 
 // Report is the outcome of Attest: the first attestation of every agent (the top-level
@@ -99,6 +104,14 @@ type Report struct {
 	PluginRSSMB float64 `json:"plugin_rss_mb"`
 	Restarts    int     `json:"restarts"`
 	Reattest    *Phase  `json:"reattest,omitempty"`
+	// With a server killed (Options.KillAt): the attestation count at the kill, the
+	// attempts beyond the expected ones (one per agent, then one per re-attestation
+	// turn: the retries of the attempts the kill cut), and how many agents' SVIDs, the
+	// ones they held at the end, the surviving server's bundle still verifies (an agent
+	// whose SVID verifies has no need to re-attest).
+	KilledAt            int  `json:"killed_at,omitempty"`
+	ExtraAttestations   *int `json:"extra_attestations,omitempty"`
+	SVIDsValidAfterKill *int `json:"svids_valid_after_kill,omitempty"`
 }
 
 // Identities makes n software TPMs with EK certificates from ca, on every core.
@@ -160,6 +173,7 @@ type agent struct {
 	tpm   *softtpm.TPM
 	local *net.TCPAddr
 	id    spiffeid.ID
+	svid  atomic.Pointer[x509.Certificate] // the last SVID issued to it
 }
 
 // phaseStats collects the attempts of a phase.
@@ -169,6 +183,7 @@ type phaseStats struct {
 	refused      int
 	lost         int
 	firstRefusal string
+	lastLoss     string
 	attested     atomic.Int64
 }
 
@@ -186,6 +201,9 @@ func (p *phaseStats) record(o outcome, d time.Duration, err error) {
 		}
 	case lost:
 		p.lost++
+		if err != nil {
+			p.lastLoss = err.Error()
+		}
 	}
 }
 
@@ -197,7 +215,7 @@ func (p *phaseStats) phase(elapsed time.Duration, before, after Usage) Phase {
 		Seconds:      round(elapsed.Seconds(), 2),
 		ServerCPU:    round((after.Server.CPU - before.Server.CPU).Seconds(), 2),
 		PluginCPU:    round((after.Plugin.CPU - before.Plugin.CPU).Seconds(), 2),
-		FirstRefusal: p.firstRefusal,
+		FirstRefusal: p.firstRefusal, LastLoss: p.lastLoss,
 	}
 	if elapsed > 0 {
 		ph.RatePerS = round(float64(ph.Attested)/elapsed.Seconds(), 1)
@@ -237,6 +255,16 @@ func Attest(ctx context.Context, target Target, ids []*softtpm.TPM, opt Options)
 	}
 	if opt.RestartAt < 0 || opt.RestartAt > len(ids) {
 		return nil, fmt.Errorf("bench: restart after %d attestations: want between 0 and the %d agents", opt.RestartAt, len(ids))
+	}
+	killer, canKill := target.(Killer)
+	if opt.KillAt < 0 || opt.KillAt > len(ids) {
+		return nil, fmt.Errorf("bench: kill a server after %d attestations: want between 0 and the %d agents", opt.KillAt, len(ids))
+	}
+	if opt.KillAt > 0 && !canKill {
+		return nil, errors.New("bench: this target has no server to kill (one server: restart it instead)")
+	}
+	if opt.KillAt > 0 && opt.RestartAt > 0 {
+		return nil, errors.New("bench: a restart and a kill in one run: choose one")
 	}
 	if opt.AttemptTimeout == 0 {
 		opt.AttemptTimeout = 2 * time.Minute
@@ -278,7 +306,21 @@ func Attest(ctx context.Context, target Target, ids []*softtpm.TPM, opt Options)
 	restartErr := make(chan error, 1)
 	var restartOnce sync.Once
 	var restarted atomic.Bool
+	var killOnce sync.Once
 	onAttested := func() {
+		if opt.KillAt > 0 && int(first.attested.Load()) == opt.KillAt {
+			killOnce.Do(func() {
+				// Attempts in flight when the server dies are lost, not refused.
+				r.epoch.Add(1)
+				progressf(opt.Progress, "attest: %d attested: killing a server (SIGKILL)", opt.KillAt)
+				if err := killer.Kill(); err != nil {
+					restartErr <- err
+					return
+				}
+				rep.KilledAt = opt.KillAt
+				progressf(opt.Progress, "attest: server killed; going on through the other")
+			})
+		}
 		if opt.RestartAt > 0 && int(first.attested.Load()) == opt.RestartAt {
 			restartOnce.Do(func() {
 				restarted.Store(true)
@@ -315,6 +357,13 @@ func Attest(ctx context.Context, target Target, ids []*softtpm.TPM, opt Options)
 	})
 	elapsed := time.Since(start)
 	stop()
+	if opt.KillAt > 0 {
+		select {
+		case err := <-restartErr:
+			return nil, fmt.Errorf("bench: kill: %w", err)
+		default:
+		}
+	}
 	if restarted.Load() {
 		// Refusals may keep the count below RestartAt: then there was no restart.
 		if err := <-restartErr; err != nil {
@@ -367,6 +416,19 @@ func Attest(ctx context.Context, target Target, ids []*softtpm.TPM, opt Options)
 		ph.MinPerAgent = &least
 		rep.Reattest = &ph
 		after = final
+	}
+	if rep.KilledAt > 0 {
+		extra := rep.Lost
+		if rep.Reattest != nil {
+			extra += rep.Reattest.Lost
+		}
+		rep.ExtraAttestations = &extra
+		roots, err := killer.Survivor(ctx)
+		if err != nil {
+			return nil, err
+		}
+		valid := validSVIDs(agents, roots)
+		rep.SVIDsValidAfterKill = &valid
 	}
 	rep.ServerRSSMB = round(float64(after.Server.PeakRSS)/(1<<20), 1)
 	rep.PluginRSSMB = round(float64(after.Plugin.PeakRSS)/(1<<20), 1)
@@ -530,8 +592,39 @@ func (r *run) exchange(ctx context.Context, a *agent) error {
 	if got != a.id.String() {
 		return fmt.Errorf("bench: SVID for %s, want %s", got, a.id)
 	}
+	leaf, err := x509.ParseCertificate(firstCert(res.Svid.CertChain))
+	if err != nil {
+		return fmt.Errorf("bench: the SVID of %s: %w", got, err)
+	}
+	a.svid.Store(leaf)
 	if !res.Reattestable {
 		return fmt.Errorf("bench: %s: the server says NodeAttestor \"tpm\" cannot re-attest", got)
 	}
 	return nil
+}
+
+func firstCert(chain [][]byte) []byte {
+	if len(chain) == 0 {
+		return nil
+	}
+	return chain[0]
+}
+
+// validSVIDs counts the agents whose last SVID verifies against roots now.
+func validSVIDs(agents []*agent, roots []*x509.Certificate) int {
+	pool := x509.NewCertPool()
+	for _, c := range roots {
+		pool.AddCert(c)
+	}
+	n := 0
+	for _, a := range agents {
+		leaf := a.svid.Load()
+		if leaf == nil {
+			continue
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+			n++
+		}
+	}
+	return n
 }

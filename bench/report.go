@@ -60,6 +60,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Restarts > 0 {
 		fmt.Fprintf(w, ", %d server restart", r.Restarts)
 	}
+	if r.KilledAt > 0 {
+		fmt.Fprintf(w, ", 2 servers behind haproxy, one killed after %d", r.KilledAt)
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tattested\trefused\tlost\tseconds\trate/s\tp50 ms\tp95 ms\tp99 ms\tserver CPU s\tplugin CPU s\tplugin/server\t")
@@ -82,6 +85,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Reattest != nil && r.Reattest.MinPerAgent != nil {
 		fmt.Fprintf(w, "re-attestation: every agent re-attested at least %d times\n", *r.Reattest.MinPerAgent)
 	}
+	if r.ExtraAttestations != nil {
+		fmt.Fprintf(w, "the kill: %d extra attestations (retries of the attempts it cut); %d of %d agents hold an SVID the surviving server still verifies\n",
+			*r.ExtraAttestations, deref(r.SVIDsValidAfterKill), r.Agents)
+	}
 	if r.FirstRefusal != "" {
 		fmt.Fprintf(w, "first refusal: %s\n", r.FirstRefusal)
 	}
@@ -89,4 +96,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "first refusal while re-attesting: %s\n", r.Reattest.FirstRefusal)
 	}
 	return nil
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

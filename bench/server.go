@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -48,6 +49,9 @@ type ServerConfig struct {
 	// attestation to one a second per client address; behind a TCP load balancer every
 	// agent has the balancer's address, so servers behind one need it off to be measured.
 	NoAttestationRateLimit bool
+	// PCRPolicyPath and PCRStateDatabase are NodeAttestor "tpm"'s pcr_policy_path and
+	// pcr_state_database (the boot-state policy, its state in PostgreSQL); unset when empty.
+	PCRPolicyPath, PCRStateDatabase string
 }
 
 // Server is one spire-server process with NodeAttestor "tpm", run for a benchmark. It
@@ -93,6 +97,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			return nil, err
 		}
 		s.removeDir = true
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
@@ -164,6 +171,13 @@ func (s *Server) render(cfg ServerConfig, port int) ([]byte, error) {
 				{Key: "pcr_selection", Value: tpmrules.DefaultPCRs()},
 			}},
 		},
+	}
+	tpm := &conf.Plugins[len(conf.Plugins)-1]
+	if cfg.PCRPolicyPath != "" {
+		tpm.Data = append(tpm.Data, spireconf.Setting{Key: "pcr_policy_path", Value: cfg.PCRPolicyPath})
+	}
+	if cfg.PCRStateDatabase != "" {
+		tpm.Data = append(tpm.Data, spireconf.Setting{Key: "pcr_state_database", Value: cfg.PCRStateDatabase})
 	}
 	if cfg.NoAttestationRateLimit {
 		conf.Extra = append(conf.Extra, spireconf.Setting{Key: "ratelimit", Value: []spireconf.Setting{{Key: "attestation", Value: false}}})
@@ -297,6 +311,34 @@ func (s *Server) current(p *proc.Process) (Usage, error) {
 		return Usage{}, fmt.Errorf("bench: %s: %w", hostconf.ServerPlugin, err)
 	}
 	return u, nil
+}
+
+// Kill ends the server with SIGKILL, as a crash or a lost machine would, counting what
+// its processes used; it stays down.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if u, err := s.current(p); err == nil {
+		s.mu.Lock()
+		s.past.add(u)
+		s.mu.Unlock()
+	}
+	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
+		return fmt.Errorf("bench: kill spire-server: %w", err)
+	}
+	// Stop reaps it and kills what is left of its process group (the plugin).
+	err := p.Stop(5 * time.Second)
+	s.mu.Lock()
+	s.proc = nil
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
 }
 
 // Usage implements Target: the server and plugin processes that ran so far, the running

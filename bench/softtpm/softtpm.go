@@ -114,14 +114,20 @@ func FromKeys(ca *mfgca.CA, ek *rsa.PrivateKey, ak *ecdsa.PrivateKey) (*TPM, err
 	if t.AKQualifiedName, err = tpmrules.AKQualifiedName(t.EKPublic.NameAlg, ekName.Buffer, t.AKPublic.NameAlg, t.AKName); err != nil {
 		return nil, fmt.Errorf("softtpm: %w", err)
 	}
-	t.PCRs = make(map[int][]byte)
+	t.PCRs = BootPCRs()
+	return t, nil
+}
+
+// BootPCRs are the sha256 values of tpmrules.DefaultPCRs() every software TPM holds: one
+// boot, each PCR extended once from zero with a digest of its own.
+func BootPCRs() map[int][]byte {
+	pcrs := make(map[int][]byte)
 	for _, i := range tpmrules.DefaultPCRs() {
-		// A boot's values: each PCR extended once from zero with a digest of its own.
 		m := sha256.Sum256([]byte(fmt.Sprintf("softtpm boot measurement %d", i)))
 		v := sha256.Sum256(append(make([]byte, 32), m[:]...))
-		t.PCRs[i] = v[:]
+		pcrs[i] = v[:]
 	}
-	return t, nil
+	return pcrs
 }
 
 // EKPublicArea is the public area of an EK of tpmrules.EKRSA2048's template with key pub.

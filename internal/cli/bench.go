@@ -26,7 +26,7 @@ func newBenchCmd() *cobra.Command {
 
 func newBenchAttestCmd() *cobra.Command {
 	var o bench.Options
-	var asJSON, quiet bool
+	var asJSON, quiet, ha bool
 	var plugin string
 	cmd := &cobra.Command{
 		Use:   "attest --agents N --concurrency C",
@@ -53,10 +53,24 @@ every agent must still end attested. --reattest-for D then has every agent re-at
 again and again for D, as SPIRE's agent does at each SVID rotation for a node attestor
 that can re-attest: a new connection, key and CSR, the full exchange.
 
+--ha runs two SPIRE servers behind one address instead, SPIRE's layout past one machine:
+a throwaway PostgreSQL cluster (Debian's postgresql, initdb and postgres in a temporary
+directory, as the user nobody when run as root) holds SPIRE's datastore (DataStore "sql",
+database_type "postgres") and the plugin's boot-state state (pcr_state_database, with a
+policy that admits the software TPMs' boot state), each server keeps its own CA key, and
+Debian's haproxy is the address the agents dial (SPIRE's per-address attestation rate
+limit is off: every agent comes from haproxy's address). --kill-server-at N then kills one
+server (SIGKILL) once N agents are attested; the run goes on through haproxy. The report
+adds the extra attestations the kill caused (attempts beyond one per agent and one per
+re-attestation turn) and how many agents hold an SVID the surviving server still
+verifies (those need not re-attest). Everything is stopped and removed after, also on
+Ctrl-C.
+
 The exit code is 1 when an agent ends without an SVID.`,
 		Example: `  omens bench attest --agents 1000 --concurrency 1000
   omens bench attest --agents 1000 --concurrency 1000 --restart-server-at 500
-  omens bench attest --agents 1000 --concurrency 1000 --reattest-for 1m --json`,
+  omens bench attest --agents 1000 --concurrency 1000 --reattest-for 1m --json
+  omens bench attest --ha --agents 1000 --concurrency 200 --kill-server-at 500`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Agents <= 0 || o.Concurrency <= 0 {
@@ -64,6 +78,15 @@ The exit code is 1 when an agent ends without an SVID.`,
 			}
 			if o.RestartAt < 0 || o.RestartAt > o.Agents {
 				return fmt.Errorf("--restart-server-at %d: want between 1 and --agents (%d)", o.RestartAt, o.Agents)
+			}
+			if o.KillAt < 0 || o.KillAt > o.Agents {
+				return fmt.Errorf("--kill-server-at %d: want between 1 and --agents (%d)", o.KillAt, o.Agents)
+			}
+			if o.KillAt > 0 && !ha {
+				return fmt.Errorf("--kill-server-at needs --ha: one server has no other to go on through (use --restart-server-at)")
+			}
+			if o.KillAt > 0 && o.RestartAt > 0 {
+				return fmt.Errorf("--kill-server-at and --restart-server-at: choose one")
 			}
 			if plugin == "" {
 				exe, err := os.Executable()
@@ -77,7 +100,11 @@ The exit code is 1 when an agent ends without an SVID.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			rep, err := bench.Run(ctx, bench.SingleServer(plugin), o)
+			target := bench.SingleServer(plugin)
+			if ha {
+				target = bench.HAServers(plugin, o.Progress)
+			}
+			rep, err := bench.Run(ctx, target, o)
 			if err != nil {
 				return err
 			}
@@ -99,6 +126,8 @@ The exit code is 1 when an agent ends without an SVID.`,
 	f.IntVar(&o.Agents, "agents", 0, "distinct TPM identities to attest")
 	f.IntVar(&o.Concurrency, "concurrency", 0, "attestations in flight at once")
 	f.IntVar(&o.RestartAt, "restart-server-at", 0, "restart the SPIRE server once this many agents are attested")
+	f.BoolVar(&ha, "ha", false, "two SPIRE servers on one PostgreSQL cluster behind haproxy")
+	f.IntVar(&o.KillAt, "kill-server-at", 0, "with --ha: kill one server (SIGKILL) once this many agents are attested")
 	f.DurationVar(&o.ReattestFor, "reattest-for", 0, "after the first attestations, re-attest every agent again and again for this long (such as 1m)")
 	f.DurationVar(&o.AttemptTimeout, "attempt-timeout", 2*time.Minute, "an attestation without an answer after this long is lost (and retried)")
 	f.StringVar(&plugin, "plugin", "", "the omens-attestor-server binary (default: beside omens)")

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"omens.dev/omens/internal/engines"
+	"omens.dev/omens/internal/haproxyproc"
+	"omens.dev/omens/internal/pgproc"
 	"omens.dev/omens/internal/test/enginetest"
 )
 
@@ -99,5 +101,67 @@ func TestBenchAttest(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "attest: 8 attested: restarting the server") || !strings.Contains(stderr, "attest: server restarted") {
 		t.Errorf("the progress lines do not show the restart:\n%s", stderr)
+	}
+}
+
+// TestBenchAttestHA runs omens bench attest --ha at a size for CI: two SPIRE servers on a
+// throwaway PostgreSQL cluster behind haproxy, 20 software TPM identities 4 at a time, one
+// server killed (SIGKILL) after 8 attestations, then 2 seconds of re-attestation through
+// the survivor. Every agent ends attested with none refused, each attempt the kill cut is
+// counted and retried (extra_attestations is the lost count), every agent's SVID verifies
+// against the surviving server's bundle, and the progress lines show the kill.
+func TestBenchAttestHA(t *testing.T) {
+	enginetest.Require(t, engines.SPIREServer)
+	if _, err := pgproc.Installed(); err != nil {
+		enginetest.Missing(t, err)
+	}
+	if _, err := haproxyproc.Installed(); err != nil {
+		enginetest.Missing(t, err)
+	}
+	plugin := buildServerPlugin(t)
+
+	code, stdout, stderr := omens(t, "bench", "attest", "--ha", "--agents", "20", "--concurrency", "4",
+		"--kill-server-at", "8", "--reattest-for", "2s", "--json", "--plugin", plugin)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var rep struct {
+		Attested, Refused, Lost int
+		KilledAt                int  `json:"killed_at"`
+		Extra                   *int `json:"extra_attestations"`
+		Valid                   *int `json:"svids_valid_after_kill"`
+		Reattest                *struct{ Attested, Refused, Lost int }
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, stdout)
+	}
+	var keys map[string]any
+	if err := json.Unmarshal([]byte(stdout), &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range append(benchKeys, "killed_at", "extra_attestations", "svids_valid_after_kill") {
+		if _, ok := keys[k].(float64); !ok {
+			t.Errorf("--json has no number %q: %s", k, stdout)
+		}
+	}
+	if rep.Attested != 20 || rep.Refused != 0 {
+		t.Errorf("attested %d, refused %d: want 20 and 0\n%s", rep.Attested, rep.Refused, stdout)
+	}
+	if rep.KilledAt != 8 {
+		t.Errorf("killed_at %d, want 8", rep.KilledAt)
+	}
+	if rep.Reattest == nil || rep.Reattest.Attested == 0 || rep.Reattest.Refused != 0 {
+		t.Errorf("re-attestation %+v: want re-attestations through the survivor, none refused\n%s", rep.Reattest, stdout)
+	}
+	if rep.Extra == nil || rep.Reattest == nil || *rep.Extra != rep.Lost+rep.Reattest.Lost {
+		t.Errorf("extra_attestations %v, want the lost attempts (%d + %d)", rep.Extra, rep.Lost, rep.Reattest.Lost)
+	}
+	if rep.Valid == nil || *rep.Valid != 20 {
+		t.Errorf("svids_valid_after_kill %v, want 20", rep.Valid)
+	}
+	for _, want := range []string{"ha: starting PostgreSQL", "ha: starting haproxy", "attest: 8 attested: killing a server (SIGKILL)", "attest: server killed"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the progress lines lack %q:\n%s", want, stderr)
+		}
 	}
 }
