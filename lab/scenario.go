@@ -35,6 +35,7 @@ var Scenarios = []Scenario{
 	ScenarioServerDown,
 	ScenarioTPMFailure,
 	ScenarioNetworkPartition,
+	ScenarioEKExpired,
 }
 
 // FindScenario returns the scenario called name.
