@@ -40,6 +40,7 @@ spire_server {
   address   = "spire.funlab.casa"
   port      = 8081
   event_log = "verify"   # replay the boot event log agents send against their quote
+  # expired_ek_cert = "warn"  # accept an expired EK certificate with the selector tpm:ek_cert:expired ("reject" by default)
 }
 
 # step-ca issues the DevID certificates; the RA enrolls them and runs beside it (it reads

@@ -268,6 +268,9 @@ func Server(inv *registry.Inventory, opt Options) (spireconf.Server, error) {
 	if inv.Server.EventLog != "" {
 		data = append(data, spireconf.Setting{Key: "event_log", Value: inv.Server.EventLog})
 	}
+	if inv.Server.ExpiredEKCert != "" {
+		data = append(data, spireconf.Setting{Key: "expired_ek_cert", Value: inv.Server.ExpiredEKCert})
+	}
 	tpm, err := plugin(p, opt, ServerPlugin, data)
 	if err != nil {
 		return spireconf.Server{}, err

@@ -121,7 +121,7 @@ func TestRenderPhases(t *testing.T) {
 			[]string{`NodeAttestor "tpm"`}, []string{"join_token", "devid_cert_path"}},
 		{"every host in DevID mode", all(registry.PhaseDevID),
 			[]string{`devid_mode = "devid"`, `devid_ca_path = "/etc/omens/step-ca-root.pem"`, `devid_crl_url = "https://ca.funlab.casa/1.0/crl"`,
-				`pcr_policy_path = "/etc/omens/pcr-policy.hcl"`, `event_log = "verify"`}, []string{"join_token"},
+				`pcr_policy_path = "/etc/omens/pcr-policy.hcl"`, `event_log = "verify"`}, []string{"join_token", "expired_ek_cert"},
 			[]string{`devid_cert_path = "/var/lib/omens/devid/devid.crt"`, `devid_priv_path = "0x81010002"`}, []string{"join_token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,6 +151,22 @@ func TestRenderPhases(t *testing.T) {
 			check("spire", hostconf.RoleServerConf, tc.server, tc.notServer)
 			check("auth", hostconf.RoleAgentConf, tc.auth, tc.notAuth)
 		})
+	}
+}
+
+// The spire_server block's expired_ek_cert reaches NodeAttestor "tpm" on the server.
+func TestRenderExpiredEKCert(t *testing.T) {
+	inv := tower(t)
+	setPhases(inv, all(registry.PhaseDevID))
+	inv.Server.ExpiredEKCert = "warn"
+	files, err := hostconf.Render(inv, "spire", hostconf.Options{PluginDir: placeholderPlugins(t, t.TempDir())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.Role == hostconf.RoleServerConf && !strings.Contains(string(f.Data), `expired_ek_cert = "warn"`) {
+			t.Errorf("the server's configuration lacks expired_ek_cert = \"warn\":\n%s", f.Data)
+		}
 	}
 }
 

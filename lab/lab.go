@@ -34,6 +34,10 @@ type Lab struct {
 	Omens string
 	// Progress receives one line per step that can take more than a moment.
 	Progress io.Writer
+
+	// expiredEKCert is the server's expired_ek_cert while a scenario changes it
+	// (scenario_ek_expired.go); empty renders none, the plugin's "reject".
+	expiredEKCert string
 }
 
 // DefaultDir is the lab directory used when none is given: omens/lab under the user's

@@ -603,3 +603,67 @@ func linkOrCopy(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// The ek-expired scenario on a migrated lab: auth's EK certificate expires; the server
+// refuses it under expired_ek_cert = "reject", accepts it with tpm:ek_cert:expired under
+// "warn", and the lab gets its valid certificate and "reject" back.
+func TestScenarioEKExpired(t *testing.T) {
+	dir, err := os.MkdirTemp("", "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l := &lab.Lab{Dir: dir, Omens: buildOmens(t)}
+	t.Cleanup(func() { l.Down() })
+	if err := l.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Migrate(context.Background(), func(string, []lab.HostStatus) {}); err != nil {
+		t.Fatal(err)
+	}
+	before := l.Status()
+	auth := before[1]
+	if auth.Host != "auth" {
+		t.Fatalf("second host %q, want auth", auth.Host)
+	}
+	var sb strings.Builder
+	if err := lab.ScenarioEKExpired.Run(context.Background(), l, &sb); err != nil {
+		t.Fatalf("ek-expired: %v\n%s", err, sb.String())
+	}
+	out := sb.String()
+	t.Log(out)
+	id := "spiffe://funlab.casa/spire/agent/tpm/" + auth.EKHash
+	notAfter := regexp.MustCompile(`\(notAfter ([0-9TZ:-]+)\)`).FindStringSubmatch(out)
+	if notAfter == nil {
+		t.Fatalf("ek-expired named no notAfter:\n%s", out)
+	}
+	if na, err := time.Parse(time.RFC3339, notAfter[1]); err != nil || !na.Before(time.Now()) {
+		t.Errorf("the scenario's EK certificate is valid until %s (%v): not expired", notAfter[1], err)
+	}
+	for _, want := range []string{
+		"2. at its next attestation the server refuses it under expired_ek_cert = \"reject\" (its default):\n   check=ek_cert_expired tpm: verify: ek_cert_expired: ",
+		"notAfter " + notAfter[1] + " is before the verification time",
+		"(ek_hash=" + auth.EKHash + ")",
+		"3. the lab's inventory sets expired_ek_cert = \"warn\"",
+		"4. the agent attests: the server's API shows " + id + "\n   with the selectors tpm:ek_cert:expired and tpm:ek_cert:serial:",
+		"EK certificate expired on " + notAfter[1] + ", accepted by expired_ek_cert = \"warn\"",
+		"5. restored: ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ek-expired printed no %q:\n%s", want, out)
+		}
+	}
+	// Restored: auth's TPM holds its valid certificate again, the server's configuration
+	// is the default's, and auth attests on its TPM.
+	conf, err := os.ReadFile(filepath.Join(dir, "spire", "server.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(conf), "expired_ek_cert") {
+		t.Errorf("the server's configuration keeps expired_ek_cert after the scenario:\n%s", conf)
+	}
+	after := l.Status()[1]
+	if after.EKCert != auth.EKCert || !strings.HasPrefix(after.EKCert, "verified") || after.AgentID != id || after.Attestation != "tpm-devid" {
+		t.Errorf("auth after ek-expired: EK certificate %q agent %q %s; want %q, %s on tpm-devid", after.EKCert, after.AgentID, after.Attestation, auth.EKCert, id)
+	}
+}

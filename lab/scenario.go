@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"omens.dev/omens/registry"
 	"os"
 	"strconv"
 	"strings"
@@ -36,6 +37,7 @@ var Scenarios = []Scenario{
 	ScenarioTPMFailure,
 	ScenarioNetworkPartition,
 	ScenarioRollback,
+	ScenarioEKExpired,
 }
 
 // FindScenario returns the scenario called name.
@@ -149,4 +151,51 @@ func logField(line, key string) string {
 	}
 	v, _, _ = strings.Cut(v, " ")
 	return v
+}
+
+// What the scenarios that restart the server or an agent share.
+
+// restartAgent stops host's agent and starts it again, on the SVID it holds.
+func (l *Lab) restartAgent(ctx context.Context, p *ports, host string) error {
+	if err := (process{name: host + "-agent", dir: l.Dir}).stop(20 * time.Second); err != nil {
+		return err
+	}
+	return l.upAgent(ctx, p, host)
+}
+
+// restartServer stops the SPIRE server and starts it on its configuration rendered
+// again.
+func (l *Lab) restartServer(ctx context.Context, p *ports, ca *caState) error {
+	if err := (process{name: "spire-server", dir: l.Dir}).stop(20 * time.Second); err != nil {
+		return err
+	}
+	if err := l.upSPIREServer(ctx, p, ca); err != nil {
+		return err
+	}
+	for _, h := range Hosts {
+		// An agent whose own SVID ran out while it could not re-attest has exited.
+		if err := l.upAgent(ctx, p, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// agentSelectors are the selectors the SPIRE server's API shows for agent id.
+func (l *Lab) agentSelectors(ctx context.Context, id string) ([]string, error) {
+	rc, err := registry.Dial(l.ServerSocket())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	agents, err := rc.Agents(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range agents {
+		if a.ID == id {
+			return a.Selectors, nil
+		}
+	}
+	return nil, fmt.Errorf("lab: the SPIRE server lists no agent %s", id)
 }

@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -200,7 +199,7 @@ func (l *Lab) rollback(ctx context.Context, out io.Writer, host string, p *ports
 		return err
 	}
 	id := logField(line, "spiffe_id")
-	sels, err := l.agentSelectors(ctx, rc, id)
+	sels, err := l.agentSelectors(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -274,34 +273,6 @@ func printSteps(out io.Writer, res *migrate.Result) {
 		}
 		fmt.Fprintf(out, "   %-9s %-25s %s\n", s.State, s.What, what)
 	}
-}
-
-func (l *Lab) restartServer(ctx context.Context, p *ports, ca *caState) error {
-	if err := (process{name: "spire-server", dir: l.Dir}).stop(20 * time.Second); err != nil {
-		return err
-	}
-	return l.upSPIREServer(ctx, p, ca)
-}
-
-func (l *Lab) restartAgent(ctx context.Context, p *ports, host string) error {
-	if err := (process{name: host + "-agent", dir: l.Dir}).stop(20 * time.Second); err != nil {
-		return err
-	}
-	return l.upAgent(ctx, p, host)
-}
-
-// agentSelectors are the selectors the server holds for the agent id.
-func (l *Lab) agentSelectors(ctx context.Context, rc *registry.Client, id string) ([]string, error) {
-	agents, err := rc.Agents(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range agents {
-		if a.ID == id {
-			return a.Selectors, nil
-		}
-	}
-	return nil, errors.New("lab: the server lists no agent " + id)
 }
 
 // stepCAClient is step-ca's API with the lab's provisioner, as the RA uses it.

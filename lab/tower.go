@@ -362,7 +362,7 @@ func (l *Lab) towerInventory(p *ports, ca *caState) *registry.Inventory {
 	inv := &registry.Inventory{
 		File: "the lab's inventory", TrustDomain: TrustDomain,
 		Server: &registry.SPIREServer{Host: "spire", Address: "127.0.0.1", Port: p.SPIRE, BindAddress: "127.0.0.1",
-			AgentTTL: 2 * time.Minute, EventLog: "require"},
+			AgentTTL: 2 * time.Minute, EventLog: "require", ExpiredEKCert: l.expiredEKCert},
 		StepCA: &registry.StepCA{Host: "ca", URL: ca.URL, Provisioner: ca.Provisioner},
 		RA:     &registry.RA{Host: "ca", URL: fmt.Sprintf("https://127.0.0.1:%d", p.RA)},
 		Paths: registry.Paths{

@@ -50,7 +50,10 @@ type SPIREServer struct {
 	// EventLog is NodeAttestor "tpm"'s event_log ("ignore", "verify", "require"); empty
 	// leaves the plugin's default.
 	EventLog string
-	Line     int
+	// ExpiredEKCert is NodeAttestor "tpm"'s expired_ek_cert ("reject", "warn"); empty
+	// leaves the plugin's default, "reject".
+	ExpiredEKCert string
+	Line          int
 }
 
 // RA is the ra block: the host that runs `omens ra serve` and the URL devices enroll at.
@@ -323,7 +326,7 @@ func (d *decoder) spireServer(item *ast.ObjectItem) (*SPIREServer, bool) {
 	s := &SPIREServer{Line: item.Pos().Line}
 	const block = "spire_server"
 	good := true
-	d.fields(body, block, []string{"host", "address", "port", "bind_address", "agent_ttl", "event_log"}, func(key string, it *ast.ObjectItem) {
+	d.fields(body, block, []string{"host", "address", "port", "bind_address", "agent_ttl", "event_log", "expired_ek_cert"}, func(key string, it *ast.ObjectItem) {
 		if key == "port" {
 			n, ok := d.number(it, block, 1, 65535)
 			s.Port, good = n, good && ok
@@ -359,6 +362,12 @@ func (d *decoder) spireServer(item *ast.ObjectItem) (*SPIREServer, bool) {
 				good = false
 			}
 			s.EventLog = v
+		case "expired_ek_cert":
+			if v != "reject" && v != "warn" {
+				d.errorf(it.Pos(), block, "expired_ek_cert: %q: want \"reject\" or \"warn\"", v)
+				good = false
+			}
+			s.ExpiredEKCert = v
 		}
 	})
 	for _, m := range []struct {

@@ -59,6 +59,7 @@ spire_server {
   address   = "127.0.0.1"
   port      = 9081
   agent_ttl = "2m"
+  expired_ek_cert = "warn"
 }
 paths {
   spire_bin_dir = "/srv/spire/bin"
@@ -80,7 +81,7 @@ host "b" {
 	if a.TPM != "/lab/a/tpm.sock" || b.TPM != "/run/tpm.sock" || a.SPIREBinDir != "/srv/spire/bin" || b.SPIREBinDir != "/srv/spire/bin" || a.BinDir != "/usr/bin" {
 		t.Errorf("paths: a %+v, b %+v", a, b)
 	}
-	if inv.Server.Port != 9081 || inv.Server.AgentTTL != 2*time.Minute {
+	if inv.Server.Port != 9081 || inv.Server.AgentTTL != 2*time.Minute || inv.Server.ExpiredEKCert != "warn" {
 		t.Errorf("spire_server %+v", inv.Server)
 	}
 	if h := inv.Host("a"); h.Phase != registry.PhaseEK || h.DevIDHandleOf() != "0x81010003" {
@@ -133,6 +134,8 @@ func TestParseInventoryDeployErrors(t *testing.T) {
 			`registry: tower.hcl:6: paths: unknown key "bindir" (want bin_dir, plugin_dir, `},
 		{"agent_ttl too short", td + "spire_server {\n  host = \"a\"\n  address = \"s\"\n  agent_ttl = \"10s\"\n}\n",
 			`registry: tower.hcl:8: spire_server: agent_ttl: "10s": want a duration of at least 1m`},
+		{"expired_ek_cert neither reject nor warn", td + "spire_server {\n  host = \"a\"\n  address = \"s\"\n  expired_ek_cert = \"accept\"\n}\n",
+			`registry: tower.hcl:8: spire_server: expired_ek_cert: "accept": want "reject" or "warn"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := registry.ParseInventory("tower.hcl", []byte(tc.src))

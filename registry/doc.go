@@ -50,6 +50,7 @@
 //	  bind_address = "0.0.0.0"            # the default
 //	  agent_ttl    = "1h"                 # optional: SPIRE's agent_ttl
 //	  event_log    = "verify"             # optional: NodeAttestor "tpm"'s event_log
+//	  expired_ek_cert = "warn"            # optional: NodeAttestor "tpm"'s; "reject" by default
 //	}
 //	step_ca {
 //	  host        = "ca"

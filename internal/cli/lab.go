@@ -147,8 +147,8 @@ and what the Tower did, then the status table. The scenarios:
 
 ` + lab.ScenarioHelp() + `
 server-down, tpm-failure and network-partition wait for the agent's next re-attestation:
-up to a minute; rollback waits for three (its refusal, then EK mode, then DevID mode
-again). network-partition needs root (it creates a network namespace).`,
+up to a minute; rollback and ek-expired wait for three. network-partition needs root (it
+creates a network namespace).`,
 		Example:   "  omens lab scenario bios-update",
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: lab.ScenarioNames(),

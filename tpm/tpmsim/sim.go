@@ -216,35 +216,8 @@ func (s *Sim) provisionEK(kind tpmrules.EKKind) error {
 			return err
 		}
 	}
-	platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
-	nvPub := tpm2.TPMSNVPublic{
-		NVIndex: kind.CertIndex,
-		NameAlg: tpm2.TPMAlgSHA256,
-		// The attributes TCG EK Credential Profile 2.2.1.5 asks of EK certificate indices.
-		Attributes: tpm2.TPMANV{
-			PPWrite: true, WriteDefine: true, PPRead: true, OwnerRead: true, AuthRead: true,
-			NoDA: true, Written: false, PlatformCreate: true, NT: tpm2.TPMNTOrdinary,
-		},
-		DataSize: uint16(len(cert)),
-	}
-	if _, err := (tpm2.NVDefineSpace{AuthHandle: platform, PublicInfo: tpm2.New2B(nvPub)}).Execute(s.t); err != nil {
-		return fmt.Errorf("tpmsim: NV_DefineSpace 0x%08X: %w", uint32(kind.CertIndex), err)
-	}
-	rp, err := tpm2.NVReadPublic{NVIndex: kind.CertIndex}.Execute(s.t)
-	if err != nil {
-		return fmt.Errorf("tpmsim: NV_ReadPublic 0x%08X: %w", uint32(kind.CertIndex), err)
-	}
-	for off := 0; off < len(cert); off += 512 {
-		end := min(off+512, len(cert))
-		_, err := tpm2.NVWrite{
-			AuthHandle: platform,
-			NVIndex:    tpm2.NamedHandle{Handle: kind.CertIndex, Name: rp.NVName},
-			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: cert[off:end]},
-			Offset:     uint16(off),
-		}.Execute(s.t)
-		if err != nil {
-			return fmt.Errorf("tpmsim: NV_Write 0x%08X: %w", uint32(kind.CertIndex), err)
-		}
+	if err := WriteEKCert(s.t, kind, cert); err != nil {
+		return err
 	}
 	// Persist the EK at its TCG handle, as platforms commonly ship it.
 	if kind.PersistentHandle != 0 && !ek.Persistent {
@@ -255,6 +228,50 @@ func (s *Sim) provisionEK(kind tpmrules.EKKind) error {
 		}.Execute(s.t)
 		if err != nil {
 			return fmt.Errorf("tpmsim: persist EK %s at 0x%08X: %w", kind.Name, uint32(kind.PersistentHandle), err)
+		}
+	}
+	return nil
+}
+
+// WriteEKCert writes cert into kind's EK certificate index (TCG EK Credential Profile
+// 2.2.1.5) under the platform hierarchy, as the manufacturer does at the factory,
+// replacing the certificate there. t is a simulated TPM (its platform auth is empty),
+// such as one served on a socket by `omens tpm simulate`.
+func WriteEKCert(t transport.TPM, kind tpmrules.EKKind, cert []byte) error {
+	platform := tpm2.AuthHandle{Handle: tpm2.TPMRHPlatform, Auth: tpm2.PasswordAuth(nil)}
+	if rp, err := (tpm2.NVReadPublic{NVIndex: kind.CertIndex}).Execute(t); err == nil {
+		_, err := tpm2.NVUndefineSpace{AuthHandle: platform, NVIndex: tpm2.NamedHandle{Handle: kind.CertIndex, Name: rp.NVName}}.Execute(t)
+		if err != nil {
+			return fmt.Errorf("tpmsim: NV_UndefineSpace 0x%08X: %w", uint32(kind.CertIndex), err)
+		}
+	}
+	nvPub := tpm2.TPMSNVPublic{
+		NVIndex: kind.CertIndex,
+		NameAlg: tpm2.TPMAlgSHA256,
+		// The attributes TCG EK Credential Profile 2.2.1.5 asks of EK certificate indices.
+		Attributes: tpm2.TPMANV{
+			PPWrite: true, WriteDefine: true, PPRead: true, OwnerRead: true, AuthRead: true,
+			NoDA: true, Written: false, PlatformCreate: true, NT: tpm2.TPMNTOrdinary,
+		},
+		DataSize: uint16(len(cert)),
+	}
+	if _, err := (tpm2.NVDefineSpace{AuthHandle: platform, PublicInfo: tpm2.New2B(nvPub)}).Execute(t); err != nil {
+		return fmt.Errorf("tpmsim: NV_DefineSpace 0x%08X: %w", uint32(kind.CertIndex), err)
+	}
+	rp, err := tpm2.NVReadPublic{NVIndex: kind.CertIndex}.Execute(t)
+	if err != nil {
+		return fmt.Errorf("tpmsim: NV_ReadPublic 0x%08X: %w", uint32(kind.CertIndex), err)
+	}
+	for off := 0; off < len(cert); off += 512 {
+		end := min(off+512, len(cert))
+		_, err := tpm2.NVWrite{
+			AuthHandle: platform,
+			NVIndex:    tpm2.NamedHandle{Handle: kind.CertIndex, Name: rp.NVName},
+			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: cert[off:end]},
+			Offset:     uint16(off),
+		}.Execute(t)
+		if err != nil {
+			return fmt.Errorf("tpmsim: NV_Write 0x%08X: %w", uint32(kind.CertIndex), err)
 		}
 	}
 	return nil

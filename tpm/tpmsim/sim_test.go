@@ -103,3 +103,39 @@ func TestRestartRefusesBadNVImage(t *testing.T) {
 		t.Fatalf("Start: %v\nwant %s", err, want)
 	}
 }
+
+// WriteEKCert replaces the certificate in an EK certificate index, and the TPM keeps the
+// new one across a restart: what the lab's ek-expired scenario writes and puts back.
+func TestWriteEKCertReplaces(t *testing.T) {
+	dir := t.TempDir()
+	sim, err := tpmsim.Start(tpmsim.Options{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := tpm.ReadEKCertificate(sim, tpmrules.EKRSA2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Any bytes of another length do: the index is defined again at the new size.
+	other := append(bytes.Clone(orig), "more than the factory wrote"...)
+	if err := tpmsim.WriteEKCert(sim, tpmrules.EKRSA2048, other); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tpm.ReadEKCertificate(sim, tpmrules.EKRSA2048); err != nil || !bytes.Equal(got, other) {
+		t.Fatalf("after WriteEKCert the index holds %d bytes (%v), want the %d written", len(got), err, len(other))
+	}
+	sim.Close()
+	if sim, err = tpmsim.Start(tpmsim.Options{StateDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	if got, err := tpm.ReadEKCertificate(sim, tpmrules.EKRSA2048); err != nil || !bytes.Equal(got, other) {
+		t.Fatalf("after a restart the index holds %d bytes (%v), want the %d written", len(got), err, len(other))
+	}
+	if err := tpmsim.WriteEKCert(sim, tpmrules.EKRSA2048, orig); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := tpm.ReadEKCertificate(sim, tpmrules.EKRSA2048); !bytes.Equal(got, orig) {
+		t.Error("the factory's certificate did not go back")
+	}
+}
