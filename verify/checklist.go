@@ -42,5 +42,6 @@ var Checks = []string{
 	CheckDevIDKeyMatch,
 	CheckDevIDRevoked,
 	CheckDevIDCRL,
+	CheckEKModeException,
 	CheckHost,
 }
