@@ -204,3 +204,45 @@ func TestRememberedIntermediate(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkVerifyEKCertificate: one EK chain verification by a bundle that has verified
+// nothing (cold), one that has verified another EK certificate from the same intermediate
+// (known-intermediate, a new TPM of a known manufacturer), and one that has verified this
+// certificate (warm, a re-attestation).
+func BenchmarkVerifyEKCertificate(b *testing.B) {
+	ca := must(mfgca.NewEphemeral("bench"))
+	fresh := func() *verify.Bundle {
+		return verify.NewBundle([]*x509.Certificate{ca.Root()}, []*x509.Certificate{ca.Intermediate()})
+	}
+	ek := must(verify.ParseEKCertificate(must(ca.IssueEK(&p256().PublicKey, mfgca.EKTemplate{}))))
+	sibling := must(verify.ParseEKCertificate(must(ca.IssueEK(&p256().PublicKey, mfgca.EKTemplate{}))))
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		bundle func() *verify.Bundle
+	}{
+		{"cold", fresh},
+		{"known-intermediate", func() *verify.Bundle {
+			bu := fresh()
+			must(bu.VerifyEKCertificate(sibling, now))
+			return bu
+		}},
+		{"warm", func() *verify.Bundle {
+			bu := fresh()
+			must(bu.VerifyEKCertificate(ek, now))
+			return bu
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				bu := tc.bundle()
+				b.StartTimer()
+				if _, err := bu.VerifyEKCertificate(ek, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
