@@ -2,6 +2,7 @@ package spireplugin
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,10 +16,51 @@ import (
 // package metrics'. Until the host service is brokered (BrokerHostServices), or when SPIRE
 // does not offer it, every call does nothing. A failed call is logged at debug level and
 // never fails an attestation.
+//
+// Each call to the host service is a gRPC round trip to SPIRE, a good part of what an
+// attestation costs the plugin (README, "Scale"); so counters and gauges are held and sent
+// together at most flushInterval after they change: a counter's increments as one
+// IncrCounter of their sum, a gauge's last value as one SetGauge. A timer's samples cannot
+// be summed, and go to SPIRE at once.
 type Telemetry struct {
 	mu     sync.RWMutex
 	client metricsv1.MetricsClient
 	log    hclog.Logger
+
+	// pmu guards what waits for the next flush, scheduled when set.
+	pmu       sync.Mutex
+	counters  map[string]*pendingCounter
+	gauges    map[string]*pendingGauge
+	scheduled bool
+}
+
+// flushInterval is the longest a counter increment or a gauge value waits before it
+// reaches SPIRE.
+const flushInterval = time.Second
+
+type pendingCounter struct {
+	key    string
+	labels []Label
+	val    float32
+}
+
+type pendingGauge struct {
+	key    string
+	labels []Label
+	val    float32
+}
+
+// series names a metric and its labels in the pending maps.
+func series(key string, ls []Label) string {
+	var b strings.Builder
+	b.WriteString(key)
+	for _, l := range ls {
+		b.WriteByte(0)
+		b.WriteString(l.Name)
+		b.WriteByte(0)
+		b.WriteString(l.Value)
+	}
+	return b.String()
 }
 
 // Broker asks SPIRE for the metrics host service; it is the body of a plugin's
@@ -80,16 +122,63 @@ func (t *Telemetry) call(key string, f func(context.Context, metricsv1.MetricsCl
 	}
 }
 
-// Count adds one to counter key.
+// hold records a counter increment (gauge false) or a gauge value for the next flush.
+func (t *Telemetry) hold(key string, ls []Label, v float32, gauge bool) {
+	if c, _ := t.get(); c == nil {
+		return
+	}
+	id := series(key, ls)
+	t.pmu.Lock()
+	defer t.pmu.Unlock()
+	if gauge {
+		if t.gauges == nil {
+			t.gauges = map[string]*pendingGauge{}
+		}
+		t.gauges[id] = &pendingGauge{key: key, labels: ls, val: v}
+	} else {
+		if t.counters == nil {
+			t.counters = map[string]*pendingCounter{}
+		}
+		if p := t.counters[id]; p != nil {
+			p.val += v
+		} else {
+			t.counters[id] = &pendingCounter{key: key, labels: ls, val: v}
+		}
+	}
+	if !t.scheduled {
+		t.scheduled = true
+		time.AfterFunc(flushInterval, t.Flush)
+	}
+}
+
+// Flush sends the counters and gauges held, one call per series.
+func (t *Telemetry) Flush() {
+	t.pmu.Lock()
+	counters, gauges := t.counters, t.gauges
+	t.counters, t.gauges, t.scheduled = nil, nil, false
+	t.pmu.Unlock()
+	for _, p := range counters {
+		t.call(p.key, func(ctx context.Context, c metricsv1.MetricsClient) error {
+			_, err := c.IncrCounter(ctx, &metricsv1.IncrCounterRequest{Key: []string{p.key}, Val: p.val, Labels: labels(p.labels)})
+			return err
+		})
+	}
+	for _, p := range gauges {
+		t.call(p.key, func(ctx context.Context, c metricsv1.MetricsClient) error {
+			_, err := c.SetGauge(ctx, &metricsv1.SetGaugeRequest{Key: []string{p.key}, Val: p.val, Labels: labels(p.labels)})
+			return err
+		})
+	}
+}
+
+// Count adds one to counter key (sent at the next flush).
 func (t *Telemetry) Count(key string, ls ...Label) {
-	t.call(key, func(ctx context.Context, c metricsv1.MetricsClient) error {
-		_, err := c.IncrCounter(ctx, &metricsv1.IncrCounterRequest{Key: []string{key}, Val: 1, Labels: labels(ls)})
-		return err
-	})
+	t.hold(key, ls, 1, false)
 }
 
 // Zero creates counter key at zero, so that its first increase is one Prometheus sees
-// (a series that appears at 1 has no increase to compute).
+// (a series that appears at 1 has no increase to compute). It is sent at once, before
+// any increment held: a plugin zeroes its counters when configured, a few calls.
 func (t *Telemetry) Zero(key string, ls ...Label) {
 	t.call(key, func(ctx context.Context, c metricsv1.MetricsClient) error {
 		_, err := c.IncrCounter(ctx, &metricsv1.IncrCounterRequest{Key: []string{key}, Val: 0, Labels: labels(ls)})
@@ -97,12 +186,9 @@ func (t *Telemetry) Zero(key string, ls ...Label) {
 	})
 }
 
-// Gauge sets gauge key to v.
+// Gauge sets gauge key to v (sent at the next flush).
 func (t *Telemetry) Gauge(key string, v float64, ls ...Label) {
-	t.call(key, func(ctx context.Context, c metricsv1.MetricsClient) error {
-		_, err := c.SetGauge(ctx, &metricsv1.SetGaugeRequest{Key: []string{key}, Val: float32(v), Labels: labels(ls)})
-		return err
-	})
+	t.hold(key, ls, float32(v), true)
 }
 
 // Since records the time elapsed since start under timer key (SPIRE reports it in

@@ -411,12 +411,40 @@ func (b *Bundle) VerifyEKCertificate(c *EKCertificate, now time.Time) ([][]*x509
 	if chains := b.verified.lookup(c.Cert, now); chains != nil {
 		return chains, nil
 	}
+	if chains := b.fromKnownIssuer(c.Cert, now); chains != nil {
+		b.verified.store(c.Cert, chains)
+		return chains, nil
+	}
 	chains, err := c.Cert.Verify(b.options(now))
 	if err == nil {
 		b.verified.store(c.Cert, chains)
 		return chains, nil
 	}
 	return nil, b.explain(c.Cert, now, err)
+}
+
+// fromKnownIssuer returns the chains of leaf through the remembered paths above its
+// issuer (chainCache.issued), when leaf's issuer name is only that of intermediates of the
+// bundle and every one of them has remembered paths: then no chain the bundle can build
+// for leaf passes elsewhere. Otherwise, or when no remembered chain passes at now, nil:
+// leaf is verified from scratch, which also gives the error.
+func (b *Bundle) fromKnownIssuer(leaf *x509.Certificate, now time.Time) [][]*x509.Certificate {
+	cands := b.bySubject[string(leaf.RawIssuer)]
+	if len(cands) == 0 {
+		return nil
+	}
+	var out [][]*x509.Certificate
+	for _, ca := range cands {
+		if slices.Contains(b.roots, ca) {
+			return nil
+		}
+		chains, known := b.verified.issued(leaf, ca, now)
+		if !known {
+			return nil
+		}
+		out = append(out, chains...)
+	}
+	return out
 }
 
 // maxRetries bounds the verifications that explain runs to tell an expired chain from an

@@ -3,8 +3,10 @@
 package verify_test
 
 import (
+	"bytes"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -128,5 +130,119 @@ func TestRememberedChainStillDenied(t *testing.T) {
 	}
 	if s.Identity.CertStatus != "valid" {
 		t.Fatalf("CertStatus %q, want valid", s.Identity.CertStatus)
+	}
+}
+
+// TestRememberedIntermediate: once a bundle has verified an EK certificate from an
+// intermediate, new EK certificates from it verify with the same chains a fresh bundle
+// finds, and fail with the same errors: expired or not yet valid EK certificates, an
+// expired intermediate, and a certificate from a different intermediate with the same
+// name but another key, outside the bundle or in it without a chain to its root.
+func TestRememberedIntermediate(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	opts := []mfgca.Option{mfgca.WithRootValidity(now.Add(-20*year), now.Add(20*year)),
+		mfgca.WithIntermediateValidity(now.Add(-10*year), now.Add(3*year))}
+	ca := must(mfgca.NewEphemeral("intermediate", opts...))
+	other := must(mfgca.NewEphemeral("intermediate", opts...)) // the same names, other keys
+	if !bytes.Equal(other.Intermediate().RawSubject, ca.Intermediate().RawSubject) {
+		t.Fatal("the two intermediates do not share their name")
+	}
+	ek := func(ca *mfgca.CA, notBefore, notAfter time.Time) *verify.EKCertificate {
+		return must(verify.ParseEKCertificate(must(ca.IssueEK(&p256().PublicKey, mfgca.EKTemplate{NotBefore: notBefore, NotAfter: notAfter}))))
+	}
+	bundles := map[string]func() *verify.Bundle{
+		"bundle": func() *verify.Bundle {
+			return verify.NewBundle([]*x509.Certificate{ca.Root()}, []*x509.Certificate{ca.Intermediate()})
+		},
+		"bundle with the other intermediate": func() *verify.Bundle {
+			return verify.NewBundle([]*x509.Certificate{ca.Root()}, []*x509.Certificate{ca.Intermediate(), other.Intermediate()})
+		},
+	}
+	for name, fresh := range bundles {
+		t.Run(name, func(t *testing.T) {
+			warm := fresh()
+			if _, err := warm.VerifyEKCertificate(ek(ca, now.Add(-year), now.Add(year)), now); err != nil {
+				t.Fatal(err)
+			}
+			if n := verify.RememberedIssuers(warm); n != 1 {
+				t.Fatalf("the bundle remembers %d intermediates, want 1", n)
+			}
+			for _, tc := range []struct {
+				name string
+				ek   *verify.EKCertificate
+				at   time.Time
+				want error
+			}{
+				{"new EK certificate", ek(ca, now.Add(-year), now.Add(year)), now, nil},
+				{"new EK certificate expired", ek(ca, now.Add(-2*year), now.Add(-year)), now, verify.ErrExpired},
+				{"new EK certificate not yet valid", ek(ca, now.Add(year), now.Add(2*year)), now, verify.ErrNotYetValid},
+				{"intermediate expired", ek(ca, now.Add(-year), now.Add(10*year)), now.Add(4 * year), verify.ErrExpired},
+				{"other intermediate, same name", ek(other, now.Add(-year), now.Add(year)), now, verify.ErrUntrusted},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					chains, err := warm.VerifyEKCertificate(tc.ek, tc.at)
+					wantChains, wantErr := fresh().VerifyEKCertificate(tc.ek, tc.at)
+					if !errors.Is(err, tc.want) || !errors.Is(wantErr, tc.want) {
+						t.Fatalf("warm bundle: %v; fresh bundle: %v; want errors.Is %v", err, wantErr, tc.want)
+					}
+					if err != nil && err.Error() != wantErr.Error() {
+						t.Fatalf("warm bundle says\n  %v\na fresh bundle says\n  %v", err, wantErr)
+					}
+					if len(chains) != len(wantChains) {
+						t.Fatalf("%d chains, a fresh bundle finds %d", len(chains), len(wantChains))
+					}
+					for i := range chains {
+						if !slices.EqualFunc(chains[i], wantChains[i], (*x509.Certificate).Equal) {
+							t.Fatalf("chain %d is %v, a fresh bundle finds %v", i, chains[i], wantChains[i])
+						}
+					}
+				})
+			}
+			if n := verify.RememberedIssuers(warm); n != 1 {
+				t.Fatalf("after the refusals the bundle remembers %d intermediates, want 1", n)
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyEKCertificate: one EK chain verification by a bundle that has verified
+// nothing (cold), one that has verified another EK certificate from the same intermediate
+// (known-intermediate, a new TPM of a known manufacturer), and one that has verified this
+// certificate (warm, a re-attestation).
+func BenchmarkVerifyEKCertificate(b *testing.B) {
+	ca := must(mfgca.NewEphemeral("bench"))
+	fresh := func() *verify.Bundle {
+		return verify.NewBundle([]*x509.Certificate{ca.Root()}, []*x509.Certificate{ca.Intermediate()})
+	}
+	ek := must(verify.ParseEKCertificate(must(ca.IssueEK(&p256().PublicKey, mfgca.EKTemplate{}))))
+	sibling := must(verify.ParseEKCertificate(must(ca.IssueEK(&p256().PublicKey, mfgca.EKTemplate{}))))
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		bundle func() *verify.Bundle
+	}{
+		{"cold", fresh},
+		{"known-intermediate", func() *verify.Bundle {
+			bu := fresh()
+			must(bu.VerifyEKCertificate(sibling, now))
+			return bu
+		}},
+		{"warm", func() *verify.Bundle {
+			bu := fresh()
+			must(bu.VerifyEKCertificate(ek, now))
+			return bu
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				bu := tc.bundle()
+				b.StartTimer()
+				if _, err := bu.VerifyEKCertificate(ek, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -20,3 +20,10 @@ func RememberChains(b *Bundle, max int) (held func() int) {
 		return len(b.verified.entries)
 	}
 }
+
+// RememberedIssuers counts the CA certificates of b with remembered paths to a root.
+func RememberedIssuers(b *Bundle) int {
+	b.verified.mu.Lock()
+	defer b.verified.mu.Unlock()
+	return len(b.verified.above)
+}

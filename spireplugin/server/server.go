@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,9 +50,10 @@ type Plugin struct {
 	log hclog.Logger
 	// tel reports through SPIRE's telemetry; expiry remembers the certificates of the
 	// agents accepted lately, for the expiry gauges; stopReport ends the reporting loop
-	// of the current configuration.
+	// of the current configuration; expiryDue is set while an expiry report is scheduled.
 	tel        spireplugin.Telemetry
 	expiry     expiryTracker
+	expiryDue  atomic.Bool
 	stopReport context.CancelFunc
 
 	// Now is the clock; nil means time.Now. Tests set it.

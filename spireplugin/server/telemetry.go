@@ -51,9 +51,20 @@ func (p *Plugin) countDecision(rt *runtime, a audit, start time.Time, err error)
 			devid = r.DevID.Cert.NotAfter
 		}
 		p.expiry.seen(r.EKHash, ek, devid, p.now())
-		p.reportExpiry()
+		// The soonest expiry is a walk over every TPM tracked: once per flushInterval,
+		// not once per attestation.
+		if p.expiryDue.CompareAndSwap(false, true) {
+			time.AfterFunc(expiryDelay, func() {
+				p.expiryDue.Store(false)
+				p.reportExpiry()
+			})
+		}
 	}
 }
+
+// expiryDelay is how long after an accepted attestation the expiry gauges are computed;
+// they reach SPIRE at most a second (spireplugin's flush) later.
+const expiryDelay = time.Second
 
 // serverChecks are the checks the plugin names besides the verifier's (verify.Checks):
 // the PCR policy's refusal, a configuration that cannot be loaded, and an error that is

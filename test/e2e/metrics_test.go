@@ -15,7 +15,9 @@ import (
 
 // TestMetricsOnSPIREPrometheus: the plugins' metrics appear on real SPIRE's Prometheus
 // endpoints (telemetry rendered by spireconf), under SPIRE's prefixes, and count the
-// attestations made: one accepted, then one refused with its check.
+// attestations made: one accepted, then one refused with its check. The plugins send
+// counters and gauges at most a second after they change (the expiry gauge two), so each
+// step waits for its count before it reads the endpoint.
 func TestMetricsOnSPIREPrometheus(t *testing.T) {
 	requireEngines(t)
 	auth := startSimHost(t, "auth")
@@ -37,7 +39,8 @@ func TestMetricsOnSPIREPrometheus(t *testing.T) {
 	}
 
 	agent := spiretest.StartAgent(t, srv, spiretest.AgentConfig{Name: "auth", NodeAttestor: tpmAgentAttestor(t, auth.socket), Metrics: true})
-	text := srv.Metrics(t)
+	text := waitMetric(t, srv.Metrics, metrics.SPIREServerPrefix+metrics.EKCertExpiry, nil,
+		waitMetric(t, srv.Metrics, attestations, accepted, ""))
 	if v, _ := promtest.Sample(t, text, attestations, accepted); v != 1 {
 		t.Errorf("after one accepted attestation, %s%v = %v, want 1", attestations, accepted, v)
 	}
@@ -54,7 +57,9 @@ func TestMetricsOnSPIREPrometheus(t *testing.T) {
 	if v, ok := promtest.Sample(t, text, metrics.SPIREServerPrefix+metrics.WindowsOpen, nil); !ok || v != 0 {
 		t.Errorf("%s = %v (present %v), want 0", metrics.WindowsOpen, v, ok)
 	}
-	if v, _ := promtest.Sample(t, agent.Metrics(t), metrics.SPIREAgentPrefix+metrics.AgentAttestation, map[string]string{"result": "answered"}); v != 1 {
+	answered := map[string]string{"result": "answered"}
+	if v, _ := promtest.Sample(t, waitMetric(t, agent.Metrics, metrics.SPIREAgentPrefix+metrics.AgentAttestation, answered, ""),
+		metrics.SPIREAgentPrefix+metrics.AgentAttestation, answered); v != 1 {
 		t.Errorf("agent: %s{result=answered} = %v, want 1", metrics.AgentAttestation, v)
 	}
 
@@ -65,7 +70,7 @@ func TestMetricsOnSPIREPrometheus(t *testing.T) {
 	if err := ra.WaitExit(t, 90*time.Second); err == nil {
 		t.Error("agent with an EK from an unknown manufacturer exited cleanly")
 	}
-	text = srv.Metrics(t)
+	text = waitMetric(t, srv.Metrics, attestations, refused, "")
 	if v, _ := promtest.Sample(t, text, attestations, refused); v != 1 {
 		t.Errorf("after one refusal, %s%v = %v, want 1:\n%s", attestations, refused, v, grepLines(text, attestations))
 	}
@@ -79,6 +84,23 @@ func TestMetricsOnSPIREPrometheus(t *testing.T) {
 		}
 	}
 	t.Logf("SPIRE server's endpoint (samples at zero left out):\n%s", strings.Join(shown, "\n"))
+}
+
+// waitMetric scrapes an endpoint until it shows name with labels at a value other than
+// zero (the text given, when it does already), and returns the text it read.
+func waitMetric(t *testing.T, scrape func(testing.TB) string, name string, labels map[string]string, text string) string {
+	t.Helper()
+	promtest.Wait(t, 30*time.Second, name+" on the endpoint", func() bool {
+		if text == "" {
+			text = scrape(t)
+		}
+		if v, ok := promtest.Sample(t, text, name, labels); ok && v != 0 {
+			return true
+		}
+		text = ""
+		return false
+	})
+	return text
 }
 
 // grepLines returns the lines of text that hold substr.
