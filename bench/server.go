@@ -271,7 +271,12 @@ func (s *Server) Restarts() int {
 	return s.restart
 }
 
-func (s *Server) stopProcess() error {
+func (s *Server) stopProcess() error { return s.end(0, 30*time.Second) }
+
+// end stops the running server process, counting what it and its plugin used first:
+// with kill not 0, after sending it that signal (SIGKILL: a crash); Stop then reaps it and
+// kills what is left of its process group (the plugin).
+func (s *Server) end(kill syscall.Signal, wait time.Duration) error {
 	s.mu.Lock()
 	p := s.proc
 	s.mu.Unlock()
@@ -283,7 +288,12 @@ func (s *Server) stopProcess() error {
 		s.past.add(u)
 		s.mu.Unlock()
 	}
-	err := p.Stop(30 * time.Second)
+	if kill != 0 {
+		if err := syscall.Kill(p.PID(), kill); err != nil {
+			return fmt.Errorf("bench: kill spire-server: %w", err)
+		}
+	}
+	err := p.Stop(wait)
 	s.mu.Lock()
 	s.proc = nil
 	s.mu.Unlock()
@@ -315,31 +325,7 @@ func (s *Server) current(p *proc.Process) (Usage, error) {
 
 // Kill ends the server with SIGKILL, as a crash or a lost machine would, counting what
 // its processes used; it stays down.
-func (s *Server) Kill() error {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	if u, err := s.current(p); err == nil {
-		s.mu.Lock()
-		s.past.add(u)
-		s.mu.Unlock()
-	}
-	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
-		return fmt.Errorf("bench: kill spire-server: %w", err)
-	}
-	// Stop reaps it and kills what is left of its process group (the plugin).
-	err := p.Stop(5 * time.Second)
-	s.mu.Lock()
-	s.proc = nil
-	s.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	return nil
-}
+func (s *Server) Kill() error { return s.end(syscall.SIGKILL, 5*time.Second) }
 
 // Usage implements Target: the server and plugin processes that ran so far, the running
 // ones included.

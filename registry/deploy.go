@@ -370,15 +370,7 @@ func (d *decoder) spireServer(item *ast.ObjectItem) (*SPIREServer, bool) {
 			s.ExpiredEKCert = v
 		}
 	})
-	for _, m := range []struct {
-		key     string
-		missing bool
-	}{{"host", s.Host == ""}, {"address", s.Address == ""}} {
-		if good && m.missing {
-			d.errorf(item.Pos(), block, "%s: missing", m.key)
-			good = false
-		}
-	}
+	good = d.required(item, block, good, "host", s.Host, "address", s.Address)
 	if s.Port == 0 {
 		s.Port = DefaultSPIREPort
 	}
@@ -386,6 +378,18 @@ func (d *decoder) spireServer(item *ast.ObjectItem) (*SPIREServer, bool) {
 		s.BindAddress = "0.0.0.0"
 	}
 	return s, good
+}
+
+// required names the first of its key, value pairs whose value is empty, once the
+// block's fields decoded (good), and says whether the block is still good.
+func (d *decoder) required(item *ast.ObjectItem, block string, good bool, keyValues ...string) bool {
+	for i := 0; good && i+1 < len(keyValues); i += 2 {
+		if keyValues[i+1] == "" {
+			d.errorf(item.Pos(), block, "%s: missing", keyValues[i])
+			return false
+		}
+	}
+	return good
 }
 
 func (d *decoder) ra(item *ast.ObjectItem) (*RA, bool) {
@@ -413,15 +417,7 @@ func (d *decoder) ra(item *ast.ObjectItem) (*RA, bool) {
 			r.Listen = v
 		}
 	})
-	for _, m := range []struct {
-		key     string
-		missing bool
-	}{{"host", r.Host == ""}, {"url", r.URL == ""}} {
-		if good && m.missing {
-			d.errorf(item.Pos(), block, "%s: missing", m.key)
-			good = false
-		}
-	}
+	good = d.required(item, block, good, "host", r.Host, "url", r.URL)
 	return r, good
 }
 
@@ -453,15 +449,7 @@ func (d *decoder) stepCA(item *ast.ObjectItem) (*StepCA, bool) {
 			s.Provisioner = v
 		}
 	})
-	for _, m := range []struct {
-		key     string
-		missing bool
-	}{{"host", s.Host == ""}, {"url", s.URL == ""}} {
-		if good && m.missing {
-			d.errorf(item.Pos(), block, "%s: missing", m.key)
-			good = false
-		}
-	}
+	good = d.required(item, block, good, "host", s.Host, "url", s.URL)
 	if s.Provisioner == "" {
 		s.Provisioner = DefaultProvisioner
 	}

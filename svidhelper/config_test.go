@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -276,4 +277,27 @@ func TestCLIRefusesBadConfig(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr.String(), `required flag(s) "config" not set`) {
 		t.Fatalf("without --config: exit %d, %s", code, stderr.String())
 	}
+}
+
+// FuzzReadPIDFile: a pid file (written by the service, or by whoever can write its
+// directory) gives a positive process ID or an error, never a panic, a group (0 or
+// negative) or a number other than the one written.
+func FuzzReadPIDFile(f *testing.F) {
+	for _, s := range []string{"1234\n", "0", "-1", " 42 ", "12a", "99999999999999999999", ""} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "pid")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pid, err := svidhelper.ReadPIDFile(p)
+		if err != nil {
+			return
+		}
+		if pid <= 0 || strconv.Itoa(pid) != strings.TrimSpace(string(b)) {
+			t.Fatalf("pid file %q read as %d", b, pid)
+		}
+	})
 }
