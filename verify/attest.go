@@ -196,6 +196,7 @@ func (s *Session) Finish(evidenceBytes []byte) (*Result, error) {
 		}
 		return nil, err
 	}
+	s.proof.remember()
 	return res, nil
 }
 

@@ -96,6 +96,19 @@ type ekProof struct {
 	akQN            []byte
 	secret, nonce   []byte
 	blob, encSecret []byte
+	// decoded is what was decoded of the Hello, remembered by remember once the
+	// attestation is accepted unless it came from memory (known.go).
+	decoded    *knownTPM
+	decodedKey [32]byte
+	fromMemory bool
+}
+
+// remember keeps what was decoded of this TPM's Hello for its next attestation; called
+// once the attestation is accepted.
+func (p *ekProof) remember() {
+	if !p.fromMemory {
+		known.store(p.decodedKey, p.decoded)
+	}
 }
 
 // checkActivation is the last step of the proof: the secret the agent recovered with
@@ -126,11 +139,20 @@ func (v ekVerifier) resume(ekCert, ekPublic, akPublic []byte, secret, nonce []by
 // prove checks the EK and AK and seals a new credential, or, given secret and nonce,
 // keeps those.
 func (v ekVerifier) prove(ekCert, ekPublic, akPublic []byte, props protocol.TPMProperties, secret, nonce []byte) (*ekProof, error) {
-	ekPub, err := unmarshalPublic(ekPublic)
-	if err != nil {
-		return nil, reject(CheckEKPublic, "EK public area: %v", err)
+	key := knownKey(ekCert, ekPublic, akPublic)
+	k := known.lookup(key)
+	fromMemory := k != nil
+	if !fromMemory {
+		k = &knownTPM{}
 	}
-	id, err := v.checkEK(ekCert, props, ekPub)
+	var err error
+	if !fromMemory {
+		if k.ekPub, err = unmarshalPublic(ekPublic); err != nil {
+			return nil, reject(CheckEKPublic, "EK public area: %v", err)
+		}
+	}
+	ekPub := k.ekPub
+	id, err := v.checkEK(ekCert, props, ekPub, k.cert)
 	if err != nil {
 		var ce *CheckError
 		if id != nil && errors.As(err, &ce) {
@@ -138,10 +160,13 @@ func (v ekVerifier) prove(ekCert, ekPublic, akPublic []byte, props protocol.TPMP
 		}
 		return nil, err
 	}
-	akPub, err := unmarshalPublic(akPublic)
-	if err != nil {
-		return nil, &CheckError{Check: CheckAKAttributes, Err: fmt.Errorf("AK public area: %v", err), EKHash: id.EKHash}
+	if !fromMemory {
+		k.cert = id.EKCert
+		if k.akPub, err = unmarshalPublic(akPublic); err != nil {
+			return nil, &CheckError{Check: CheckAKAttributes, Err: fmt.Errorf("AK public area: %v", err), EKHash: id.EKHash}
+		}
 	}
+	akPub := k.akPub
 	akKey, err := checkAK(akPub)
 	if err != nil {
 		err.(*CheckError).EKHash = id.EKHash
@@ -163,8 +188,10 @@ func (v ekVerifier) prove(ekCert, ekPublic, akPublic []byte, props protocol.TPMP
 	if err != nil {
 		return nil, reject(CheckEKPublic, "EK cannot receive a credential: %v", err)
 	}
+	p := &ekProof{id: id, akPub: akPub, akKey: akKey, akQN: akQN, decoded: k, decodedKey: key, fromMemory: fromMemory}
 	if secret != nil {
-		return &ekProof{id: id, akPub: akPub, akKey: akKey, akQN: akQN, secret: secret, nonce: nonce}, nil
+		p.secret, p.nonce = secret, nonce
+		return p, nil
 	}
 	if secret, err = v.random(32); err != nil {
 		return nil, err
@@ -176,12 +203,13 @@ func (v ekVerifier) prove(ekCert, ekPublic, akPublic []byte, props protocol.TPMP
 	if err != nil {
 		return nil, reject(CheckEKPublic, "MakeCredential: %v", err)
 	}
-	return &ekProof{id: id, akPub: akPub, akKey: akKey, akQN: akQN, secret: secret, nonce: nonce, blob: blob, encSecret: encSecret}, nil
+	p.secret, p.nonce, p.blob, p.encSecret = secret, nonce, blob, encSecret
+	return p, nil
 }
 
 // checkEK decides whether the EK (ekPub, with certificate ekCert) is one this server
-// accepts.
-func (v ekVerifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *tpm2.TPMTPublic) (*Identity, error) {
+// accepts; parsed is ekCert already parsed (known.go), or nil.
+func (v ekVerifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *tpm2.TPMTPublic, parsed *EKCertificate) (*Identity, error) {
 	if len(tpmrules.EKAttributesLack(ekPub.ObjectAttributes)) > 0 {
 		return nil, reject(CheckEKPublic, "not an endorsement key: want a restricted decryption key fixed to its TPM")
 	}
@@ -204,7 +232,7 @@ func (v ekVerifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *
 	allowed := v.policy.Allow[hash]
 	var certErr error
 	if len(ekCert) > 0 {
-		id.EKCert, id.CertStatus, certErr = v.checkEKCert(ekCert, key, hash)
+		id.EKCert, id.CertStatus, certErr = v.checkEKCert(ekCert, parsed, key, hash)
 		if certErr != nil && FailedCheck(certErr) == CheckEKKeyMatch {
 			// A certificate for another TPM's EK is an attack, not a missing certificate.
 			return id, certErr
@@ -245,8 +273,8 @@ func (v ekVerifier) checkEK(ekCert []byte, props protocol.TPMProperties, ekPub *
 	}
 }
 
-func (v ekVerifier) checkEKCert(raw []byte, ekKey crypto.PublicKey, hash string) (*EKCertificate, string, error) {
-	r, err := VerifyEKCert(raw, ekKey, v.policy.Bundle, v.now())
+func (v ekVerifier) checkEKCert(raw []byte, parsed *EKCertificate, ekKey crypto.PublicKey, hash string) (*EKCertificate, string, error) {
+	r, err := verifyEKCert(raw, parsed, ekKey, v.policy.Bundle, v.now())
 	switch {
 	case r.Cert == nil:
 		return nil, "", reject(CheckEKCertificate, "%v (ek_hash=%s)", err, hash)
@@ -283,10 +311,17 @@ type EKCertCheck struct {
 // that step's error with what it found so far: a nil Cert for a certificate that does not
 // parse, KeyMatches false for one of another key, no Chains for one that does not chain.
 func VerifyEKCert(raw []byte, ekKey crypto.PublicKey, bundle *Bundle, now time.Time) (*EKCertCheck, error) {
+	return verifyEKCert(raw, nil, ekKey, bundle, now)
+}
+
+// verifyEKCert is VerifyEKCert with raw already parsed as parsed, unless nil.
+func verifyEKCert(raw []byte, parsed *EKCertificate, ekKey crypto.PublicKey, bundle *Bundle, now time.Time) (*EKCertCheck, error) {
 	r := &EKCertCheck{}
-	c, err := ParseEKCertificate(raw)
-	if err != nil {
-		return r, err
+	c, err := parsed, error(nil)
+	if c == nil {
+		if c, err = ParseEKCertificate(raw); err != nil {
+			return r, err
+		}
 	}
 	r.Cert = c
 	if err := c.CheckPublicKey(ekKey); err != nil {

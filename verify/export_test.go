@@ -27,3 +27,9 @@ func RememberedIssuers(b *Bundle) int {
 	defer b.verified.mu.Unlock()
 	return len(b.verified.above)
 }
+
+// KnownTPMs counts the TPMs whose decoded Hello the verifier remembers (known.go).
+func KnownTPMs() int { return known.len() }
+
+// FromMemory says whether s's Hello was decoded from memory rather than afresh.
+func FromMemory(s *Session) bool { return s.proof.fromMemory }

@@ -69,8 +69,8 @@ var (
 type CA struct {
 	root         *x509.Certificate
 	intermediate *x509.Certificate
-	rootKey      *ecdsa.PrivateKey
-	interKey     *ecdsa.PrivateKey
+	rootKey      crypto.Signer
+	interKey     crypto.Signer
 	dir          string // empty for an ephemeral CA
 }
 
@@ -109,7 +109,8 @@ type EKTemplate struct {
 
 // IssueEK issues an EK certificate, DER encoded, for pub, the public key of an EK (an
 // *rsa.PublicKey, or an *ecdsa.PublicKey on P-256, P-384 or P-521), signed by the
-// intermediate with ECDSA P-384 and SHA-384.
+// intermediate: ECDSA P-384 with SHA-384, or with WithKeyAlgorithm(RSA2048) RSA PKCS #1
+// v1.5 with SHA-256.
 func (ca *CA) IssueEK(pub crypto.PublicKey, t EKTemplate) ([]byte, error) {
 	var usage x509.KeyUsage
 	switch k := pub.(type) {
@@ -216,6 +217,37 @@ type Option func(*options)
 type options struct {
 	rootNotBefore, rootNotAfter   time.Time
 	interNotBefore, interNotAfter time.Time
+	alg                           KeyAlgorithm
+}
+
+// KeyAlgorithm is the key type of a CA's root and intermediate, which signs its EK
+// certificates. Vendors use both: Infineon, STMicro and Google sign RSA EK certificates
+// with RSA keys, Nuvoton and AMD's ECC chains with ECDSA.
+type KeyAlgorithm string
+
+const (
+	// P384 is ECDSA on P-384 with SHA-384, the default.
+	P384 KeyAlgorithm = "p384"
+	// RSA2048 is RSA-2048 with PKCS #1 v1.5 and SHA-256.
+	RSA2048 KeyAlgorithm = "rsa2048"
+)
+
+// KeyAlgorithms are the key types WithKeyAlgorithm takes.
+var KeyAlgorithms = []KeyAlgorithm{P384, RSA2048}
+
+// WithKeyAlgorithm sets the key type of the root and the intermediate.
+func WithKeyAlgorithm(alg KeyAlgorithm) Option {
+	return func(o *options) { o.alg = alg }
+}
+
+func (alg KeyAlgorithm) generate() (crypto.Signer, error) {
+	switch alg {
+	case P384, "":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case RSA2048:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return nil, fmt.Errorf("mfgca: key algorithm %q is none of %v", alg, KeyAlgorithms)
 }
 
 // WithRootValidity sets the validity of the root certificate.
@@ -250,11 +282,11 @@ func create(rootCN, interCN string, opts ...Option) (*CA, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rootKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rootKey, err := o.alg.generate()
 	if err != nil {
 		return nil, fmt.Errorf("mfgca: generating root key: %w", err)
 	}
-	interKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	interKey, err := o.alg.generate()
 	if err != nil {
 		return nil, fmt.Errorf("mfgca: generating intermediate key: %w", err)
 	}
@@ -272,7 +304,7 @@ func create(rootCN, interCN string, opts ...Option) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLen:            1,
 	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("mfgca: creating root certificate: %w", err)
 	}
@@ -294,7 +326,7 @@ func create(rootCN, interCN string, opts ...Option) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
-	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, &interKey.PublicKey, rootKey)
+	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("mfgca: creating intermediate certificate: %w", err)
 	}

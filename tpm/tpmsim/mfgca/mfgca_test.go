@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -338,5 +339,27 @@ func TestNewEphemeralValidity(t *testing.T) {
 	}
 	if got, want := ca.Intermediate().Subject.String(), "CN=old EK Intermediate CA,O=omens"; got != want {
 		t.Errorf("intermediate subject %q, want %q", got, want)
+	}
+}
+
+// TestRSAKeyAlgorithm: a CA with RSA keys signs its chain and its EK certificates with
+// RSA and SHA-256, and they verify as an ECDSA CA's do.
+func TestRSAKeyAlgorithm(t *testing.T) {
+	ca := must(mfgca.NewEphemeral("RSA Vendor", mfgca.WithKeyAlgorithm(mfgca.RSA2048)))
+	for _, c := range []*x509.Certificate{ca.Root(), ca.Intermediate()} {
+		if c.PublicKeyAlgorithm != x509.RSA || c.SignatureAlgorithm != x509.SHA256WithRSA {
+			t.Errorf("%s: key %v, signature %v; want RSA, SHA256-RSA", c.Subject.CommonName, c.PublicKeyAlgorithm, c.SignatureAlgorithm)
+		}
+	}
+	der := must(ca.IssueEK(&rsaKey().PublicKey, mfgca.EKTemplate{}))
+	ek := must(x509.ParseCertificate(der))
+	if ek.SignatureAlgorithm != x509.SHA256WithRSA {
+		t.Errorf("EK certificate signed with %v, want SHA256-RSA", ek.SignatureAlgorithm)
+	}
+	if err := ek.CheckSignatureFrom(ca.Intermediate()); err != nil {
+		t.Errorf("EK certificate: %v", err)
+	}
+	if _, err := mfgca.NewEphemeral("Bad", mfgca.WithKeyAlgorithm("dsa")); err == nil || !strings.Contains(err.Error(), `key algorithm "dsa" is none of [p384 rsa2048]`) {
+		t.Errorf("unknown algorithm: %v", err)
 	}
 }

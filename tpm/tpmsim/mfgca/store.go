@@ -2,7 +2,9 @@ package mfgca
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -92,7 +94,7 @@ func Open(dir string) (*CA, error) {
 func (ca *CA) save(dir string) error {
 	for _, k := range []struct {
 		file string
-		key  *ecdsa.PrivateKey
+		key  crypto.Signer
 	}{{RootKeyFile, ca.rootKey}, {IntermediateKeyFile, ca.interKey}} {
 		der, err := x509.MarshalPKCS8PrivateKey(k.key)
 		if err != nil {
@@ -130,10 +132,10 @@ func load(dir string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !rootKey.PublicKey.Equal(root.PublicKey) {
+	if !rootKey.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(root.PublicKey) {
 		return nil, fmt.Errorf("mfgca: %s does not hold the key of %s", RootKeyFile, RootCertFile)
 	}
-	if !interKey.PublicKey.Equal(inter.PublicKey) {
+	if !interKey.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(inter.PublicKey) {
 		return nil, fmt.Errorf("mfgca: %s does not hold the key of %s", IntermediateKeyFile, IntermediateCertFile)
 	}
 	if err := inter.CheckSignatureFrom(root); err != nil {
@@ -158,7 +160,7 @@ func readCert(path string) (*x509.Certificate, error) {
 	return c, nil
 }
 
-func readKey(path string) (*ecdsa.PrivateKey, error) {
+func readKey(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("mfgca: %w", err)
@@ -171,11 +173,13 @@ func readKey(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mfgca: parsing %s: %w", path, err)
 	}
-	ek, ok := k.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("mfgca: %s holds a %T, want an ECDSA key", path, k)
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		return k, nil
+	case *rsa.PrivateKey:
+		return k, nil
 	}
-	return ek, nil
+	return nil, fmt.Errorf("mfgca: %s holds a %T, want an ECDSA or RSA key", path, k)
 }
 
 // writeFile replaces path atomically (statefile.WriteAtomic).
