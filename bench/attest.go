@@ -66,6 +66,9 @@ type Options struct {
 	// AttemptTimeout bounds one attestation (default 2 minutes); an attempt past it is
 	// lost and retried.
 	AttemptTimeout time.Duration
+	// EKCA is the key type of the manufacturer CA made for the run (mfgca.RSA2048 when
+	// empty): the one signature of each new EK certificate the plugin verifies.
+	EKCA mfgca.KeyAlgorithm
 	// Progress receives a line every second or so of a run; nil for none.
 	Progress io.Writer
 }
@@ -99,6 +102,8 @@ type Phase struct {
 type Report struct {
 	Agents      int `json:"agents"`
 	Concurrency int `json:"concurrency"`
+	// EKCA is the manufacturer CA's key type (Options.EKCA).
+	EKCA mfgca.KeyAlgorithm `json:"ek_ca"`
 	Phase
 	ServerRSSMB float64 `json:"server_rss_mb"`
 	PluginRSSMB float64 `json:"plugin_rss_mb"`
@@ -293,7 +298,7 @@ func Attest(ctx context.Context, target Target, ids []*softtpm.TPM, opt Options)
 	}
 	r := &run{target: target, creds: credentials.NewTLS(tlsConf), opt: opt}
 
-	rep := &Report{Agents: opt.Agents, Concurrency: opt.Concurrency}
+	rep := &Report{Agents: opt.Agents, Concurrency: opt.Concurrency, EKCA: opt.EKCA}
 	before, err := target.Usage()
 	if err != nil {
 		return nil, err

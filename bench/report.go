@@ -57,6 +57,9 @@ func startProgress(w io.Writer, line func() string) (stop func()) {
 // WriteTable writes the report as a table: one row per phase.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "%d agents, concurrency %d", r.Agents, r.Concurrency)
+	if r.EKCA != "" {
+		fmt.Fprintf(w, ", manufacturer CA %s", r.EKCA)
+	}
 	if r.Restarts > 0 {
 		fmt.Fprintf(w, ", %d server restart", r.Restarts)
 	}

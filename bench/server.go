@@ -375,10 +375,13 @@ func SingleServer(pluginPath string) NewTarget {
 	}
 }
 
-// Run makes opt.Agents identities from a new manufacturer CA, starts the target trusting
-// it, runs Attest and stops the target.
+// Run makes opt.Agents identities from a new manufacturer CA (with opt.EKCA keys), starts
+// the target trusting it, runs Attest and stops the target.
 func Run(ctx context.Context, newTarget NewTarget, opt Options) (*Report, error) {
-	ca, err := mfgca.NewEphemeral("omens bench manufacturer")
+	if opt.EKCA == "" {
+		opt.EKCA = mfgca.RSA2048
+	}
+	ca, err := mfgca.NewEphemeral("omens bench manufacturer", mfgca.WithKeyAlgorithm(opt.EKCA))
 	if err != nil {
 		return nil, err
 	}

@@ -33,3 +33,6 @@ func KnownTPMs() int { return known.len() }
 
 // FromMemory says whether s's Hello was decoded from memory rather than afresh.
 func FromMemory(s *Session) bool { return s.proof.fromMemory }
+
+// ForgetKnownTPMs empties the verifier's memory of decoded Hellos, for a cold benchmark.
+func ForgetKnownTPMs() { known.clear() }

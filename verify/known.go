@@ -86,6 +86,13 @@ func (m *knownTPMs) store(key [sha256.Size]byte, k *knownTPM) {
 	m.entries[key] = k
 }
 
+// clear forgets every TPM.
+func (m *knownTPMs) clear() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.entries, m.order, m.next = map[[sha256.Size]byte]*knownTPM{}, nil, 0
+}
+
 // len is the number of TPMs remembered.
 func (m *knownTPMs) len() int {
 	m.mu.Lock()

@@ -44,6 +44,9 @@ func TestBenchAttest(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatalf("--json: %v\n%s", err, stdout)
 	}
+	if rep["ek_ca"] != "rsa2048" {
+		t.Errorf("ek_ca %v, want the default rsa2048", rep["ek_ca"])
+	}
 	for _, k := range benchKeys {
 		v, ok := rep[k].(float64)
 		if !ok {
@@ -71,12 +74,12 @@ func TestBenchAttest(t *testing.T) {
 	}
 
 	code, stdout, stderr = omens(t, "bench", "attest", "--agents", "20", "--concurrency", "4",
-		"--restart-server-at", "8", "--reattest-for", "3s", "--plugin", plugin)
+		"--restart-server-at", "8", "--reattest-for", "3s", "--ek-ca", "p384", "--plugin", plugin)
 	if code != 0 {
 		t.Fatalf("with a restart and re-attestation: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	lines := strings.Split(stdout, "\n")
-	if lines[0] != "20 agents, concurrency 4, 1 server restart" {
+	if lines[0] != "20 agents, concurrency 4, manufacturer CA p384, 1 server restart" {
 		t.Errorf("first line %q", lines[0])
 	}
 	row := func(phase string) []string {
@@ -162,6 +165,24 @@ func TestBenchAttestHA(t *testing.T) {
 	for _, want := range []string{"ha: starting PostgreSQL", "ha: starting haproxy", "attest: 8 attested: killing a server (SIGKILL)", "attest: server killed"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("the progress lines lack %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// TestBenchAttestRefusesBadFlags: wrong flags are refused before anything starts, each
+// with what to give instead.
+func TestBenchAttestRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--agents", "0", "--concurrency", "1"}, "--agents 0 --concurrency 1: give both, at least 1 (such as --agents 1000 --concurrency 1000)"},
+		{[]string{"--agents", "2", "--concurrency", "1", "--ek-ca", "dsa"}, `--ek-ca "dsa": want one of [p384 rsa2048]`},
+		{[]string{"--agents", "2", "--concurrency", "1", "--kill-server-at", "1"}, "--kill-server-at needs --ha: one server has no other to go on through (use --restart-server-at)"},
+	} {
+		code, _, stderr := omens(t, append([]string{"bench", "attest"}, tc.args...)...)
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want an error with %q", tc.args, code, stderr, tc.want)
 		}
 	}
 }
