@@ -1,9 +1,11 @@
 package verify
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -13,8 +15,15 @@ import (
 // attribute bit is set, so the name computed over the bytes is the TPM's. It walks the
 // encoding (TPM 2.0 Part 2, 12.2.4) instead of marshalling the decoded structure again,
 // which costs more than everything else the verifier does outside public-key operations.
+//
+// Public areas made from one template (every EK of a vendor's RSA template, every AK of
+// the agent's) differ only in unique, the key; go-tpm's reflection decoder is the largest
+// cost of a TPM's first attestation. So the decoded fields before unique are remembered
+// by their exact bytes (templates), and a public area whose bytes before unique are a
+// remembered template's takes a copy of those fields and only its own unique, decoded
+// here: a TPM2B_PUBLIC_KEY_RSA, or a TPMS_ECC_POINT's two TPM2B_ECC_PARAMETERs.
 func unmarshalPublic(b []byte) (*tpm2.TPMTPublic, error) {
-	n, err := publicSize(b)
+	n, uniqueAt, err := publicSize(b)
 	if errors.Is(err, errKeyType) {
 		// Neither RSA nor ECC: the callers refuse it by its type, with their own words.
 		return unmarshalCanonical[tpm2.TPMTPublic](b)
@@ -25,11 +34,67 @@ func unmarshalPublic(b []byte) (*tpm2.TPMTPublic, error) {
 	if n != len(b) {
 		return nil, errNotCanonical
 	}
+	if t := templates.lookup(b[:uniqueAt]); t != nil {
+		pub := *t
+		pub.Unique = decodeUnique(pub.Type, b[uniqueAt:])
+		return &pub, nil
+	}
 	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](b)
 	if err != nil {
 		return nil, err
 	}
+	templates.store(b[:uniqueAt], pub)
 	return pub, nil
+}
+
+// decodeUnique decodes the unique field of an RSA or ECC public area, whose encoding the
+// walker (publicSize) has checked: one TPM2B for RSA, two for ECC.
+func decodeUnique(typ tpm2.TPMIAlgPublic, b []byte) tpm2.TPMUPublicID {
+	r := reader{b: b}
+	sized := func() []byte { return bytes.Clone(r.take(int(r.u16()))) }
+	if typ == tpm2.TPMAlgRSA {
+		return tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: sized()})
+	}
+	x := sized()
+	return tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: sized()}})
+}
+
+// maxTemplates bounds the templates remembered; a fleet has a few (one per EK type and
+// vendor, one AK template), and beyond the bound the oldest is forgotten.
+const maxTemplates = 64
+
+// templateMemo remembers decoded public areas by the exact bytes of their fields before
+// unique. The remembered structures are never modified: a decoded public area is a copy
+// with its own unique, sharing the template's read-only fields.
+type templateMemo struct {
+	mu      sync.Mutex
+	entries map[string]*tpm2.TPMTPublic
+	order   []string
+}
+
+var templates = &templateMemo{entries: map[string]*tpm2.TPMTPublic{}}
+
+func (m *templateMemo) lookup(prefix []byte) *tpm2.TPMTPublic {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.entries[string(prefix)]
+}
+
+func (m *templateMemo) store(prefix []byte, pub *tpm2.TPMTPublic) {
+	t := *pub
+	t.Unique = tpm2.TPMUPublicID{}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := string(prefix)
+	if _, ok := m.entries[k]; ok {
+		return
+	}
+	if len(m.order) == maxTemplates {
+		delete(m.entries, m.order[0])
+		m.order = m.order[1:]
+	}
+	m.entries[k] = &t
+	m.order = append(m.order, k)
 }
 
 var errKeyType = errors.New("key type is neither RSA nor ECC")
@@ -38,13 +103,14 @@ var errKeyType = errors.New("key type is neither RSA nor ECC")
 // reserves: 0, 3, 8, 9, 12 to 15, and 20 to 31.
 const reservedObjectAttributes = 0xFFF0F309
 
-// publicSize returns the length of the TPMT_PUBLIC at the start of b.
-func publicSize(b []byte) (int, error) {
+// publicSize returns the length of the TPMT_PUBLIC at the start of b, and the offset of
+// its unique field.
+func publicSize(b []byte) (n, uniqueAt int, err error) {
 	r := reader{b: b}
 	typ := r.u16()
 	r.u16() // nameAlg
 	if attrs := r.u32(); attrs&reservedObjectAttributes != 0 && r.err == nil {
-		return 0, fmt.Errorf("reserved object attribute bits 0x%08X are set", attrs&reservedObjectAttributes)
+		return 0, 0, fmt.Errorf("reserved object attribute bits 0x%08X are set", attrs&reservedObjectAttributes)
 	}
 	r.sized() // authPolicy
 	symmetric := func() {
@@ -69,21 +135,23 @@ func publicSize(b []byte) (int, error) {
 		scheme()
 		r.u16() // keyBits
 		r.u32() // exponent
+		uniqueAt = r.off
 		r.sized()
 	case uint16(tpm2.TPMAlgECC):
 		symmetric()
 		scheme()
 		r.u16()  // curveID
 		scheme() // kdf: the same shape as a scheme with a hash
+		uniqueAt = r.off
 		r.sized()
 		r.sized()
 	default:
-		return 0, errKeyType
+		return 0, 0, errKeyType
 	}
 	if r.err != nil {
-		return 0, r.err
+		return 0, 0, r.err
 	}
-	return r.off, nil
+	return r.off, uniqueAt, nil
 }
 
 // reader reads big-endian TPM fields and remembers the first short read.
