@@ -570,8 +570,7 @@ var evidenceCases = []attestCase{
 		name:     "signature truncated",
 		evidence: answer(testattest.EvidenceOptions{Mutate: func(ev *protocol.Evidence) { ev.Signature = ev.Signature[:len(ev.Signature)-1] }}),
 		check:    verify.CheckQuoteSignature,
-		err: "verify: quote_signature: signature: unmarshalling field 2 of struct of type 'tpm2.TPMTSignature', " +
-			"unmarshalling field 3 of struct of type 'tpm2.TPMSSignatureECC', ran out of data reading sized parameter 'Buffer' inside struct of type 'TPM2BECCParameter'",
+		err:      "verify: quote_signature: signature: truncated: a field at byte 40 needs 32 bytes, 31 are left",
 	},
 	{
 		name:     "quote with a trailing byte",

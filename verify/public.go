@@ -51,12 +51,11 @@ func unmarshalPublic(b []byte) (*tpm2.TPMTPublic, error) {
 // walker (publicSize) has checked: one TPM2B for RSA, two for ECC.
 func decodeUnique(typ tpm2.TPMIAlgPublic, b []byte) tpm2.TPMUPublicID {
 	r := reader{b: b}
-	sized := func() []byte { return bytes.Clone(r.take(int(r.u16()))) }
 	if typ == tpm2.TPMAlgRSA {
-		return tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: sized()})
+		return tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: r.sizedBytes()})
 	}
-	x := sized()
-	return tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: sized()}})
+	x := r.sizedBytes()
+	return tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: r.sizedBytes()}})
 }
 
 // maxTemplates bounds the templates remembered; a fleet has a few (one per EK type and
@@ -166,7 +165,7 @@ func (r *reader) take(n int) []byte {
 		return nil
 	}
 	if len(r.b)-r.off < n {
-		r.err = errors.New("truncated")
+		r.err = fmt.Errorf("truncated: a field at byte %d needs %d bytes, %d are left", r.off, n, len(r.b)-r.off)
 		return nil
 	}
 	p := r.b[r.off : r.off+n]
@@ -195,5 +194,15 @@ func (r *reader) u32() uint32 {
 	return 0
 }
 
+func (r *reader) u64() uint64 {
+	if p := r.take(8); p != nil {
+		return binary.BigEndian.Uint64(p)
+	}
+	return 0
+}
+
 // sized skips a TPM2B: a 16-bit size and that many bytes.
 func (r *reader) sized() { r.take(int(r.u16())) }
+
+// sizedBytes reads a TPM2B's bytes, a copy.
+func (r *reader) sizedBytes() []byte { return bytes.Clone(r.take(int(r.u16()))) }

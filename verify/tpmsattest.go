@@ -236,14 +236,98 @@ func unmarshalWalked[T tpm2.Marshallable, P interface {
 	return v, nil
 }
 
-// unmarshalAttest decodes a TPMS_ATTEST in canonical encoding.
+// unmarshalAttest decodes a TPMS_ATTEST in canonical encoding: a quote or a Certify as
+// decodeAttest reads it, another type by go-tpm.
 func unmarshalAttest(b []byte) (*tpm2.TPMSAttest, error) {
-	return unmarshalWalked[tpm2.TPMSAttest](b, attestSize)
+	a, err := decodeAttest(b)
+	if errors.Is(err, errOtherShape) {
+		return unmarshalCanonical[tpm2.TPMSAttest](b)
+	}
+	return a, err
 }
 
-// unmarshalSignature decodes a TPMT_SIGNATURE in canonical encoding.
+// unmarshalSignature decodes a TPMT_SIGNATURE in canonical encoding: of the RSASSA, RSAPSS
+// or ECDSA scheme as decodeSignature reads it, another by go-tpm.
 func unmarshalSignature(b []byte) (*tpm2.TPMTSignature, error) {
-	return unmarshalWalked[tpm2.TPMTSignature](b, signatureSize)
+	sig, err := decodeSignature(b)
+	if errors.Is(err, errOtherShape) {
+		return unmarshalCanonical[tpm2.TPMTSignature](b)
+	}
+	return sig, err
+}
+
+// decodeAttest reads a TPMS_ATTEST of a quote or a Certify (TPM 2.0 Part 2, 10.12.12)
+// field by field, as attestSize walks it, into the structure go-tpm's reflection decoder
+// would build, at a fraction of its cost (a quote is decoded at every attestation):
+// FuzzUnmarshalWalked holds the two to the same answers. The magic is kept as sent, for
+// the caller to check. errOtherShape for another type.
+func decodeAttest(b []byte) (*tpm2.TPMSAttest, error) {
+	r := reader{b: b}
+	a := &tpm2.TPMSAttest{Magic: tpm2.TPMGenerated(r.u32()), Type: tpm2.TPMISTAttest(r.u16())}
+	if r.err == nil && a.Type != tpm2.TPMSTAttestQuote && a.Type != tpm2.TPMSTAttestCertify {
+		return nil, errOtherShape
+	}
+	a.QualifiedSigner.Buffer = r.sizedBytes()
+	a.ExtraData.Buffer = r.sizedBytes()
+	a.ClockInfo.Clock = r.u64()
+	a.ClockInfo.ResetCount = r.u32()
+	a.ClockInfo.RestartCount = r.u32()
+	safe := r.u8()
+	a.ClockInfo.Safe = safe == 1
+	a.FirmwareVersion = r.u64()
+	if a.Type == tpm2.TPMSTAttestQuote {
+		q := &tpm2.TPMSQuoteInfo{}
+		for n := r.u32(); n > 0 && r.err == nil; n-- { // TPML_PCR_SELECTION
+			sel := tpm2.TPMSPCRSelection{Hash: tpm2.TPMIAlgHash(r.u16())}
+			sel.PCRSelect = bytes.Clone(r.take(int(r.u8())))
+			q.PCRSelect.PCRSelections = append(q.PCRSelect.PCRSelections, sel)
+		}
+		q.PCRDigest.Buffer = r.sizedBytes()
+		a.Attested = tpm2.NewTPMUAttest(tpm2.TPMSTAttestQuote, q)
+	} else {
+		c := &tpm2.TPMSCertifyInfo{}
+		c.Name.Buffer = r.sizedBytes()
+		c.QualifiedName.Buffer = r.sizedBytes()
+		a.Attested = tpm2.NewTPMUAttest(tpm2.TPMSTAttestCertify, c)
+	}
+	switch {
+	case r.err != nil:
+		return nil, r.err
+	case safe > 1, r.off != len(b):
+		// A TPMI_YES_NO is 0 or 1; nothing follows the structure.
+		return nil, errNotCanonical
+	}
+	return a, nil
+}
+
+// decodeSignature reads a TPMT_SIGNATURE of the RSASSA, RSAPSS or ECDSA scheme (TPM 2.0
+// Part 2, 11.3.4), as signatureSize walks it, into the structure go-tpm would build;
+// errOtherShape for another scheme.
+func decodeSignature(b []byte) (*tpm2.TPMTSignature, error) {
+	r := reader{b: b}
+	sig := &tpm2.TPMTSignature{SigAlg: tpm2.TPMIAlgSigScheme(r.u16())}
+	switch sig.SigAlg {
+	case tpm2.TPMAlgRSASSA, tpm2.TPMAlgRSAPSS:
+		s := &tpm2.TPMSSignatureRSA{Hash: tpm2.TPMIAlgHash(r.u16())}
+		s.Sig.Buffer = r.sizedBytes()
+		sig.Signature = tpm2.NewTPMUSignature(sig.SigAlg, s)
+	case tpm2.TPMAlgECDSA:
+		s := &tpm2.TPMSSignatureECC{Hash: tpm2.TPMIAlgHash(r.u16())}
+		s.SignatureR.Buffer = r.sizedBytes()
+		s.SignatureS.Buffer = r.sizedBytes()
+		sig.Signature = tpm2.NewTPMUSignature(sig.SigAlg, s)
+	default:
+		if r.err == nil {
+			return nil, errOtherShape
+		}
+	}
+	switch {
+	case r.err != nil:
+		return nil, r.err
+	case r.off != len(b):
+		return nil, errNotCanonical
+	}
+	return sig, nil
 }
 
 // attestSize walks a TPMS_ATTEST of a quote or a Certify (TPM 2.0 Part 2, 10.12.12).

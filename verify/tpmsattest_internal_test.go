@@ -57,8 +57,9 @@ func FuzzCheckAttestFields(f *testing.F) {
 	})
 }
 
-// FuzzUnmarshalWalked checks the walkers against go-tpm: unmarshalAttest and
-// unmarshalSignature accept exactly what decodes and re-encodes to itself.
+// FuzzUnmarshalWalked checks the decoders against go-tpm: unmarshalAttest and
+// unmarshalSignature accept exactly what go-tpm decodes and re-encodes to itself, and
+// decode it to what encodes as go-tpm's decoding does, to the input.
 func FuzzUnmarshalWalked(f *testing.F) {
 	name := append([]byte{0x00, 0x0B}, bytes.Repeat([]byte{0x11}, 32)...)
 	quote := tpm2.TPMSAttest{
@@ -82,15 +83,21 @@ func FuzzUnmarshalWalked(f *testing.F) {
 		f.Add(append(b, 0))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, werr := unmarshalAttest(b)
-		_, cerr := unmarshalCanonical[tpm2.TPMSAttest](b)
+		a, werr := unmarshalAttest(b)
+		ca, cerr := unmarshalCanonical[tpm2.TPMSAttest](b)
 		if (werr == nil) != (cerr == nil) {
 			t.Fatalf("TPMS_ATTEST %x: walked %v, re-encoded %v", b, werr, cerr)
 		}
-		_, werr = unmarshalSignature(b)
-		_, cerr = unmarshalCanonical[tpm2.TPMTSignature](b)
+		if werr == nil && (!bytes.Equal(tpm2.Marshal(*a), b) || !bytes.Equal(tpm2.Marshal(*ca), b) || a.Magic != ca.Magic || a.ClockInfo != ca.ClockInfo) {
+			t.Fatalf("TPMS_ATTEST %x: decoded unlike go-tpm", b)
+		}
+		s, werr := unmarshalSignature(b)
+		cs, cerr := unmarshalCanonical[tpm2.TPMTSignature](b)
 		if (werr == nil) != (cerr == nil) {
 			t.Fatalf("TPMT_SIGNATURE %x: walked %v, re-encoded %v", b, werr, cerr)
+		}
+		if werr == nil && (!bytes.Equal(tpm2.Marshal(*s), b) || !bytes.Equal(tpm2.Marshal(*cs), b)) {
+			t.Fatalf("TPMT_SIGNATURE %x: decoded unlike go-tpm", b)
 		}
 	})
 }
