@@ -25,11 +25,7 @@ const maxVerifiedChains = 16384
 type chainCache struct {
 	mu      sync.Mutex
 	max     int
-	entries map[[sha256.Size]byte]*chainEntry
-	// order is the keys in the order they were stored, for forgetting the oldest;
-	// next is where the next key goes once order is full.
-	order [][sha256.Size]byte
-	next  int
+	entries *boundedMap[[sha256.Size]byte, *chainEntry]
 	// above holds, per CA certificate of the bundle that issued a verified EK
 	// certificate, the verified paths from it (first) to a root. Its keys are the
 	// bundle's own certificates, so it is bounded by the bundle.
@@ -44,7 +40,7 @@ type chainEntry struct {
 }
 
 func newChainCache(max int) *chainCache {
-	return &chainCache{max: max, entries: map[[sha256.Size]byte]*chainEntry{},
+	return &chainCache{max: max, entries: newBoundedMap[[sha256.Size]byte, *chainEntry](max),
 		above: map[*x509.Certificate][][]*x509.Certificate{}}
 }
 
@@ -56,7 +52,7 @@ func (c *chainCache) lookup(leaf *x509.Certificate, now time.Time) [][]*x509.Cer
 	}
 	key := sha256.Sum256(leaf.Raw)
 	c.mu.Lock()
-	e := c.entries[key]
+	e, _ := c.entries.get(key)
 	c.mu.Unlock()
 	if e == nil || !bytes.Equal(e.raw, leaf.Raw) {
 		return nil
@@ -92,16 +88,7 @@ func (c *chainCache) store(leaf *x509.Certificate, chains [][]*x509.Certificate)
 	for _, above := range e.ancestors {
 		c.storeAbove(above)
 	}
-	if _, ok := c.entries[key]; !ok {
-		if len(c.order) < c.max {
-			c.order = append(c.order, key)
-		} else {
-			delete(c.entries, c.order[c.next])
-			c.order[c.next] = key
-			c.next = (c.next + 1) % c.max
-		}
-	}
-	c.entries[key] = e
+	c.entries.put(key, e)
 }
 
 // storeAbove remembers path (an issuer first, a root last) for its issuer, unless it is

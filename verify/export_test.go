@@ -17,7 +17,7 @@ func RememberChains(b *Bundle, max int) (held func() int) {
 	return func() int {
 		b.verified.mu.Lock()
 		defer b.verified.mu.Unlock()
-		return len(b.verified.entries)
+		return b.verified.entries.len()
 	}
 }
 

@@ -34,10 +34,7 @@ type knownTPM struct {
 // concurrent use.
 type knownTPMs struct {
 	mu      sync.Mutex
-	max     int
-	entries map[[sha256.Size]byte]*knownTPM
-	order   [][sha256.Size]byte
-	next    int
+	entries *boundedMap[[sha256.Size]byte, *knownTPM]
 }
 
 // known is the verifier's memory, shared by every Verifier and Enroller of the process:
@@ -45,7 +42,7 @@ type knownTPMs struct {
 var known = newKnownTPMs(maxKnownTPMs)
 
 func newKnownTPMs(max int) *knownTPMs {
-	return &knownTPMs{max: max, entries: map[[sha256.Size]byte]*knownTPM{}}
+	return &knownTPMs{entries: newBoundedMap[[sha256.Size]byte, *knownTPM](max)}
 }
 
 // knownKey is the SHA-256 of the three byte strings, each preceded by its length.
@@ -65,37 +62,26 @@ func knownKey(ekCert, ekPublic, akPublic []byte) [sha256.Size]byte {
 func (m *knownTPMs) lookup(key [sha256.Size]byte) *knownTPM {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.entries[key]
+	k, _ := m.entries.get(key)
+	return k
 }
 
 func (m *knownTPMs) store(key [sha256.Size]byte, k *knownTPM) {
-	if m.max <= 0 {
-		return
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if _, ok := m.entries[key]; !ok {
-		if len(m.order) < m.max {
-			m.order = append(m.order, key)
-		} else {
-			delete(m.entries, m.order[m.next])
-			m.order[m.next] = key
-			m.next = (m.next + 1) % m.max
-		}
-	}
-	m.entries[key] = k
+	m.entries.put(key, k)
 }
 
 // clear forgets every TPM.
 func (m *knownTPMs) clear() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.entries, m.order, m.next = map[[sha256.Size]byte]*knownTPM{}, nil, 0
+	m.entries.clear()
 }
 
 // len is the number of TPMs remembered.
 func (m *knownTPMs) len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.entries)
+	return m.entries.len()
 }

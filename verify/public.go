@@ -67,16 +67,16 @@ const maxTemplates = 64
 // with its own unique, sharing the template's read-only fields.
 type templateMemo struct {
 	mu      sync.Mutex
-	entries map[string]*tpm2.TPMTPublic
-	order   []string
+	entries *boundedMap[string, *tpm2.TPMTPublic]
 }
 
-var templates = &templateMemo{entries: map[string]*tpm2.TPMTPublic{}}
+var templates = &templateMemo{entries: newBoundedMap[string, *tpm2.TPMTPublic](maxTemplates)}
 
 func (m *templateMemo) lookup(prefix []byte) *tpm2.TPMTPublic {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.entries[string(prefix)]
+	t, _ := m.entries.get(string(prefix))
+	return t
 }
 
 func (m *templateMemo) store(prefix []byte, pub *tpm2.TPMTPublic) {
@@ -84,16 +84,9 @@ func (m *templateMemo) store(prefix []byte, pub *tpm2.TPMTPublic) {
 	t.Unique = tpm2.TPMUPublicID{}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	k := string(prefix)
-	if _, ok := m.entries[k]; ok {
-		return
+	if _, ok := m.entries.get(string(prefix)); !ok {
+		m.entries.put(string(prefix), &t)
 	}
-	if len(m.order) == maxTemplates {
-		delete(m.entries, m.order[0])
-		m.order = m.order[1:]
-	}
-	m.entries[k] = &t
-	m.order = append(m.order, k)
 }
 
 var errKeyType = errors.New("key type is neither RSA nor ECC")

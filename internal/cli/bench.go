@@ -42,8 +42,9 @@ NodeAttestor "tpm"'s Hello and Evidence.
 
 Each identity is a software TPM (package bench/softtpm, never used by the agent): its own
 RSA-2048 EK with a certificate from a manufacturer CA made for the run (--ek-ca: RSA-2048
-keys by default, as Infineon, STMicro and Google sign their RSA EK certificates; p384 for
-an ECDSA P-384 chain, which costs the plugin a slower signature per new TPM), its own P-256 AK,
+keys by default, as Infineon, STMicro and Google sign their RSA EK certificates; p256 or
+p384 for an ECDSA chain, as Nuvoton's; P-384 costs the plugin a slower signature per new
+TPM), its own P-256 AK,
 credential activation and quotes over the server's nonces computed in software as the
 TPM 2.0 specification says. The server plugin verifies them as it does a real TPM's.
 
@@ -138,7 +139,7 @@ The exit code is 1 when an agent ends without an SVID.`,
 	f.IntVar(&o.KillAt, "kill-server-at", 0, "with --ha: kill one server (SIGKILL) once this many agents are attested")
 	f.DurationVar(&o.ReattestFor, "reattest-for", 0, "after the first attestations, re-attest every agent again and again for this long (such as 1m)")
 	f.DurationVar(&o.AttemptTimeout, "attempt-timeout", 2*time.Minute, "an attestation without an answer after this long is lost (and retried)")
-	f.StringVar(&ekCA, "ek-ca", string(mfgca.RSA2048), "key type of the manufacturer CA made for the run: rsa2048 or p384")
+	f.StringVar(&ekCA, "ek-ca", string(mfgca.RSA2048), "key type of the manufacturer CA made for the run: rsa2048, p256 or p384")
 	f.StringVar(&plugin, "plugin", "", "the omens-attestor-server binary (default: beside omens)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")

@@ -177,7 +177,7 @@ func TestBenchAttestRefusesBadFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"--agents", "0", "--concurrency", "1"}, "--agents 0 --concurrency 1: give both, at least 1 (such as --agents 1000 --concurrency 1000)"},
-		{[]string{"--agents", "2", "--concurrency", "1", "--ek-ca", "dsa"}, `--ek-ca "dsa": want one of [p384 rsa2048]`},
+		{[]string{"--agents", "2", "--concurrency", "1", "--ek-ca", "dsa"}, `--ek-ca "dsa": want one of [p384 p256 rsa2048]`},
 		{[]string{"--agents", "2", "--concurrency", "1", "--kill-server-at", "1"}, "--kill-server-at needs --ha: one server has no other to go on through (use --restart-server-at)"},
 	} {
 		code, _, stderr := omens(t, append([]string{"bench", "attest"}, tc.args...)...)

@@ -109,8 +109,8 @@ type EKTemplate struct {
 
 // IssueEK issues an EK certificate, DER encoded, for pub, the public key of an EK (an
 // *rsa.PublicKey, or an *ecdsa.PublicKey on P-256, P-384 or P-521), signed by the
-// intermediate: ECDSA P-384 with SHA-384, or with WithKeyAlgorithm(RSA2048) RSA PKCS #1
-// v1.5 with SHA-256.
+// intermediate: ECDSA P-384 with SHA-384, or as WithKeyAlgorithm says, ECDSA P-256 or RSA
+// PKCS #1 v1.5 with SHA-256.
 func (ca *CA) IssueEK(pub crypto.PublicKey, t EKTemplate) ([]byte, error) {
 	var usage x509.KeyUsage
 	switch k := pub.(type) {
@@ -221,19 +221,22 @@ type options struct {
 }
 
 // KeyAlgorithm is the key type of a CA's root and intermediate, which signs its EK
-// certificates. Vendors use both: Infineon, STMicro and Google sign RSA EK certificates
-// with RSA keys, Nuvoton and AMD's ECC chains with ECDSA.
+// certificates. Vendors use each: Infineon, STMicro and Google sign RSA EK certificates
+// with RSA keys, Nuvoton with ECDSA P-256 (its 2110 root) or P-384 (its newer leaf CAs),
+// AMD's ECC chains with ECDSA.
 type KeyAlgorithm string
 
 const (
 	// P384 is ECDSA on P-384 with SHA-384, the default.
 	P384 KeyAlgorithm = "p384"
+	// P256 is ECDSA on P-256 with SHA-256.
+	P256 KeyAlgorithm = "p256"
 	// RSA2048 is RSA-2048 with PKCS #1 v1.5 and SHA-256.
 	RSA2048 KeyAlgorithm = "rsa2048"
 )
 
 // KeyAlgorithms are the key types WithKeyAlgorithm takes.
-var KeyAlgorithms = []KeyAlgorithm{P384, RSA2048}
+var KeyAlgorithms = []KeyAlgorithm{P384, P256, RSA2048}
 
 // WithKeyAlgorithm sets the key type of the root and the intermediate.
 func WithKeyAlgorithm(alg KeyAlgorithm) Option {
@@ -244,6 +247,8 @@ func (alg KeyAlgorithm) generate() (crypto.Signer, error) {
 	switch alg {
 	case P384, "":
 		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case P256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	case RSA2048:
 		return rsa.GenerateKey(rand.Reader, 2048)
 	}

@@ -343,8 +343,13 @@ func TestNewEphemeralValidity(t *testing.T) {
 }
 
 // TestRSAKeyAlgorithm: a CA with RSA keys signs its chain and its EK certificates with
-// RSA and SHA-256, and they verify as an ECDSA CA's do.
+// RSA and SHA-256, and they verify as an ECDSA CA's do; a P-256 CA signs with ECDSA and
+// SHA-256.
 func TestRSAKeyAlgorithm(t *testing.T) {
+	p := must(mfgca.NewEphemeral("P-256 Vendor", mfgca.WithKeyAlgorithm(mfgca.P256)))
+	if c := p.Intermediate(); c.SignatureAlgorithm != x509.ECDSAWithSHA256 || c.PublicKey.(*ecdsa.PublicKey).Curve != elliptic.P256() {
+		t.Errorf("P-256 intermediate: key %v, signature %v", c.PublicKeyAlgorithm, c.SignatureAlgorithm)
+	}
 	ca := must(mfgca.NewEphemeral("RSA Vendor", mfgca.WithKeyAlgorithm(mfgca.RSA2048)))
 	for _, c := range []*x509.Certificate{ca.Root(), ca.Intermediate()} {
 		if c.PublicKeyAlgorithm != x509.RSA || c.SignatureAlgorithm != x509.SHA256WithRSA {
@@ -359,7 +364,7 @@ func TestRSAKeyAlgorithm(t *testing.T) {
 	if err := ek.CheckSignatureFrom(ca.Intermediate()); err != nil {
 		t.Errorf("EK certificate: %v", err)
 	}
-	if _, err := mfgca.NewEphemeral("Bad", mfgca.WithKeyAlgorithm("dsa")); err == nil || !strings.Contains(err.Error(), `key algorithm "dsa" is none of [p384 rsa2048]`) {
+	if _, err := mfgca.NewEphemeral("Bad", mfgca.WithKeyAlgorithm("dsa")); err == nil || !strings.Contains(err.Error(), `key algorithm "dsa" is none of [p384 p256 rsa2048]`) {
 		t.Errorf("unknown algorithm: %v", err)
 	}
 }
