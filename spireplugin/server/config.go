@@ -355,20 +355,31 @@ func loadHashDir(path string) (map[string]bool, error) {
 	}
 	out := map[string]bool{}
 	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") {
-			continue
+		h, err := hashDirEntry(path, e.Name())
+		if err != nil {
+			return nil, err
 		}
-		h := strings.ToLower(name)
-		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
-			if len(name) > 80 {
-				name = name[:80] + "..."
-			}
-			return nil, fmt.Errorf("%s: entry %q is not named by an EK hash (64 hex digits)", path, name)
+		if h != "" {
+			out[h] = true
 		}
-		out[h] = true
 	}
 	return out, nil
+}
+
+// hashDirEntry reads one name of a hash_path directory: an EK hash in either case (kept in
+// lower case), or a hidden name (".", as editors and tools leave), skipped as "".
+func hashDirEntry(dir, name string) (string, error) {
+	if strings.HasPrefix(name, ".") {
+		return "", nil
+	}
+	h := strings.ToLower(name)
+	if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+		if len(name) > 80 {
+			name = name[:80] + "..."
+		}
+		return "", fmt.Errorf("%s: entry %q is not named by an EK hash (64 hex digits)", dir, name)
+	}
+	return h, nil
 }
 
 func loadBundle(path string) (*verify.Bundle, error) {

@@ -45,3 +45,29 @@ func FuzzParseHashList(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHashDirEntry: any name of a hash_path directory gives a hash, a skip or an error,
+// never a crash; a hash kept is the name in lower case, 64 hex digits; an error quotes at
+// most 80 bytes of the name.
+func FuzzHashDirEntry(f *testing.F) {
+	f.Add(strings.Repeat("AB", 32))
+	f.Add(".swp")
+	f.Add(strings.Repeat("z", 200))
+	f.Fuzz(func(t *testing.T, name string) {
+		h, err := hashDirEntry("hashes", name)
+		switch {
+		case err != nil:
+			if h != "" || len(err.Error()) > len("hashes: entry  is not named by an EK hash (64 hex digits)")+4*83 {
+				t.Fatalf("error %q with %q", err, h)
+			}
+		case h == "":
+			if !strings.HasPrefix(name, ".") {
+				t.Fatalf("skipped %q", name)
+			}
+		default:
+			if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" || h != strings.ToLower(name) {
+				t.Fatalf("kept %q for %q", h, name)
+			}
+		}
+	})
+}
