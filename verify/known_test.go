@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -96,3 +97,33 @@ func TestKnownTPMStillChecked(t *testing.T) {
 }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// TestKnownTPMsConcurrent: attestations of the same TPMs at once, from memory and afresh,
+// each accepted under its own EK hash (run with -race).
+func TestKnownTPMsConcurrent(t *testing.T) {
+	ca := must(mfgca.NewEphemeral("omens known concurrent"))
+	tpms := []*softtpm.TPM{must(softtpm.New(ca)), must(softtpm.New(ca)), must(softtpm.New(ca))}
+	v := &verify.Verifier{EK: verify.EKPolicy{Bundle: testattest.CABundle(ca)}, PCRBank: tpm2.TPMAlgSHA256, PCRs: tpmrules.DefaultPCRs()}
+	errs := make(chan error, 24)
+	for i := range 24 {
+		go func() {
+			tpm := tpms[i%len(tpms)]
+			s, ch, err := v.Begin(must(tpm.Hello()))
+			if err == nil {
+				var ev []byte
+				if ev, err = tpm.Evidence(must(protocol.Encode(ch))); err == nil {
+					var res *verify.Result
+					if res, err = s.Finish(ev); err == nil && res.EKHash != must(verify.EKHash(tpm.EKPublicKey())) {
+						err = errors.New("accepted under another TPM's EK hash " + res.EKHash)
+					}
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 24 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
