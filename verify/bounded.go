@@ -1,10 +1,13 @@
 package verify
 
+import "sync"
+
 // boundedMap is a map of at most max entries that forgets the oldest stored first: the
 // shape of every memory the verifier keeps of what it has seen (chaincache.go, known.go,
-// public.go's templates), so that no sender can grow one without bound. It is not safe
-// for concurrent use; its owner holds a lock.
+// public.go's templates), so that no sender can grow one without bound. It is safe for
+// concurrent use.
 type boundedMap[K comparable, V any] struct {
+	mu      sync.Mutex
 	max     int
 	entries map[K]V
 	// order is the keys in the order they were stored; next is where the next key goes
@@ -18,6 +21,8 @@ func newBoundedMap[K comparable, V any](max int) *boundedMap[K, V] {
 }
 
 func (m *boundedMap[K, V]) get(k K) (V, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	v, ok := m.entries[k]
 	return v, ok
 }
@@ -28,6 +33,8 @@ func (m *boundedMap[K, V]) put(k K, v V) {
 	if m.max <= 0 {
 		return
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if _, ok := m.entries[k]; !ok {
 		if len(m.order) < m.max {
 			m.order = append(m.order, k)
@@ -40,7 +47,15 @@ func (m *boundedMap[K, V]) put(k K, v V) {
 	m.entries[k] = v
 }
 
-func (m *boundedMap[K, V]) len() int { return len(m.entries) }
+func (m *boundedMap[K, V]) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries)
+}
 
 // clear forgets every entry.
-func (m *boundedMap[K, V]) clear() { m.entries, m.order, m.next = map[K]V{}, nil, 0 }
+func (m *boundedMap[K, V]) clear() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.entries, m.order, m.next = map[K]V{}, nil, 0
+}

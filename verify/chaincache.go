@@ -23,9 +23,10 @@ const maxVerifiedChains = 16384
 // chainCache is what a Bundle remembers of the chains it verified. It is safe for
 // concurrent use; a nil *chainCache remembers nothing.
 type chainCache struct {
-	mu      sync.Mutex
 	max     int
 	entries *boundedMap[[sha256.Size]byte, *chainEntry]
+	// mu guards above.
+	mu sync.Mutex
 	// above holds, per CA certificate of the bundle that issued a verified EK
 	// certificate, the verified paths from it (first) to a root. Its keys are the
 	// bundle's own certificates, so it is bounded by the bundle.
@@ -51,9 +52,7 @@ func (c *chainCache) lookup(leaf *x509.Certificate, now time.Time) [][]*x509.Cer
 		return nil
 	}
 	key := sha256.Sum256(leaf.Raw)
-	c.mu.Lock()
 	e, _ := c.entries.get(key)
-	c.mu.Unlock()
 	if e == nil || !bytes.Equal(e.raw, leaf.Raw) {
 		return nil
 	}

@@ -107,7 +107,7 @@ type ekProof struct {
 // once the attestation is accepted.
 func (p *ekProof) remember() {
 	if !p.fromMemory {
-		known.store(p.decodedKey, p.decoded)
+		known.put(p.decodedKey, p.decoded)
 	}
 }
 
@@ -140,13 +140,10 @@ func (v ekVerifier) resume(ekCert, ekPublic, akPublic []byte, secret, nonce []by
 // keeps those.
 func (v ekVerifier) prove(ekCert, ekPublic, akPublic []byte, props protocol.TPMProperties, secret, nonce []byte) (*ekProof, error) {
 	key := knownKey(ekCert, ekPublic, akPublic)
-	k := known.lookup(key)
-	fromMemory := k != nil
-	if !fromMemory {
-		k = &knownTPM{}
-	}
+	k, fromMemory := known.get(key)
 	var err error
 	if !fromMemory {
+		k = &knownTPM{}
 		if k.ekPub, err = unmarshalPublic(ekPublic); err != nil {
 			return nil, reject(CheckEKPublic, "EK public area: %v", err)
 		}

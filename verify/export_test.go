@@ -15,8 +15,6 @@ func SHA1Explanation(b *Bundle, c *x509.Certificate) string {
 func RememberChains(b *Bundle, max int) (held func() int) {
 	b.verified = newChainCache(max)
 	return func() int {
-		b.verified.mu.Lock()
-		defer b.verified.mu.Unlock()
 		return b.verified.entries.len()
 	}
 }

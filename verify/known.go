@@ -13,7 +13,6 @@ package verify
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -30,20 +29,9 @@ type knownTPM struct {
 	cert         *EKCertificate
 }
 
-// knownTPMs is a bounded memory of knownTPM, forgetting the oldest first. It is safe for
-// concurrent use.
-type knownTPMs struct {
-	mu      sync.Mutex
-	entries *boundedMap[[sha256.Size]byte, *knownTPM]
-}
-
 // known is the verifier's memory, shared by every Verifier and Enroller of the process:
 // what it holds depends only on the bytes, never on a policy.
-var known = newKnownTPMs(maxKnownTPMs)
-
-func newKnownTPMs(max int) *knownTPMs {
-	return &knownTPMs{entries: newBoundedMap[[sha256.Size]byte, *knownTPM](max)}
-}
+var known = newBoundedMap[[sha256.Size]byte, *knownTPM](maxKnownTPMs)
 
 // knownKey is the SHA-256 of the three byte strings, each preceded by its length.
 func knownKey(ekCert, ekPublic, akPublic []byte) [sha256.Size]byte {
@@ -57,31 +45,4 @@ func knownKey(ekCert, ekPublic, akPublic []byte) [sha256.Size]byte {
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
 	return k
-}
-
-func (m *knownTPMs) lookup(key [sha256.Size]byte) *knownTPM {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k, _ := m.entries.get(key)
-	return k
-}
-
-func (m *knownTPMs) store(key [sha256.Size]byte, k *knownTPM) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.entries.put(key, k)
-}
-
-// clear forgets every TPM.
-func (m *knownTPMs) clear() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.entries.clear()
-}
-
-// len is the number of TPMs remembered.
-func (m *knownTPMs) len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.entries.len()
 }

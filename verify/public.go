@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -34,7 +33,7 @@ func unmarshalPublic(b []byte) (*tpm2.TPMTPublic, error) {
 	if n != len(b) {
 		return nil, errNotCanonical
 	}
-	if t := templates.lookup(b[:uniqueAt]); t != nil {
+	if t, ok := templates.get(string(b[:uniqueAt])); ok {
 		pub := *t
 		pub.Unique = decodeUnique(pub.Type, b[uniqueAt:])
 		return &pub, nil
@@ -43,7 +42,9 @@ func unmarshalPublic(b []byte) (*tpm2.TPMTPublic, error) {
 	if err != nil {
 		return nil, err
 	}
-	templates.store(b[:uniqueAt], pub)
+	t := *pub
+	t.Unique = tpm2.TPMUPublicID{}
+	templates.put(string(b[:uniqueAt]), &t)
 	return pub, nil
 }
 
@@ -62,32 +63,10 @@ func decodeUnique(typ tpm2.TPMIAlgPublic, b []byte) tpm2.TPMUPublicID {
 // vendor, one AK template), and beyond the bound the oldest is forgotten.
 const maxTemplates = 64
 
-// templateMemo remembers decoded public areas by the exact bytes of their fields before
-// unique. The remembered structures are never modified: a decoded public area is a copy
-// with its own unique, sharing the template's read-only fields.
-type templateMemo struct {
-	mu      sync.Mutex
-	entries *boundedMap[string, *tpm2.TPMTPublic]
-}
-
-var templates = &templateMemo{entries: newBoundedMap[string, *tpm2.TPMTPublic](maxTemplates)}
-
-func (m *templateMemo) lookup(prefix []byte) *tpm2.TPMTPublic {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t, _ := m.entries.get(string(prefix))
-	return t
-}
-
-func (m *templateMemo) store(prefix []byte, pub *tpm2.TPMTPublic) {
-	t := *pub
-	t.Unique = tpm2.TPMUPublicID{}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.entries.get(string(prefix)); !ok {
-		m.entries.put(string(prefix), &t)
-	}
-}
+// templates are decoded public areas, their unique field empty, by the exact bytes of
+// their fields before unique. They are never modified: a public area decoded from one is a
+// copy with its own unique, sharing the template's read-only fields.
+var templates = newBoundedMap[string, *tpm2.TPMTPublic](maxTemplates)
 
 var errKeyType = errors.New("key type is neither RSA nor ECC")
 

@@ -75,7 +75,7 @@ func TestPublicFromTemplate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if templates.lookup(b[:at]) == nil {
+			if _, ok := templates.get(string(b[:at])); !ok {
 				t.Errorf("%v: template not remembered", tmpl.Type)
 			}
 			var u []byte
