@@ -135,6 +135,19 @@ func playRollback(ctx context.Context, l *Lab, out io.Writer) error {
 	return nil
 }
 
+// restartUntil restarts the SPIRE server (which reads the changed configuration) and
+// host's agent, and waits for the agent's next log line with substr.
+func (l *Lab) restartUntil(ctx context.Context, p *ports, ca *caState, host, agentLog, substr string) (string, error) {
+	before := countLines(agentLog, substr)
+	if err := l.restartServer(ctx, p, ca); err != nil {
+		return "", err
+	}
+	if err := l.restartAgent(ctx, p, host); err != nil {
+		return "", err
+	}
+	return waitLine(ctx, agentLog, substr, before, 3*time.Minute)
+}
+
 func (l *Lab) rollback(ctx context.Context, out io.Writer, host string, p *ports, ca *caState) error {
 	agentLog := process{name: host + "-agent", dir: l.Dir}.logFile()
 	const failed, reattested = "Could not reattest agent", "Successfully reattested node"
@@ -188,14 +201,7 @@ func (l *Lab) rollback(ctx context.Context, out io.Writer, host string, p *ports
 	}
 	fmt.Fprintf(out, "3. omens migrate rollback --host %s --to ek:\n", host)
 	printSteps(out, res)
-	before = countLines(agentLog, reattested)
-	if err := l.restartServer(ctx, p, ca); err != nil {
-		return err
-	}
-	if err := l.restartAgent(ctx, p, host); err != nil {
-		return err
-	}
-	if line, err = waitLine(ctx, agentLog, reattested, before, 3*time.Minute); err != nil {
+	if line, err = l.restartUntil(ctx, p, ca, host, agentLog, reattested); err != nil {
 		return err
 	}
 	id := logField(line, "spiffe_id")
@@ -239,14 +245,7 @@ func (l *Lab) rollback(ctx context.Context, out io.Writer, host string, p *ports
 	}
 	fmt.Fprintf(out, "6. omens migrate forward --host %s --to devid:\n", host)
 	printSteps(out, res)
-	before = countLines(agentLog, reattested)
-	if err := l.restartServer(ctx, p, ca); err != nil {
-		return err
-	}
-	if err := l.restartAgent(ctx, p, host); err != nil {
-		return err
-	}
-	if line, err = waitLine(ctx, agentLog, reattested, before, 3*time.Minute); err != nil {
+	if line, err = l.restartUntil(ctx, p, ca, host, agentLog, reattested); err != nil {
 		return err
 	}
 	// Attested with its DevID again: its node alias gets the DevID selector back (omens apply).
